@@ -1,0 +1,63 @@
+"""The aiohttp application: routes plus the one middleware that turns every
+failure into the protocol's JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .admin import add_admin_routes
+from .context import CONTEXT_KEY, BusContext, error_response
+from .errors import ApiError, DurabilityError
+from .metrics import metrics
+from .routes import add_routes
+
+__all__ = ["build_app"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Room for JSON framing around the largest payload or result, escaped.
+_BODY_OVERHEAD = 64 * 1024
+
+
+def build_app(ctx: BusContext) -> web.Application:
+    limits = ctx.settings.limits
+    max_body = 2 * max(limits.max_payload_bytes, limits.max_result_bytes) + _BODY_OVERHEAD
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except ApiError as err:
+            response = error_response(err)
+        except DurabilityError:
+            response = error_response(
+                ApiError(503, "storage_unavailable", "The bus cannot write to its database.")
+            )
+        except web.HTTPException as exc:
+            code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+                exc.status, "invalid_request"
+            )
+            message = exc.reason if exc.status != 404 else f"No such endpoint: {request.path}"
+            response = error_response(ApiError(exc.status, code, message))
+        except Exception:
+            # Never a traceback to the client; the log carries the route, not the body.
+            log.exception("unhandled error", extra={"route": name, "method": request.method})
+            response = error_response(
+                ApiError(500, "internal_error", "The bus failed to handle this request.")
+            )
+        ctx.responses[(name, response.status)] += 1
+        return response
+
+    app = web.Application(middlewares=[errors], client_max_size=max_body)
+    app[CONTEXT_KEY] = ctx
+    add_routes(app)
+    add_admin_routes(app)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,124 @@
+"""What every request handler shares: the engine, the keys, the KV store, the checks."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from intent_fleet import __version__
+
+from .auth import KeyRing, SignatureChecker
+from .engine import Engine
+from .errors import ApiError
+from .kv import KVStore
+from .ratelimit import RateLimiter
+from .records import Caller
+from .settings import BusSettings
+from .store import Store
+
+__all__ = ["PROTOCOL_VERSION", "BusContext", "error_response", "json_response"]
+
+PROTOCOL_VERSION = "2.1"
+SERVER_NAME = f"intent-fleet/{__version__}"
+
+_BASE_HEADERS = {
+    "X-Intent-Version": PROTOCOL_VERSION,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+CONTEXT_KEY: web.AppKey[BusContext] = web.AppKey("bus_context")
+
+
+def json_response(
+    status: int, document: Any, *, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(document),
+        content_type="application/json",
+        headers={**_BASE_HEADERS, **headers} if headers else _BASE_HEADERS,
+    )
+
+
+def empty_response(status: int, *, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, headers={**_BASE_HEADERS, **headers} if headers else _BASE_HEADERS
+    )
+
+
+def error_response(err: ApiError) -> web.Response:
+    return json_response(
+        err.status, {"error": {"code": err.code, "message": err.message}}, headers=err.headers
+    )
+
+
+@dataclass(slots=True)
+class BusContext:
+    """Long-lived parts of one running bus, built once by :mod:`.server`."""
+
+    settings: BusSettings
+    store: Store
+    engine: Engine
+    keys: KeyRing
+    kv: KVStore
+    signatures: SignatureChecker
+    limiter: RateLimiter
+    clock: Callable[[], float] = time.time
+    started_at: float = field(default_factory=time.time)
+    #: (route, status) -> answers, for /metrics.
+    responses: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+    async def authenticate(self, request: web.Request, body: bytes) -> Caller:
+        """API key, then signature, then rate limit: the protocol's order of checks."""
+        presented = request.headers.get("X-API-KEY")
+        if not presented:
+            raise ApiError(401, "unauthorized", "Missing X-API-KEY header.")
+        caller = self.keys.authenticate(presented)
+        if caller is None:
+            raise ApiError(401, "unauthorized", "Invalid or revoked API key.")
+        now = self.clock()
+        self.signatures.check(
+            caller=caller,
+            api_key=presented,
+            method=request.method,
+            raw_path=request.raw_path,
+            headers=request.headers,
+            body=body,
+            now=now,
+        )
+        if not caller.admin:
+            wait = self.limiter.acquire(caller.key_id, now=now)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "Too many requests for this key; retry after the Retry-After delay.",
+                    headers={"Retry-After": str(wait)},
+                )
+        return caller
+
+    def require_admin(self, request: web.Request) -> None:
+        token = request.headers.get("X-Admin-Token")
+        if not token or not self.keys.is_admin_token(token):
+            raise ApiError(401, "unauthorized", "Admin routes need a valid X-Admin-Token header.")
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"The request body is larger than {request.app._client_max_size} bytes.",
+        ) from None
+
+
+__all__ += ["CONTEXT_KEY", "SERVER_NAME", "empty_response", "read_body"]

@@ -1,0 +1,678 @@
+"""The intent life cycle: publish, claim, extend, fulfill, fail, expire, retry, cancel.
+
+The engine is the single owner of the bus's live state. Every operation
+changes memory synchronously on the event loop thread (so no two requests can
+interleave inside a transition), queues the matching database write, and
+awaits its commit before the caller answers: nothing is acknowledged that is
+not on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import ApiError
+from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
+from .records import Caller, Intent, Status, Visibility
+from .settings import BusSettings
+from .store import (
+    LoadedState,
+    Op,
+    Store,
+    TerminalRow,
+    fulfill_op,
+    insert_intent_op,
+    update_state_op,
+)
+
+__all__ = ["Engine", "GoalStats", "PublishOutcome", "PublishRequest"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+#: Longest ``/fail`` error text kept, as the reference server does.
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """A validated ``POST /intent`` body."""
+
+    namespace: str
+    goal: str
+    payload: bytes
+    visibility: Visibility
+    priority: int
+    delay: float
+    max_attempts: int
+    backoff_base: float
+    target_worker: str | None
+    required_capability: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What ``POST /intent`` answers: the intent's id and namespace."""
+
+    id: str
+    namespace: str
+    #: True when an earlier request with the same idempotency key is answered again.
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoalStats:
+    """Backlog of one (namespace, goal), as ``/stats`` and ``/metrics`` report it."""
+
+    namespace: str
+    goal: str
+    ready: int
+    delayed: int
+    claimed: int
+    dead: int
+    oldest_ready_age_seconds: float
+
+
+@dataclass(slots=True)
+class _Waiter:
+    flt: ClaimFilter
+    admin: bool
+    future: asyncio.Future[Intent | None]
+
+
+class Engine:
+    """Live state of the bus plus the rules that change it."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: BusSettings,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._queue_settings = settings.queue
+        self._clock = clock
+        self._rng = rng or random.Random()  # jitter only; never security relevant
+        self._intents: dict[str, Intent] = {}
+        self._index = ReadyIndex()
+        self._delayed = TimedHeap(lambda i: i.run_at, Status.OPEN)
+        self._leases = TimedHeap(lambda i: i.lease_until, Status.CLAIMED)
+        self._waiters: dict[tuple[str, str | None], dict[int, _Waiter]] = {}
+        self._pending_idempotency: dict[
+            tuple[str, str], tuple[Intent, asyncio.Future[list[object]]]
+        ] = {}
+        #: (namespace, goal, terminal status) -> count, for /metrics and /stats.
+        self._terminal: dict[tuple[str, str, str], int] = {}
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.claims_served = 0
+        self.long_poll_handoffs = 0
+
+    # -- life cycle -------------------------------------------------------
+    def load(self, state: LoadedState) -> None:
+        now = self._clock()
+        self._seq = state.max_seq
+        self._terminal = dict(state.terminal_counts)
+        for intent in state.intents:
+            self._intents[intent.id] = intent
+            if intent.status is Status.CLAIMED:
+                assert intent.lease_until is not None
+                if intent.lease_until > now:
+                    self._enter(intent, "claimed")
+                    self._leases.push(intent)
+                    continue
+                # The lease ran out while the bus was down.
+                intent.status = Status.OPEN
+                intent.claim_token = None
+                intent.lease_until = None
+            self._make_open(intent, now)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._reschedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.release_waiters()
+
+    def release_waiters(self) -> None:
+        """Answer every long-polling claim with "nothing" (used when shutting down)."""
+        for waiters in self._waiters.values():
+            for w in waiters.values():
+                if not w.future.done():
+                    w.future.set_result(None)
+        self._waiters.clear()
+
+    # -- bookkeeping ------------------------------------------------------
+    def _queue_of(self, intent: Intent) -> GoalQueue:
+        return self._index.queue(intent.namespace, intent.goal)
+
+    def _enter(self, intent: Intent, place: str) -> None:
+        q = self._queue_of(intent)
+        if place == "ready":
+            q.push(intent)  # counts itself
+        elif place == "delayed":
+            q.delayed += 1
+        elif place == "claimed":
+            q.claimed += 1
+        intent.place = place
+
+    def _leave(self, intent: Intent) -> None:
+        q = self._queue_of(intent)
+        if intent.place == "ready":
+            q.ready -= 1
+        elif intent.place == "delayed":
+            q.delayed -= 1
+        elif intent.place == "claimed":
+            q.claimed -= 1
+        intent.place = ""
+        intent.generation += 1
+
+    def _make_open(self, intent: Intent, now: float) -> None:
+        """Put an open intent where it belongs: ready now, or delayed until run_at."""
+        intent.status = Status.OPEN
+        if intent.run_at > now:
+            self._enter(intent, "delayed")
+            self._delayed.push(intent)
+            self._reschedule(intent.run_at)
+        else:
+            self._enter(intent, "ready")
+            self._serve_waiters(intent)
+
+    def _terminal_count(self, intent: Intent, status: Status, delta: int) -> None:
+        key = (intent.namespace, intent.goal, status.value)
+        self._terminal[key] = self._terminal.get(key, 0) + delta
+
+    def _commit(
+        self, ops: list[Op], *, on_durable: Callable[[], None] | None = None
+    ) -> asyncio.Future[list[object]]:
+        """Queue ops; run ``on_durable`` once they are on disk, whether or not
+        the request that caused them is still waiting (a client that hangs up
+        must not leave memory and disk disagreeing)."""
+        fut = self._store.submit(ops)
+        if on_durable is not None:
+
+            def done(f: asyncio.Future[list[object]]) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    on_durable()
+
+            fut.add_done_callback(done)
+        return fut
+
+    # -- publish ----------------------------------------------------------
+    async def publish(
+        self,
+        caller: Caller,
+        req: PublishRequest,
+        *,
+        idempotency_key: str | None,
+        body: bytes,
+    ) -> PublishOutcome:
+        """Create an intent, or answer as before for a repeated idempotency key."""
+        body_hash = hashlib.sha256(body).digest() if idempotency_key else None
+        if idempotency_key is not None:
+            replay = await self._idempotent_replay(caller, idempotency_key, body_hash)
+            if replay is not None:
+                return replay
+        now = self._clock()
+        self._seq += 1
+        intent = Intent(
+            id=uuid.uuid4().hex,
+            namespace=req.namespace,
+            goal=req.goal,
+            publisher=caller.key_id,
+            visibility=req.visibility,
+            payload=req.payload,
+            priority=req.priority,
+            max_attempts=req.max_attempts,
+            backoff_base=req.backoff_base,
+            target_worker=req.target_worker,
+            required_capability=req.required_capability,
+            status=Status.OPEN,
+            attempts=0,
+            run_at=now + req.delay,
+            created_at=now,
+            updated_at=now,
+            seq=self._seq,
+            idempotency_key=idempotency_key,
+            body_hash=body_hash,
+        )
+        pending_key = (caller.key_id, idempotency_key) if idempotency_key else None
+
+        def activate() -> None:
+            # Claimable only once durable: a worker never sees an intent a crash could undo.
+            self._intents[intent.id] = intent
+            self._make_open(intent, self._clock())
+
+        def settle(_f: asyncio.Future[list[object]]) -> None:
+            if pending_key is not None:
+                self._pending_idempotency.pop(pending_key, None)
+
+        commit = self._commit([insert_intent_op(intent)], on_durable=activate)
+        commit.add_done_callback(settle)
+        if pending_key is not None:
+            self._pending_idempotency[pending_key] = (intent, commit)
+        await asyncio.shield(commit)
+        return PublishOutcome(id=intent.id, namespace=intent.namespace, replayed=False)
+
+    async def _idempotent_replay(
+        self, caller: Caller, key: str, body_hash: bytes | None
+    ) -> PublishOutcome | None:
+        pending = self._pending_idempotency.get((caller.key_id, key))
+        if pending is not None:
+            intent, commit = pending
+            if intent.body_hash != body_hash:
+                raise _idempotency_conflict()
+            # The same request is still committing: answer as it will.
+            await asyncio.shield(commit)
+            return PublishOutcome(id=intent.id, namespace=intent.namespace, replayed=True)
+        found = self._store.find_idempotent(caller.key_id, key)
+        if found is None:
+            return None
+        intent_id, namespace, stored_hash = found
+        if stored_hash != body_hash:
+            raise _idempotency_conflict()
+        return PublishOutcome(id=intent_id, namespace=namespace, replayed=True)
+
+    # -- claim ------------------------------------------------------------
+    async def claim(
+        self, flt: ClaimFilter, *, admin: bool, wait: float, lease_seconds: int | None = None
+    ) -> Intent | None:
+        lease = lease_seconds or self._queue_settings.claim_timeout_seconds
+        intent = self._claim_now(flt, admin=admin, lease=lease)
+        if intent is None and wait > 0:
+            intent = await self._wait_for_claim(flt, admin=admin, wait=wait, lease=lease)
+        if intent is None:
+            return None
+        try:
+            await self._store.submit([update_state_op(intent)])
+        except asyncio.CancelledError:
+            # The caller went away before it could learn of its lease: undo it.
+            self._unclaim(intent)
+            raise
+        return intent
+
+    def _claim_now(self, flt: ClaimFilter, *, admin: bool, lease: int) -> Intent | None:
+        intent = self._index.select(flt, admin=admin)
+        if intent is None:
+            return None
+        now = self._clock()
+        self._leave(intent)
+        intent.status = Status.CLAIMED
+        intent.attempts += 1
+        intent.claim_token = secrets.token_hex(16)
+        intent.lease_until = now + lease
+        intent.claimer = flt.caller
+        intent.worker_id = flt.worker_id
+        intent.updated_at = now
+        self._enter(intent, "claimed")
+        self._leases.push(intent)
+        self._reschedule(intent.lease_until)
+        self.claims_served += 1
+        return intent
+
+    def _unclaim(self, intent: Intent) -> None:
+        if intent.status is not Status.CLAIMED:
+            return
+        self._leave(intent)
+        intent.attempts -= 1
+        intent.claim_token = None
+        intent.lease_until = None
+        intent.claimer = None
+        intent.worker_id = None
+        self._make_open(intent, self._clock())
+        self._persist_in_background([update_state_op(intent)])
+
+    async def _wait_for_claim(
+        self, flt: ClaimFilter, *, admin: bool, wait: float, lease: int
+    ) -> Intent | None:
+        assert self._loop is not None
+        fut: asyncio.Future[Intent | None] = self._loop.create_future()
+        key = (flt.namespace, flt.goal)
+        waiters = self._waiters.setdefault(key, {})
+        token = id(fut)
+        waiters[token] = _Waiter(flt=flt, admin=admin, future=fut)
+        try:
+            async with asyncio.timeout(wait):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            return None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and (got := fut.result()) is not None:
+                self._unclaim(got)
+            raise
+        finally:
+            waiters.pop(token, None)
+            if not waiters:
+                self._waiters.pop(key, None)
+            if not fut.done():
+                fut.cancel()
+
+    def _serve_waiters(self, intent: Intent) -> None:
+        """Hand a newly ready intent straight to a waiting long-poll claim."""
+        for key in ((intent.namespace, intent.goal), (intent.namespace, None)):
+            waiters = self._waiters.get(key)
+            if not waiters:
+                continue
+            for token, w in list(waiters.items()):
+                if intent.status is not Status.OPEN:
+                    return
+                if w.future.done():
+                    waiters.pop(token, None)
+                    continue
+                lease = self._queue_settings.claim_timeout_seconds
+                got = self._claim_now(w.flt, admin=w.admin, lease=lease)
+                if got is not None:
+                    waiters.pop(token, None)
+                    w.future.set_result(got)
+                    self.long_poll_handoffs += 1
+
+    # -- lease operations -------------------------------------------------
+    def _leased(self, caller: Caller, intent_id: str, token: str | None) -> Intent:
+        intent = self._intents.get(intent_id)
+        if (
+            intent is None
+            or intent.status is not Status.CLAIMED
+            or (token is None and intent.claimer != caller.key_id)
+            or (token is not None and not secrets.compare_digest(token, intent.claim_token or ""))
+        ):
+            raise ApiError(
+                404,
+                "not_found",
+                "Intent not found, not claimed by you, or the claim token is stale "
+                "(the lease expired or the intent was claimed again).",
+            )
+        return intent
+
+    async def extend(self, caller: Caller, intent_id: str, token: str | None, seconds: int) -> int:
+        q = self._queue_settings
+        seconds = max(q.min_extend_seconds, min(q.max_extend_seconds, seconds))
+        intent = self._leased(caller, intent_id, token)
+        now = self._clock()
+        self._leave(intent)
+        intent.lease_until = now + seconds
+        intent.updated_at = now
+        self._enter(intent, "claimed")
+        self._leases.push(intent)
+        await self._store.submit([update_state_op(intent)])
+        return seconds
+
+    async def fulfill(
+        self,
+        caller: Caller,
+        intent_id: str,
+        token: str | None,
+        *,
+        result: bytes | None,
+        result_type: str | None,
+    ) -> None:
+        intent = self._leased(caller, intent_id, token)
+        now = self._clock()
+        self._leave(intent)
+        intent.status = Status.FULFILLED
+        intent.updated_at = now
+        intent.last_error = None
+        self._terminal_count(intent, Status.FULFILLED, +1)
+        await asyncio.shield(
+            self._commit(
+                [fulfill_op(intent, result=result, result_type=result_type, now=now)],
+                on_durable=lambda: self._forget(intent),
+            )
+        )
+
+    async def fail(self, caller: Caller, intent_id: str, token: str | None, error: str) -> Status:
+        intent = self._leased(caller, intent_id, token)
+        now = self._clock()
+        self._leave(intent)
+        intent.last_error = error[:MAX_ERROR_CHARS]
+        intent.claim_token = None
+        intent.lease_until = None
+        intent.updated_at = now
+        if intent.attempts >= intent.max_attempts:
+            self._die(intent)
+        else:
+            intent.claimer = None
+            intent.run_at = now + self._backoff(intent)
+            self._make_open(intent, now)
+        status = intent.status
+        await asyncio.shield(
+            self._commit([update_state_op(intent)], on_durable=lambda: self._forget(intent))
+        )
+        return status
+
+    def _backoff(self, intent: Intent) -> float:
+        # base * 2^attempts plus up to 2 s of jitter, as the reference server does,
+        # so a batch that failed together does not come back together.
+        delay: float = intent.backoff_base * (2 ** min(intent.attempts, 20))
+        return min(delay, 24 * 3600.0) + self._rng.uniform(0.0, 2.0)
+
+    def _die(self, intent: Intent) -> None:
+        intent.status = Status.DEAD
+        intent.claim_token = None
+        intent.lease_until = None
+        self._terminal_count(intent, Status.DEAD, +1)
+
+    # -- timers: delayed intents and expiring leases ---------------------
+    def _reschedule(self, at: float | None = None) -> None:
+        if self._loop is None:
+            return
+        if at is not None and self._timer_at is not None and self._timer_at <= at:
+            return
+        candidates = [t for t in (self._delayed.next_due(), self._leases.next_due()) if t]
+        if at is not None:
+            candidates.append(at)
+        if not candidates:
+            return
+        due = min(candidates)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = self._loop.call_later(max(0.0, due - self._clock()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self._clock()
+        for intent in list(self._delayed.pop_due(now)):
+            self._leave(intent)
+            self._enter(intent, "ready")
+            self._serve_waiters(intent)
+        ops: list[Op] = []
+        dead: list[Intent] = []
+        for intent in list(self._leases.pop_due(now)):
+            self._leave(intent)
+            intent.claim_token = None
+            intent.lease_until = None
+            intent.updated_at = now
+            if intent.attempts >= intent.max_attempts:
+                intent.last_error = intent.last_error or "Lease expired on the last attempt."
+                self._die(intent)
+                dead.append(intent)
+                ops.append(update_state_op(intent))
+            else:
+                intent.claimer = None
+                self._make_open(intent, now)
+        if ops:
+            self._persist_in_background(ops, then_forget=tuple(dead))
+        self._reschedule()
+
+    def _persist_in_background(self, ops: list[Op], then_forget: tuple[Intent, ...] = ()) -> None:
+        def forget() -> None:
+            for intent in then_forget:
+                self._forget(intent)
+
+        self._commit(ops, on_durable=forget)
+
+    def _forget(self, intent: Intent) -> None:
+        """Drop a terminal intent from memory; the database answers for it from now on."""
+        if intent.status.terminal:
+            self._intents.pop(intent.id, None)
+
+    # -- admin ------------------------------------------------------------
+    async def cancel(self, intent_id: str) -> None:
+        intent = self._intents.get(intent_id)
+        if intent is None:
+            row = self._store.read_terminal(intent_id)
+            if row is None:
+                raise _not_found()
+            raise ApiError(
+                409,
+                "conflict",
+                f"Intent is already {row.status}; only live intents can be cancelled.",
+            )
+        now = self._clock()
+        self._leave(intent)
+        intent.status = Status.CANCELLED
+        intent.claim_token = None
+        intent.lease_until = None
+        intent.updated_at = now
+        intent.last_error = "Cancelled by admin"
+        self._terminal_count(intent, Status.CANCELLED, +1)
+        await asyncio.shield(
+            self._commit([update_state_op(intent)], on_durable=lambda: self._forget(intent))
+        )
+
+    async def retry(self, intent_id: str) -> None:
+        """Give a dead (or cancelled) intent a fresh set of attempts."""
+        if intent_id in self._intents:
+            raise ApiError(
+                409, "conflict", "Intent is still live; only dead or cancelled ones can be retried."
+            )
+        intent = self._store.read_intent(intent_id)
+        if intent is None:
+            raise _not_found()
+        if intent.status not in (Status.DEAD, Status.CANCELLED):
+            raise ApiError(
+                409,
+                "conflict",
+                f"Intent is {intent.status.value}; only dead or cancelled ones can be retried.",
+            )
+        now = self._clock()
+        self._terminal_count(intent, intent.status, -1)
+        intent.status = Status.OPEN
+        intent.attempts = 0
+        intent.run_at = now
+        intent.updated_at = now
+        intent.claimer = None
+        intent.worker_id = None
+        intent.last_error = "Retried by admin"
+
+        def activate() -> None:
+            self._intents[intent.id] = intent
+            self._make_open(intent, self._clock())
+
+        await asyncio.shield(self._commit([update_state_op(intent)], on_durable=activate))
+
+    async def purge(self, namespace: str | None) -> int:
+        """Delete every intent (of one namespace, or all); returns how many rows went."""
+        victims = [
+            i for i in self._intents.values() if namespace is None or i.namespace == namespace
+        ]
+        for intent in victims:
+            self._leave(intent)
+            intent.status = Status.CANCELLED
+            del self._intents[intent.id]
+        self._terminal = {
+            k: v for k, v in self._terminal.items() if namespace is not None and k[0] != namespace
+        }
+        sql, params = (
+            ("DELETE FROM intents", ())
+            if namespace is None
+            else ("DELETE FROM intents WHERE namespace=?", (namespace,))
+        )
+
+        def sweep(conn: sqlite3.Connection) -> int:
+            return conn.execute(sql, params).rowcount
+
+        (deleted,) = await self._store.submit([sweep])
+        return int(deleted)
+
+    def live(self, intent_id: str) -> Intent | None:
+        return self._intents.get(intent_id)
+
+    async def cleanup(self) -> dict[str, int]:
+        """Remove terminal intents past retention and expired KV rows."""
+        cutoff = self._clock() - self._settings.storage.retention_seconds
+
+        def sweep(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return conn.execute(
+                "DELETE FROM intents WHERE status IN ('fulfilled','dead','cancelled')"
+                " AND updated_at < ? RETURNING namespace, goal, status",
+                (cutoff,),
+            ).fetchall()
+
+        (rows,) = await self._store.submit([sweep])
+        removed = {"fulfilled": 0, "dead": 0, "cancelled": 0}
+        for ns, goal, status in rows:
+            key = (ns, goal, status)
+            self._terminal[key] = self._terminal.get(key, 0) - 1
+            removed[status] += 1
+        return {f"{k}_deleted": v for k, v in removed.items()}
+
+    # -- reporting --------------------------------------------------------
+    def stats(self, namespace: str | None = None, goal: str | None = None) -> list[GoalStats]:
+        now = self._clock()
+        keys: set[tuple[str, str]] = {(ns, g) for ns, g, _q in self._index.items()}
+        keys |= {(ns, g) for ns, g, st in self._terminal if st == "dead"}
+        out = []
+        for ns, g in sorted(keys):
+            if (namespace is not None and ns != namespace) or (goal is not None and g != goal):
+                continue
+            q = self._index.existing(ns, g)
+            oldest = q.oldest_ready_run_at() if q is not None else None
+            out.append(
+                GoalStats(
+                    namespace=ns,
+                    goal=g,
+                    ready=q.ready if q else 0,
+                    delayed=q.delayed if q else 0,
+                    claimed=q.claimed if q else 0,
+                    dead=self._terminal.get((ns, g, "dead"), 0),
+                    oldest_ready_age_seconds=max(0.0, now - oldest) if oldest is not None else 0.0,
+                )
+            )
+        return out
+
+    def status_counts(self) -> dict[tuple[str, str], int]:
+        """(namespace, status) -> count over every state, for ``intent_bus_intents_total``."""
+        counts: dict[tuple[str, str], int] = {}
+        for ns, _g, q in self._index.items():
+            counts[(ns, "open")] = counts.get((ns, "open"), 0) + q.ready + q.delayed
+            counts[(ns, "claimed")] = counts.get((ns, "claimed"), 0) + q.claimed
+        for (ns, _g, status), n in self._terminal.items():
+            counts[(ns, status)] = counts.get((ns, status), 0) + n
+        return counts
+
+    def waiting_claims(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    def read_terminal(self, intent_id: str) -> TerminalRow | None:
+        return self._store.read_terminal(intent_id)
+
+
+def _idempotency_conflict() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_conflict",
+        "Idempotency-Key was already used with a different request body.",
+    )
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "Intent not found.")

@@ -1,0 +1,207 @@
+"""Which intent a claim gets: the in-memory claim index.
+
+Per (namespace, goal) there is one heap of public intents and one heap per
+publisher of private intents, each ordered by claim order (priority, run_at,
+attempts, age). A claimer sees the public heap and its own private heap, so
+the common claim is O(log n) whatever the number of tenants. Entries are
+removed lazily: an entry whose intent has moved on (its ``generation``
+changed) is dropped when it reaches the top.
+
+Delayed intents (``delay``, ``/fail`` backoff) wait in a time-ordered heap
+until their ``run_at``; leases wait in another until they expire.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from .records import Intent, Status, Visibility
+
+__all__ = ["ClaimFilter", "GoalQueue", "ReadyIndex", "TimedHeap"]
+
+_Entry = tuple[int, float, int, int, int, Intent]  # sort key..., generation, intent
+
+#: How many ineligible entries one claim may step over in one heap before it
+#: gives up; bounds the cost of rare filters (target_worker, capability, publisher).
+MAX_SKIP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFilter:
+    """Who is claiming and what they may take."""
+
+    caller: str
+    namespace: str
+    goal: str | None
+    #: Only intents of this publisher (the caller itself, or anyone for an admin).
+    publisher: str | None = None
+    worker_id: str | None = None
+    capabilities: frozenset[str] = frozenset()
+
+    def accepts(self, intent: Intent) -> bool:
+        if self.publisher is not None and intent.publisher != self.publisher:
+            return False
+        if intent.target_worker is not None and intent.target_worker != self.worker_id:
+            return False
+        return intent.required_capability is None or (
+            intent.required_capability in self.capabilities
+        )
+
+
+def _entry(intent: Intent) -> _Entry:
+    return (-intent.priority, intent.run_at, intent.attempts, intent.seq, intent.generation, intent)
+
+
+def _live(entry: _Entry) -> bool:
+    intent = entry[5]
+    return intent.status is Status.OPEN and intent.generation == entry[4]
+
+
+@dataclass(slots=True)
+class GoalQueue:
+    """Ready intents of one (namespace, goal)."""
+
+    public: list[_Entry] = field(default_factory=list)
+    private: dict[str, list[_Entry]] = field(default_factory=dict)
+    #: (run_at, seq, generation, intent) for "age of the oldest ready intent".
+    by_age: list[tuple[float, int, int, Intent]] = field(default_factory=list)
+    ready: int = 0
+    delayed: int = 0
+    claimed: int = 0
+
+    def push(self, intent: Intent) -> None:
+        entry = _entry(intent)
+        if intent.visibility is Visibility.PUBLIC:
+            heapq.heappush(self.public, entry)
+        else:
+            heapq.heappush(self.private.setdefault(intent.publisher, []), entry)
+        heapq.heappush(self.by_age, (intent.run_at, intent.seq, intent.generation, intent))
+        self.ready += 1
+
+    def heaps_for(self, flt: ClaimFilter, *, admin: bool) -> Iterator[list[_Entry]]:
+        own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
+        heap = self.private.get(own)
+        if heap:
+            yield heap
+        if self.public:
+            yield self.public
+
+    def oldest_ready_run_at(self) -> float | None:
+        heap = self.by_age
+        while heap:
+            run_at, _seq, gen, intent = heap[0]
+            if intent.status is Status.OPEN and intent.generation == gen:
+                return run_at
+            heapq.heappop(heap)
+        return None
+
+    def compact(self) -> None:
+        """Drop emptied private heaps so a departed tenant costs nothing."""
+        for owner in [o for o, h in self.private.items() if not h]:
+            del self.private[owner]
+
+
+def _best_in(heap: list[_Entry], flt: ClaimFilter) -> _Entry | None:
+    """The best live entry of ``heap`` that ``flt`` accepts, left in place at the top."""
+    skipped: list[_Entry] = []
+    found: _Entry | None = None
+    while heap:
+        top = heap[0]
+        if not _live(top):
+            heapq.heappop(heap)
+            continue
+        if flt.accepts(top[5]):
+            found = top
+            break
+        skipped.append(heapq.heappop(heap))
+        if len(skipped) >= MAX_SKIP:
+            break
+    for entry in skipped:
+        heapq.heappush(heap, entry)
+    return found
+
+
+class ReadyIndex:
+    """All ready intents, by namespace and goal."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, dict[str, GoalQueue]] = {}
+
+    def queue(self, namespace: str, goal: str) -> GoalQueue:
+        goals = self._queues.setdefault(namespace, {})
+        q = goals.get(goal)
+        if q is None:
+            q = goals[goal] = GoalQueue()
+        return q
+
+    def existing(self, namespace: str, goal: str) -> GoalQueue | None:
+        return self._queues.get(namespace, {}).get(goal)
+
+    def items(self) -> Iterator[tuple[str, str, GoalQueue]]:
+        for ns, goals in self._queues.items():
+            for goal, q in goals.items():
+                yield ns, goal, q
+
+    def namespaces(self) -> list[str]:
+        return list(self._queues)
+
+    def push(self, intent: Intent) -> None:
+        self.queue(intent.namespace, intent.goal).push(intent)
+
+    def select(self, flt: ClaimFilter, *, admin: bool) -> Intent | None:
+        """The intent a claim with ``flt`` gets, or None. Does not change any state."""
+        goals = self._queues.get(flt.namespace)
+        if not goals:
+            return None
+        if flt.goal is not None:
+            q = goals.get(flt.goal)
+            candidates = [q] if q is not None and q.ready else []
+        else:
+            candidates = [q for q in goals.values() if q.ready]
+        best: _Entry | None = None
+        for q in candidates:
+            for heap in q.heaps_for(flt, admin=admin):
+                entry = _best_in(heap, flt)
+                if entry is not None and (best is None or entry[:4] < best[:4]):
+                    best = entry
+        return best[5] if best is not None else None
+
+
+class TimedHeap:
+    """Intents waiting for a moment: delayed until run_at, or leased until lease_until."""
+
+    def __init__(self, when: Callable[[Intent], float | None], status: Status) -> None:
+        self._heap: list[tuple[float, int, int, Intent]] = []
+        self._when = when
+        self._status = status
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, intent: Intent) -> None:
+        at = self._when(intent)
+        assert at is not None
+        heapq.heappush(self._heap, (at, intent.seq, intent.generation, intent))
+
+    def next_due(self) -> float | None:
+        heap = self._heap
+        while heap:
+            at, _seq, gen, intent = heap[0]
+            if intent.status is self._status and intent.generation == gen:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> Iterator[Intent]:
+        heap = self._heap
+        while heap:
+            at, _seq, gen, intent = heap[0]
+            if not (intent.status is self._status and intent.generation == gen):
+                heapq.heappop(heap)
+                continue
+            if at > now:
+                return
+            heapq.heappop(heap)
+            yield intent

@@ -1,0 +1,94 @@
+"""In-memory records of the bus: intents and API keys.
+
+The engine keeps every non-terminal intent in memory (the payload as the raw
+JSON bytes it arrived as, so a claim never re-serialises it); terminal intents
+live only in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["ApiKey", "Caller", "Intent", "Status", "Visibility"]
+
+
+class Status(StrEnum):
+    """Life-cycle states (v2.1 names; v1.1 called ``dead`` ``failed``)."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    FULFILLED = "fulfilled"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({Status.FULFILLED, Status.DEAD, Status.CANCELLED})
+
+
+class Visibility(StrEnum):
+    PRIVATE = "private"
+    PUBLIC = "public"
+
+
+@dataclass(slots=True, eq=False)
+class Intent:
+    """One intent. Mutated only by the engine, on the event loop thread."""
+
+    id: str
+    namespace: str
+    goal: str
+    publisher: str
+    visibility: Visibility
+    payload: bytes
+    priority: int
+    max_attempts: int
+    backoff_base: float
+    target_worker: str | None
+    required_capability: str | None
+    status: Status
+    attempts: int
+    run_at: float
+    created_at: float
+    updated_at: float
+    #: Monotonic insertion order; breaks ties in claim order ("oldest first").
+    seq: int
+    claim_token: str | None = None
+    lease_until: float | None = None
+    claimer: str | None = None
+    worker_id: str | None = None
+    last_error: str | None = None
+    idempotency_key: str | None = None
+    body_hash: bytes | None = None
+    #: Bumped on every state change so stale heap entries can be recognised.
+    generation: int = 0
+    #: Which backlog counter the intent is in: "ready", "delayed", "claimed" or "".
+    place: str = ""
+
+    def sort_key(self) -> tuple[int, float, int, int]:
+        """Claim order: highest priority, then earliest run_at, fewest attempts, oldest."""
+        return (-self.priority, self.run_at, self.attempts, self.seq)
+
+
+@dataclass(slots=True, eq=False)
+class ApiKey:
+    """A tenant key. Only the SHA-256 of the secret is ever stored."""
+
+    id: str
+    name: str
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+    admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated key behind a request."""
+
+    key_id: str
+    admin: bool = False

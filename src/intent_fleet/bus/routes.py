@@ -1,0 +1,290 @@
+"""The protocol endpoints: publish, claim, leases, status, results, KV, health, stats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import validation
+from .context import (
+    CONTEXT_KEY,
+    PROTOCOL_VERSION,
+    SERVER_NAME,
+    BusContext,
+    empty_response,
+    json_response,
+    read_body,
+)
+from .errors import ApiError
+from .readiness import ClaimFilter
+from .records import Caller, Intent
+from .store import TerminalRow
+
+__all__ = ["FEATURES", "add_routes"]
+
+#: Extensions this bus offers beyond the published protocol, listed in /health.
+FEATURES = (
+    "long_poll_claim",
+    "backlog_stats",
+    "backlog_metrics",
+    "claim_tokens",
+    "extend_claim",
+    "namespaces",
+    "results",
+    "dead_letters",
+)
+
+
+def _ctx(request: web.Request) -> BusContext:
+    return request.app[CONTEXT_KEY]
+
+
+async def _caller_and_doc(
+    request: web.Request, *, required: bool
+) -> tuple[BusContext, Caller, dict[str, Any], bytes]:
+    ctx = _ctx(request)
+    body = await read_body(request)
+    caller = await ctx.authenticate(request, body)
+    doc = validation.json_body(
+        body, max_depth=ctx.settings.limits.max_json_depth, required=required
+    )
+    return ctx, caller, doc, body
+
+
+async def publish(request: web.Request) -> web.Response:
+    ctx, caller, doc, body = await _caller_and_doc(request, required=True)
+    req = validation.publish_request(doc, limits=ctx.settings.limits, queue=ctx.settings.queue)
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 256:
+        raise ApiError(400, "invalid_request", "Idempotency-Key is longer than 256 characters.")
+    outcome = await ctx.engine.publish(caller, req, idempotency_key=key, body=body)
+    return json_response(
+        201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}
+    )
+
+
+async def claim(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    body = await read_body(request)
+    caller = await ctx.authenticate(request, body)
+    q = validation.claim_query(
+        request.query, request.headers, max_wait=ctx.settings.limits.max_claim_wait_seconds
+    )
+    if q.publisher is not None and q.publisher != caller.key_id and not caller.admin:
+        raise ApiError(403, "forbidden", "Only an admin may claim another publisher's intents.")
+    flt = ClaimFilter(
+        caller=caller.key_id,
+        namespace=q.namespace,
+        goal=q.goal,
+        publisher=q.publisher,
+        worker_id=q.worker_id,
+        capabilities=q.capabilities,
+    )
+    intent = await ctx.engine.claim(flt, admin=caller.admin, wait=q.wait)
+    if intent is None:
+        retry_after = str(ctx.settings.queue.empty_claim_retry_after)
+        return empty_response(204, headers={"Retry-After": retry_after})
+    return json_response(200, _claim_document(intent))
+
+
+def _claim_document(intent: Intent) -> dict[str, Any]:
+    assert intent.lease_until is not None
+    return {
+        "id": intent.id,
+        "namespace": intent.namespace,
+        "goal": intent.goal,
+        "payload": orjson.Fragment(intent.payload),
+        "claim_attempts": intent.attempts,
+        "max_attempts": intent.max_attempts,
+        "priority": intent.priority,
+        "visibility": intent.visibility.value,
+        "target_worker": intent.target_worker,
+        "required_capability": intent.required_capability,
+        "claim_token": intent.claim_token,
+        "claim_timeout": round(intent.lease_until - intent.updated_at),
+        "claim_expires_at": intent.lease_until,
+    }
+
+
+async def extend_claim(request: web.Request) -> web.Response:
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
+    token, seconds = validation.lease_request(doc)
+    intent_id = request.match_info["intent_id"]
+    granted = await ctx.engine.extend(caller, intent_id, token, seconds)
+    return json_response(200, {"id": intent_id, "ok": True, "extended_by": granted})
+
+
+async def fulfill(request: web.Request) -> web.Response:
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
+    req = validation.fulfill_request(doc, limits=ctx.settings.limits)
+    intent_id = request.match_info["intent_id"]
+    await ctx.engine.fulfill(
+        caller, intent_id, req.claim_token, result=req.result, result_type=req.result_type
+    )
+    return json_response(200, {"id": intent_id, "ok": True})
+
+
+async def fail(request: web.Request) -> web.Response:
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
+    token, error = validation.fail_request(doc)
+    intent_id = request.match_info["intent_id"]
+    status = await ctx.engine.fail(caller, intent_id, token, error)
+    return json_response(200, {"id": intent_id, "ok": True, "status": status.value})
+
+
+def _visible(caller: Caller, publisher: str, claimer: str | None) -> bool:
+    return caller.admin or caller.key_id in (publisher, claimer)
+
+
+def _status_document(view: Intent | TerminalRow) -> dict[str, Any]:
+    if isinstance(view, Intent):
+        status, visibility, lease, completed = (
+            view.status.value,
+            view.visibility.value,
+            view.lease_until,
+            None,
+        )
+    else:
+        status, visibility, lease, completed = (
+            view.status,
+            view.visibility,
+            None,
+            view.completed_at,
+        )
+    return {
+        "id": view.id,
+        "namespace": view.namespace,
+        "goal": view.goal,
+        "status": status,
+        "priority": view.priority,
+        "visibility": visibility,
+        "claim_attempts": view.attempts,
+        "max_attempts": view.max_attempts,
+        "run_at": view.run_at,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+        "claim_expires_at": lease,
+        "target_worker": view.target_worker,
+        "required_capability": view.required_capability,
+        "completed_at": completed,
+        "last_error": view.last_error,
+    }
+
+
+async def _lookup(request: web.Request) -> tuple[BusContext, Intent | TerminalRow]:
+    ctx = _ctx(request)
+    caller = await ctx.authenticate(request, b"")
+    intent_id = request.match_info["intent_id"]
+    view: Intent | TerminalRow | None = ctx.engine.live(intent_id)
+    if view is None:
+        view = ctx.engine.read_terminal(intent_id)
+    if view is None:
+        raise ApiError(404, "not_found", "Intent not found.")
+    if not _visible(caller, view.publisher, view.claimer):
+        raise ApiError(403, "forbidden", "Only the publisher or the claimer may read this intent.")
+    return ctx, view
+
+
+async def status(request: web.Request) -> web.Response:
+    _, view = await _lookup(request)
+    return json_response(200, _status_document(view))
+
+
+async def result(request: web.Request) -> web.Response:
+    _, view = await _lookup(request)
+    doc = _status_document(view)
+    doc["result_type"] = None
+    if isinstance(view, TerminalRow) and view.result is not None:
+        doc["result_type"] = view.result_type or "json"
+        doc["result"] = (
+            view.result.decode() if view.result_type == "text" else orjson.Fragment(view.result)
+        )
+    if view.last_error:
+        doc["error"] = view.last_error
+    return json_response(200, doc)
+
+
+async def kv_set(request: web.Request) -> web.Response:
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
+    key = validation.kv_key(request.match_info["key"])
+    value, ttl = validation.kv_set_request(doc, limits=ctx.settings.limits)
+    op = ctx.kv.set(caller.key_id, key, value, expires_at=ctx.clock() + ttl)
+    await ctx.store.submit([op])
+    return json_response(200, {"ok": True})
+
+
+async def kv_get(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    caller = await ctx.authenticate(request, b"")
+    key = validation.kv_key(request.match_info["key"])
+    value = ctx.kv.get(caller.key_id, key, now=ctx.clock())
+    if value is None:
+        raise ApiError(404, "not_found", "Key not found.")
+    return json_response(200, {"value": value})
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    return json_response(
+        200,
+        {
+            "ok": True,
+            "status": "ok",
+            "version": PROTOCOL_VERSION,
+            "protocol": PROTOCOL_VERSION,
+            "server": SERVER_NAME,
+            "ts": ctx.clock(),
+            "features": list(FEATURES),
+        },
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    ctx = _ctx(request)
+    await ctx.authenticate(request, b"")
+    namespace = request.query.get("namespace") or None
+    if namespace is not None:
+        namespace = validation.namespace_of(namespace)
+    goal = validation.goal_of(request.query.get("goal") or None, required=False)
+    goals = [
+        {
+            "namespace": s.namespace,
+            "goal": s.goal,
+            "ready": s.ready,
+            "delayed": s.delayed,
+            "claimed": s.claimed,
+            "dead": s.dead,
+            "oldest_ready_age_seconds": round(s.oldest_ready_age_seconds, 3),
+        }
+        for s in ctx.engine.stats(namespace, goal)
+    ]
+    if goal is not None and not goals:
+        # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.
+        goals = [
+            {
+                "namespace": namespace or "default",
+                "goal": goal,
+                "ready": 0,
+                "delayed": 0,
+                "claimed": 0,
+                "dead": 0,
+                "oldest_ready_age_seconds": 0.0,
+            }
+        ]
+    return json_response(200, {"ts": ctx.clock(), "goals": goals})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/intent", publish)
+    app.router.add_post("/claim", claim)
+    app.router.add_post("/extend_claim/{intent_id}", extend_claim)
+    app.router.add_post("/fulfill/{intent_id}", fulfill)
+    app.router.add_post("/fail/{intent_id}", fail)
+    app.router.add_get("/status/{intent_id}", status)
+    app.router.add_get("/result/{intent_id}", result)
+    app.router.add_post("/set/{key}", kv_set)
+    app.router.add_get("/get/{key}", kv_get)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)

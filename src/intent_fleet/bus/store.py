@@ -1,0 +1,467 @@
+"""Durable storage of the bus in SQLite, with group commit.
+
+One writer thread owns the write connection. Requests hand it batches of
+statements and await a future; the thread takes everything queued, runs it in
+one transaction, commits (WAL + ``synchronous=FULL``: the WAL is fsynced at
+every commit) and only then resolves the futures. Concurrent requests share a
+commit, so durability costs one fsync per batch rather than per request.
+
+Reads that need the database (terminal intents, idempotency look-ups, dead
+letters) use a second, read-only connection on the event loop thread; WAL lets
+them run while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DurabilityError, StartupError
+from .records import ApiKey, Intent, Status, Visibility
+
+__all__ = ["LoadedState", "Op", "Store", "TerminalRow"]
+
+log = logging.getLogger(__name__)
+
+#: A statement and its parameters, or a function run on the write connection
+#: inside the batch's transaction (its return value resolves the future).
+Op = tuple[str, Sequence[Any]] | Callable[[sqlite3.Connection], Any]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    goal TEXT NOT NULL,
+    publisher TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    backoff_base REAL NOT NULL,
+    target_worker TEXT,
+    required_capability TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    claim_token TEXT,
+    lease_until REAL,
+    claimer TEXT,
+    worker_id TEXT,
+    last_error TEXT,
+    idempotency_key TEXT,
+    body_hash BLOB,
+    result BLOB,
+    result_type TEXT,
+    completed_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS intents_idempotency
+    ON intents (publisher, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS intents_status ON intents (status, updated_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+"""
+
+_INTENT_COLUMNS = (
+    "id, seq, namespace, goal, publisher, visibility, payload, priority, max_attempts,"
+    " backoff_base, target_worker, required_capability, status, attempts, run_at,"
+    " created_at, updated_at, claim_token, lease_until, claimer, worker_id, last_error,"
+    " idempotency_key, body_hash"
+)
+
+_TERMINAL_COLUMNS = (
+    "id, namespace, goal, publisher, claimer, status, attempts, run_at, created_at,"
+    " updated_at, last_error, result, result_type, completed_at, priority, visibility,"
+    " target_worker, required_capability, max_attempts"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRow:
+    """What status/result queries need of an intent that is no longer in memory."""
+
+    id: str
+    namespace: str
+    goal: str
+    publisher: str
+    claimer: str | None
+    status: str
+    attempts: int
+    run_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+    result: bytes | None
+    result_type: str | None
+    completed_at: float | None
+    priority: int
+    visibility: str
+    target_worker: str | None
+    required_capability: str | None
+    max_attempts: int
+
+
+@dataclass(slots=True)
+class LoadedState:
+    """Everything the engine rebuilds its memory from at start."""
+
+    intents: list[Intent] = field(default_factory=list)
+    keys: list[ApiKey] = field(default_factory=list)
+    kv: list[tuple[str, str, str, float]] = field(default_factory=list)
+    #: (namespace, goal, status) -> count, for terminal states.
+    terminal_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    max_seq: int = 0
+
+
+_STOP = object()
+
+
+class Store:
+    """The SQLite database and its writer thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._failure: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+        #: Number of commits and of ops committed, for /metrics.
+        self.commits = 0
+        self.ops_committed = 0
+
+    # -- life cycle -------------------------------------------------------
+    def open(self, *, now: float) -> LoadedState:
+        """Create or migrate the schema and load the live state."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StartupError(
+                    f"database {self._path} has schema {row[0]}, newer than this bus "
+                    f"understands ({SCHEMA_VERSION}); upgrade intent-fleet"
+                )
+            state = self._load(conn, now=now)
+            conn.close()
+            self._reader = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as exc:
+            raise StartupError(f"cannot open database {self._path}: {exc}") from exc
+        return state
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="bus-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the writer and close the connections."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- writes -----------------------------------------------------------
+    def submit(self, ops: Sequence[Op]) -> asyncio.Future[list[Any]]:
+        """Queue ops for the next commit; the future resolves once they are on disk."""
+        assert self._loop is not None, "Store.start() was not called"
+        fut: asyncio.Future[list[Any]] = self._loop.create_future()
+        if self._failure is not None:
+            fut.set_exception(DurabilityError(f"database unusable: {self._failure}"))
+            return fut
+        self._queue.put((ops, fut))
+        return fut
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                first = self._queue.get()
+                batch = [] if first is _STOP else [first]
+                stopping = first is _STOP
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                    else:
+                        batch.append(item)
+                if batch:
+                    self._commit(conn, batch)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[list[Any]] = []
+        error: BaseException | None = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for ops, _fut in batch:
+                out: list[Any] = []
+                for op in ops:
+                    if callable(op):
+                        out.append(op(conn))
+                    else:
+                        conn.execute(op[0], op[1])
+                        out.append(None)
+                results.append(out)
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.ops_committed += sum(len(ops) for ops, _ in batch)
+        except (sqlite3.Error, OSError) as exc:
+            error = exc
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        loop = self._loop
+        assert loop is not None
+        futs = [fut for _ops, fut in batch]
+        loop.call_soon_threadsafe(self._resolve, futs, results, error)
+
+    def _resolve(
+        self,
+        futs: list[asyncio.Future[list[Any]]],
+        results: list[list[Any]],
+        error: BaseException | None,
+    ) -> None:
+        if error is not None:
+            self._failure = error
+            log.critical("database commit failed; stopping", extra={"error": str(error)})
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(DurabilityError(f"commit failed: {error}"))
+            if self.on_failure is not None:
+                self.on_failure(error)
+            return
+        for fut, out in zip(futs, results, strict=True):
+            if not fut.done():
+                fut.set_result(out)
+
+    # -- reads (event loop thread) ---------------------------------------
+    def _read(self) -> sqlite3.Connection:
+        assert self._reader is not None, "Store.open() was not called"
+        return self._reader
+
+    def read_terminal(self, intent_id: str) -> TerminalRow | None:
+        row = (
+            self._read()
+            .execute(
+                f"SELECT {_TERMINAL_COLUMNS} FROM intents WHERE id=?",
+                (intent_id,),
+            )
+            .fetchone()
+        )
+        return TerminalRow(*row) if row is not None else None
+
+    def read_intent(self, intent_id: str) -> Intent | None:
+        """A whole intent (payload included), e.g. a dead one an admin retries."""
+        row = (
+            self._read()
+            .execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id=?", (intent_id,))
+            .fetchone()
+        )
+        return _intent_from_row(row) if row is not None else None
+
+    def find_idempotent(self, publisher: str, key: str) -> tuple[str, str, bytes | None] | None:
+        """(id, namespace, body hash) of the intent published with this key, if any."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT id, namespace, body_hash FROM intents"
+                " WHERE publisher=? AND idempotency_key=?",
+                (publisher, key),
+            )
+            .fetchone()
+        )
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    def dead_letters(
+        self, *, namespace: str | None, goal: str | None, limit: int, offset: int
+    ) -> list[TerminalRow]:
+        sql = f"SELECT {_TERMINAL_COLUMNS} FROM intents WHERE status='dead'"
+        params: list[Any] = []
+        if namespace is not None:
+            sql += " AND namespace=?"
+            params.append(namespace)
+        if goal is not None:
+            sql += " AND goal=?"
+            params.append(goal)
+        sql += " ORDER BY updated_at DESC LIMIT ? OFFSET ?"
+        params += [limit, offset]
+        return [TerminalRow(*r) for r in self._read().execute(sql, params).fetchall()]
+
+    # -- loading ----------------------------------------------------------
+    def _load(self, conn: sqlite3.Connection, *, now: float) -> LoadedState:
+        state = LoadedState()
+        rows = conn.execute(
+            f"SELECT {_INTENT_COLUMNS} FROM intents WHERE status IN ('open','claimed') ORDER BY seq"
+        ).fetchall()
+        state.intents = [_intent_from_row(r) for r in rows]
+        state.keys = [
+            ApiKey(id=r[0], name=r[1], secret_hash=r[2], created_at=r[3], revoked_at=r[4])
+            for r in conn.execute(
+                "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
+            )
+        ]
+        state.kv = [
+            (r[0], r[1], r[2], r[3])
+            for r in conn.execute(
+                "SELECT owner, key, value, expires_at FROM kv WHERE expires_at > ?", (now,)
+            )
+        ]
+        for ns, goal, status, count in conn.execute(
+            "SELECT namespace, goal, status, count(*) FROM intents"
+            " WHERE status NOT IN ('open','claimed') GROUP BY namespace, goal, status"
+        ):
+            state.terminal_counts[(ns, goal, status)] = count
+        state.max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM intents").fetchone()[0]
+        return state
+
+
+def _intent_from_row(r: Sequence[Any]) -> Intent:
+    return Intent(
+        id=r[0],
+        seq=r[1],
+        namespace=r[2],
+        goal=r[3],
+        publisher=r[4],
+        visibility=Visibility(r[5]),
+        payload=bytes(r[6]),
+        priority=r[7],
+        max_attempts=r[8],
+        backoff_base=r[9],
+        target_worker=r[10],
+        required_capability=r[11],
+        status=Status(r[12]),
+        attempts=r[13],
+        run_at=r[14],
+        created_at=r[15],
+        updated_at=r[16],
+        claim_token=r[17],
+        lease_until=r[18],
+        claimer=r[19],
+        worker_id=r[20],
+        last_error=r[21],
+        idempotency_key=r[22],
+        body_hash=r[23],
+    )
+
+
+def insert_intent_op(i: Intent) -> Op:
+    return (
+        f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES"
+        " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            i.id,
+            i.seq,
+            i.namespace,
+            i.goal,
+            i.publisher,
+            i.visibility.value,
+            i.payload,
+            i.priority,
+            i.max_attempts,
+            i.backoff_base,
+            i.target_worker,
+            i.required_capability,
+            i.status.value,
+            i.attempts,
+            i.run_at,
+            i.created_at,
+            i.updated_at,
+            i.claim_token,
+            i.lease_until,
+            i.claimer,
+            i.worker_id,
+            i.last_error,
+            i.idempotency_key,
+            i.body_hash,
+        ),
+    )
+
+
+def update_state_op(i: Intent) -> Op:
+    """Persist the mutable life-cycle fields of an intent."""
+    return (
+        "UPDATE intents SET status=?, attempts=?, run_at=?, updated_at=?, claim_token=?,"
+        " lease_until=?, claimer=?, worker_id=?, last_error=? WHERE id=?",
+        (
+            i.status.value,
+            i.attempts,
+            i.run_at,
+            i.updated_at,
+            i.claim_token,
+            i.lease_until,
+            i.claimer,
+            i.worker_id,
+            i.last_error,
+            i.id,
+        ),
+    )
+
+
+def fulfill_op(i: Intent, *, result: bytes | None, result_type: str | None, now: float) -> Op:
+    return (
+        "UPDATE intents SET status=?, attempts=?, updated_at=?, claim_token=NULL,"
+        " lease_until=NULL, claimer=?, worker_id=?, result=?, result_type=?, completed_at=?"
+        " WHERE id=?",
+        (
+            i.status.value,
+            i.attempts,
+            now,
+            i.claimer,
+            i.worker_id,
+            result,
+            result_type,
+            now,
+            i.id,
+        ),
+    )
+
+
+__all__ += ["fulfill_op", "insert_intent_op", "update_state_op"]

@@ -1,0 +1,307 @@
+"""Turning request bodies and queries into typed requests, with errors that name the problem."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .engine import PublishRequest
+from .errors import ApiError
+from .records import Visibility
+from .settings import LimitSettings, QueueSettings
+
+__all__ = [
+    "ClaimQuery",
+    "FulfillRequest",
+    "claim_query",
+    "fulfill_request",
+    "json_body",
+    "kv_key",
+    "kv_set_request",
+    "lease_request",
+    "publish_request",
+]
+
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_GOAL_CHARS = 256
+MAX_WORKER_FIELD_CHARS = 64
+MAX_KV_KEY_CHARS = 256
+#: Longest delay a publish may ask for: 30 days; further out is a scheduler's job.
+MAX_DELAY_SECONDS = 30 * 24 * 3600.0
+MAX_BACKOFF_BASE = 3600.0
+DEFAULT_KV_TTL = 600
+MAX_KV_TTL = 86400
+
+
+def _invalid(code: str, message: str) -> ApiError:
+    return ApiError(400, code, message)
+
+
+def json_body(body: bytes, *, max_depth: int, required: bool = True) -> dict[str, Any]:
+    """A request body that must be a JSON object (or empty, when not required)."""
+    if not body.strip():
+        if required:
+            raise _invalid("invalid_json", "The request body is empty; a JSON object is expected.")
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid("invalid_json", f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(doc, dict):
+        raise _invalid(
+            "invalid_payload", f"The request body must be a JSON object, not {_kind(doc)}."
+        )
+    if _depth(doc) > max_depth:
+        raise _invalid("payload_too_deep", f"JSON nesting is deeper than {max_depth} levels.")
+    return doc
+
+
+def _depth(doc: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), "null")
+
+
+def _int(doc: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = doc.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise _invalid("invalid_request", f"'{name}' must be an integer, not {_kind(value)}.")
+    if not lo <= value <= hi:
+        raise _invalid("invalid_request", f"'{name}' must be between {lo} and {hi}, got {value}.")
+    return int(value)
+
+
+def _number(doc: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    value = doc.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _invalid("invalid_request", f"'{name}' must be a number, not {_kind(value)}.")
+    if not lo <= value <= hi:
+        raise _invalid(
+            "invalid_request", f"'{name}' must be between {lo:g} and {hi:g}, got {value}."
+        )
+    return float(value)
+
+
+def _optional_str(doc: Mapping[str, Any], name: str, max_chars: int) -> str | None:
+    value = doc.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"invalid_{name}", f"'{name}' must be a string, not {_kind(value)}.")
+    if len(value) > max_chars:
+        raise _invalid(f"invalid_{name}", f"'{name}' is longer than {max_chars} characters.")
+    return value
+
+
+def namespace_of(value: Any) -> str:
+    if value is None or value == "":
+        return "default"
+    if not isinstance(value, str) or not NAMESPACE_RE.fullmatch(value):
+        raise _invalid(
+            "invalid_namespace",
+            "'namespace' must be 1-64 characters of letters, digits, '_', '.' or '-'.",
+        )
+    return value
+
+
+def goal_of(value: Any, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _invalid("invalid_goal", "'goal' must be a non-empty string.")
+    if len(value) > MAX_GOAL_CHARS:
+        raise _invalid("invalid_goal", f"'goal' is longer than {MAX_GOAL_CHARS} characters.")
+    if any(ord(c) < 32 for c in value):
+        raise _invalid("invalid_goal", "'goal' must not contain control characters.")
+    return value
+
+
+def publish_request(
+    doc: Mapping[str, Any], *, limits: LimitSettings, queue: QueueSettings
+) -> PublishRequest:
+    if "goal" not in doc or "payload" not in doc:
+        missing = [f"'{k}'" for k in ("goal", "payload") if k not in doc]
+        raise _invalid("invalid_request", f"Missing {' and '.join(missing)}.")
+    goal = goal_of(doc["goal"], required=True)
+    assert goal is not None
+    payload = orjson.dumps(doc["payload"])
+    if len(payload) > limits.max_payload_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"The payload is {len(payload)} bytes; this bus accepts at most "
+            f"{limits.max_payload_bytes}.",
+        )
+    visibility = doc.get("visibility") or "private"
+    if visibility not in ("private", "public"):
+        raise _invalid("invalid_request", "'visibility' must be 'private' or 'public'.")
+    return PublishRequest(
+        namespace=namespace_of(doc.get("namespace")),
+        goal=goal,
+        payload=payload,
+        visibility=Visibility(visibility),
+        priority=_int(doc, "priority", 100, 0, 1000),
+        delay=_number(doc, "delay", 0.0, 0.0, MAX_DELAY_SECONDS),
+        max_attempts=_int(doc, "max_attempts", queue.default_max_attempts, 1, 20),
+        backoff_base=_number(
+            doc, "backoff_base", queue.default_backoff_base, 0.0, MAX_BACKOFF_BASE
+        ),
+        target_worker=_optional_str(doc, "target_worker", MAX_WORKER_FIELD_CHARS),
+        required_capability=_optional_str(doc, "required_capability", MAX_WORKER_FIELD_CHARS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimQuery:
+    namespace: str
+    goal: str | None
+    publisher: str | None
+    wait: float
+    worker_id: str | None
+    capabilities: frozenset[str]
+
+
+def claim_query(
+    query: Mapping[str, str], headers: Mapping[str, str], *, max_wait: float
+) -> ClaimQuery:
+    wait_raw = query.get("wait")
+    wait = 0.0
+    if wait_raw:
+        try:
+            wait = float(wait_raw)
+        except ValueError:
+            raise _invalid("invalid_request", "'wait' must be a number of seconds.") from None
+        if not math.isfinite(wait) or not 0 <= wait <= max_wait:
+            raise _invalid("invalid_request", f"'wait' must be between 0 and {max_wait:g} seconds.")
+    worker = headers.get("X-Worker-ID") or None
+    if worker is not None and len(worker) > MAX_WORKER_FIELD_CHARS:
+        raise _invalid(
+            "invalid_request", f"X-Worker-ID is longer than {MAX_WORKER_FIELD_CHARS} characters."
+        )
+    caps = headers.get("X-Worker-Capabilities") or ""
+    return ClaimQuery(
+        namespace=namespace_of(query.get("namespace")),
+        goal=goal_of(query.get("goal") or None, required=False),
+        publisher=query.get("publisher") or None,
+        wait=wait,
+        worker_id=worker,
+        capabilities=frozenset(c.strip() for c in caps.split(",") if c.strip()),
+    )
+
+
+def _token(doc: Mapping[str, Any]) -> str | None:
+    token = doc.get("claim_token")
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token:
+        raise _invalid("invalid_request", "'claim_token' must be a non-empty string.")
+    return token
+
+
+def lease_request(doc: Mapping[str, Any]) -> tuple[str | None, int]:
+    """``/extend_claim`` body: (claim token, seconds)."""
+    token = _token(doc)
+    if token is None:
+        raise _invalid("invalid_request", "Missing 'claim_token'.")
+    seconds = doc.get("seconds", 60)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+    ):
+        raise _invalid("invalid_request", "'seconds' must be a number.")
+    return token, int(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class FulfillRequest:
+    claim_token: str | None
+    result: bytes | None
+    result_type: str | None
+
+
+def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> FulfillRequest:
+    token = _token(doc)
+    result_type = doc.get("result_type") or "json"
+    if result_type not in ("json", "text"):
+        raise _invalid("invalid_result_type", "'result_type' must be 'json' or 'text'.")
+    if "result" not in doc:
+        return FulfillRequest(claim_token=token, result=None, result_type=None)
+    value = doc["result"]
+    if result_type == "text":
+        if not isinstance(value, str):
+            raise _invalid("invalid_result", "A 'text' result must be a string.")
+        raw = value.encode()
+    else:
+        raw = orjson.dumps(value)
+    if len(raw) > limits.max_result_bytes:
+        raise ApiError(
+            413,
+            "result_too_large",
+            f"The result is {len(raw)} bytes; this bus keeps at most {limits.max_result_bytes}.",
+        )
+    return FulfillRequest(claim_token=token, result=raw, result_type=result_type)
+
+
+def fail_request(doc: Mapping[str, Any]) -> tuple[str | None, str]:
+    error = doc.get("error", "Worker failure")
+    if not isinstance(error, str):
+        error = orjson.dumps(error).decode()
+    return _token(doc), error
+
+
+def kv_key(key: str) -> str:
+    if not key or len(key) > MAX_KV_KEY_CHARS:
+        raise _invalid("invalid_request", f"KV keys must be 1-{MAX_KV_KEY_CHARS} characters.")
+    return key
+
+
+def kv_set_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> tuple[str, int]:
+    """(value as stored, ttl seconds). Strings are kept; other JSON values as their JSON text."""
+    if "value" not in doc:
+        raise _invalid("invalid_request", "Missing 'value'.")
+    value = doc["value"]
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if len(text.encode()) > limits.max_kv_value_bytes:
+        raise ApiError(
+            413, "payload_too_large", f"KV values are limited to {limits.max_kv_value_bytes} bytes."
+        )
+    ttl_raw = doc.get("ttl", DEFAULT_KV_TTL)
+    if (
+        isinstance(ttl_raw, bool)
+        or not isinstance(ttl_raw, (int, float))
+        or not math.isfinite(ttl_raw)
+    ):
+        raise _invalid("invalid_request", "'ttl' must be a number of seconds.")
+    # Clamped like the reference server, so SDK defaults keep working.
+    return text, int(max(1, min(MAX_KV_TTL, ttl_raw)))
+
+
+__all__ += ["fail_request", "goal_of", "namespace_of"]

@@ -1,0 +1,50 @@
+"""``intent-fleet``: the single command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from intent_fleet import __version__
+
+from . import bus_command
+from .errors import CliError
+from .logs import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intent-fleet",
+        description="Autoscaled, polyglot worker fleets for the Intent Bus.",
+    )
+    parser.add_argument("--version", action="version", version=f"intent-fleet {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (JSON lines on stderr)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bus_command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"intent-fleet {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

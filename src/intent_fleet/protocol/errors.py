@@ -1,0 +1,81 @@
+"""The protocol package's exceptions; names match the published SDK's.
+
+::
+
+    IntentBusError                  anything that went wrong talking to a bus
+    ├── IntentBusAuthError          no key, a rejected key (401) or signature (403)
+    ├── IntentBusRateLimitError     429; ``retry_after`` holds the server's hint
+    ├── IntentBusNetworkError       timeouts, refused or reset connections
+    ├── IntentBusProtocolError      an answer that breaks the wire contract
+    ├── IntentBusLeaseLostError     404 on fulfill/fail/extend: the lease is gone
+    ├── IntentBusNotFoundError      404 elsewhere (status, result, KV)
+    ├── IntentBusConflictError      409/422: idempotency key reused with another body
+    └── IntentBusServerError        5xx after the retries the operation allows
+
+Every error raised by a server answer carries ``status`` and ``code`` (the
+``error.code`` of the protocol's JSON error body) when the server sent them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IntentBusAuthError",
+    "IntentBusConflictError",
+    "IntentBusError",
+    "IntentBusLeaseLostError",
+    "IntentBusNetworkError",
+    "IntentBusNotFoundError",
+    "IntentBusProtocolError",
+    "IntentBusRateLimitError",
+    "IntentBusServerError",
+]
+
+
+class IntentBusError(Exception):
+    """Base of every error this package raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class IntentBusAuthError(IntentBusError):
+    """No usable API key, or the bus rejected the key or the signature."""
+
+
+class IntentBusRateLimitError(IntentBusError):
+    """The bus answered 429; ``retry_after`` is its hint in seconds, if any."""
+
+
+class IntentBusNetworkError(IntentBusError):
+    """The request did not get an HTTP answer (timeout, refused, reset)."""
+
+
+class IntentBusProtocolError(IntentBusError):
+    """The bus answered something the protocol does not allow."""
+
+
+class IntentBusLeaseLostError(IntentBusError):
+    """The caller no longer holds the lease on the intent (404 on a lease call)."""
+
+
+class IntentBusNotFoundError(IntentBusError):
+    """The intent or KV key does not exist, or is not visible to this key."""
+
+
+class IntentBusConflictError(IntentBusError):
+    """An idempotency key was reused with a different request body."""
+
+
+class IntentBusServerError(IntentBusError):
+    """The bus answered 5xx (after any retries the operation allows)."""
