@@ -1,0 +1,115 @@
+"""Start the real bus as a child process on 127.0.0.1 and stop it by PID.
+
+Tests and benchmarks share this: a bus is always ``intent-fleet bus`` in a
+subprocess, never an in-process fake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BusProcess", "start_bus"]
+
+_READY = re.compile(r"listening on (http://\S+)")
+
+
+@dataclass
+class BusProcess:
+    """A running ``intent-fleet bus``; ``url`` and ``admin_secret`` are what clients need."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    admin_secret: str
+    db: Path
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, *, timeout: float = 15.0) -> int:
+        """SIGTERM, wait; SIGKILL if it does not go. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a durability test needs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_bus(
+    tmp: Path,
+    *,
+    db: Path | None = None,
+    port: int = 0,
+    admin_secret: str | None = None,
+    extra_args: list[str] | None = None,
+    timeout: float = 20.0,
+) -> BusProcess:
+    """Start a bus on 127.0.0.1 and wait for its ready line."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    db = db or tmp / "bus.db"
+    secret = admin_secret or "adm_" + secrets.token_hex(16)
+    log_path = tmp / f"bus-{time.monotonic_ns()}.log"
+    args = [
+        sys.executable,
+        "-m",
+        "intent_fleet.cli.main",
+        "bus",
+        "--db",
+        str(db),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *(extra_args or []),
+    ]
+    env = {**os.environ, "INTENT_BUS_ADMIN_SECRET": secret}
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1
+    )
+    assert proc.stdout is not None
+    found: list[str] = []
+    done = threading.Event()
+
+    def read_ready() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = _READY.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                done.set()
+        done.set()
+
+    threading.Thread(target=read_ready, daemon=True).start()
+    if not done.wait(timeout) or not found:
+        proc.kill()
+        proc.wait()
+        log.close()
+        raise RuntimeError(f"bus did not start:\n{log_path.read_text(errors='replace')}")
+    log.close()
+    return BusProcess(
+        proc=proc, url=found[0], admin_secret=secret, db=db, log_path=log_path, args=args
+    )
