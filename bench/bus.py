@@ -1,0 +1,207 @@
+"""Benchmark the bus server: publishes/s, claim+fulfill cycles/s, claim and long-poll latency.
+
+Starts a real ``intent-fleet bus`` (signatures required, so every request is
+HMAC-checked) on 127.0.0.1 in a temporary directory and drives it with signed
+clients from this process. Prints a table, then one JSON line for machines.
+
+    .venv/bin/python bench/bus.py            # or: make bench
+    .venv/bin/python bench/bus.py --quick    # smaller counts, for a smoke run
+
+Client and server share the machine's cores, as they would on a small node;
+figures are medians of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from intent_fleet.protocol.signing import canonical_body, canonical_path, sign_request  # noqa: E402
+from tests.support.busproc import BusProcess, start_bus  # noqa: E402
+
+
+class SignedClient:
+    """The thinnest signed client: what a tuned worker does per request."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, key: str) -> None:
+        self._session = session
+        self._base = base
+        self._key = key
+
+    async def call(
+        self, method: str, path: str, doc: Any = None, timeout: float = 60.0
+    ) -> tuple[int, bytes]:
+        body = canonical_body(doc)
+        headers = sign_request(
+            api_key=self._key, method=method, path=path, body=body, now=time.time()
+        ).as_dict()
+        headers["Content-Type"] = "application/json"
+        async with self._session.request(
+            method,
+            self._base + path,
+            data=body or None,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            return resp.status, await resp.read()
+
+
+def pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_workers(count: int, worker: Callable[[], Awaitable[None]]) -> float:
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(count)))
+    return time.perf_counter() - start
+
+
+async def publish_rate(client: SignedClient, *, goal: str, total: int, concurrency: int) -> float:
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            status, body = await client.call(
+                "POST", "/intent", {"goal": goal, "payload": {"n": remaining, "pad": "x" * 64}}
+            )
+            assert status == 201, (status, body)
+
+    return total / await run_workers(concurrency, worker)
+
+
+async def cycle_rate(
+    client: SignedClient, *, goal: str, total: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """Pre-publish ``total`` intents, then claim+fulfill them all; returns cycles/s, claim ms."""
+    await publish_rate(client, goal=goal, total=total, concurrency=32)
+    claim_path = canonical_path("/claim", {"goal": goal})
+    latencies: list[float] = []
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while True:
+            t0 = time.perf_counter()
+            status, body = await client.call("POST", claim_path)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if status == 204:
+                return
+            assert status == 200, (status, body)
+            intent = orjson.loads(body)
+            status, body = await client.call(
+                "POST", f"/fulfill/{intent['id']}", {"claim_token": intent["claim_token"]}
+            )
+            assert status == 200, (status, body)
+            done += 1
+
+    elapsed = await run_workers(concurrency, worker)
+    assert done == total, f"fulfilled {done} of {total}"
+    return done / elapsed, latencies
+
+
+async def pickup_latency(client: SignedClient, *, goal: str, rounds: int) -> list[float]:
+    """Publish while a long-poll claim waits; ms from publish sent to claim answered."""
+    path = canonical_path("/claim", {"goal": goal, "wait": 30})
+    samples: list[float] = []
+    for _ in range(rounds):
+        waiter = asyncio.create_task(client.call("POST", path))
+        await asyncio.sleep(0.005)  # let the claim reach the bus and start waiting
+        t0 = time.perf_counter()
+        status, _ = await client.call("POST", "/intent", {"goal": goal, "payload": {}})
+        assert status == 201
+        status, body = await waiter
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert status == 200, status
+        intent = orjson.loads(body)
+        await client.call(
+            "POST", f"/fulfill/{intent['id']}", {"claim_token": intent["claim_token"]}
+        )
+    return samples
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def one_run(bus: BusProcess, args: argparse.Namespace, run: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = SignedClient(session, bus.url, bus.admin_secret)
+        for conc in (8, 32):
+            out[f"publish_per_s_c{conc}"] = await publish_rate(
+                client, goal=f"pub-{run}-{conc}", total=args.publishes, concurrency=conc
+            )
+        for conc in (1, 8, 32):
+            total = args.cycles // 4 if conc == 1 else args.cycles
+            rate, lat = await cycle_rate(
+                client, goal=f"cyc-{run}-{conc}", total=total, concurrency=conc
+            )
+            out[f"cycles_per_s_c{conc}"] = rate
+            out[f"claim_p50_ms_c{conc}"] = pct(lat, 0.50)
+            out[f"claim_p99_ms_c{conc}"] = pct(lat, 0.99)
+        pickup = await pickup_latency(client, goal=f"lp-{run}", rounds=args.pickups)
+        out["pickup_p50_ms"] = pct(pickup, 0.50)
+        out["pickup_p99_ms"] = pct(pickup, 0.99)
+    out["bus_rss_mib"] = rss_mib(bus.proc.pid)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--publishes", type=int, default=6000)
+    parser.add_argument("--cycles", type=int, default=6000)
+    parser.add_argument("--pickups", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small counts, one run")
+    args = parser.parse_args()
+    if args.quick:
+        args.publishes, args.cycles, args.pickups, args.repeat = 1000, 1000, 30, 1
+    with tempfile.TemporaryDirectory(prefix="intent-bench-") as tmp:
+        bus = start_bus(Path(tmp), extra_args=["--require-signatures"])
+        try:
+            runs = [asyncio.run(one_run(bus, args, i)) for i in range(args.repeat)]
+        finally:
+            bus.stop()
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"bus benchmark: signatures required, {args.repeat} run(s), medians")
+    print(f"  publishes/s          c8 {median['publish_per_s_c8']:8.0f}   "
+          f"c32 {median['publish_per_s_c32']:8.0f}")
+    for conc in (1, 8, 32):
+        print(
+            f"  claim+fulfill/s  c{conc:<3} {median[f'cycles_per_s_c{conc}']:8.0f}   "
+            f"claim p50 {median[f'claim_p50_ms_c{conc}']:6.2f} ms   "
+            f"p99 {median[f'claim_p99_ms_c{conc}']:6.2f} ms"
+        )
+    print(
+        f"  long-poll pickup     p50 {median['pickup_p50_ms']:6.2f} ms   "
+        f"p99 {median['pickup_p99_ms']:6.2f} ms"
+    )
+    print(f"  bus RSS              {median['bus_rss_mib']:.1f} MiB")
+    print(json.dumps({"bench": "bus", "medians": median, "runs": runs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
