@@ -19,7 +19,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .backlog import GoalStats, goal_stats, status_counts
 from .errors import ApiError
+from .longpoll import ParkedClaim, ParkedClaims
 from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
 from .records import Caller, Intent, Status, Visibility
 from .settings import BusSettings
@@ -69,26 +71,6 @@ class PublishOutcome:
     replayed: bool
 
 
-@dataclass(frozen=True, slots=True)
-class GoalStats:
-    """Backlog of one (namespace, goal), as ``/stats`` and ``/metrics`` report it."""
-
-    namespace: str
-    goal: str
-    ready: int
-    delayed: int
-    claimed: int
-    dead: int
-    oldest_ready_age_seconds: float
-
-
-@dataclass(slots=True)
-class _Waiter:
-    flt: ClaimFilter
-    admin: bool
-    future: asyncio.Future[Intent | None]
-
-
 class Engine:
     """Live state of the bus plus the rules that change it."""
 
@@ -109,7 +91,7 @@ class Engine:
         self._index = ReadyIndex()
         self._delayed = TimedHeap(lambda i: i.run_at, Status.OPEN)
         self._leases = TimedHeap(lambda i: i.lease_until, Status.CLAIMED)
-        self._waiters: dict[tuple[str, str | None], dict[int, _Waiter]] = {}
+        self._parked = ParkedClaims()
         self._pending_idempotency: dict[
             tuple[str, str], tuple[Intent, asyncio.Future[list[object]]]
         ] = {}
@@ -153,11 +135,7 @@ class Engine:
 
     def release_waiters(self) -> None:
         """Answer every long-polling claim with "nothing" (used when shutting down)."""
-        for waiters in self._waiters.values():
-            for w in waiters.values():
-                if not w.future.done():
-                    w.future.set_result(None)
-        self._waiters.clear()
+        self._parked.release_all()
 
     # -- bookkeeping ------------------------------------------------------
     def _queue_of(self, intent: Intent) -> GoalQueue:
@@ -343,45 +321,34 @@ class Engine:
         self, flt: ClaimFilter, *, admin: bool, wait: float, lease: int
     ) -> Intent | None:
         assert self._loop is not None
-        fut: asyncio.Future[Intent | None] = self._loop.create_future()
-        key = (flt.namespace, flt.goal)
-        waiters = self._waiters.setdefault(key, {})
-        token = id(fut)
-        waiters[token] = _Waiter(flt=flt, admin=admin, future=fut)
+        claim = ParkedClaim(flt=flt, admin=admin, future=self._loop.create_future())
+        self._parked.park(claim)
         try:
             async with asyncio.timeout(wait):
-                return await asyncio.shield(fut)
+                return await asyncio.shield(claim.future)
         except TimeoutError:
             return None
         except asyncio.CancelledError:
+            fut = claim.future
             if fut.done() and not fut.cancelled() and (got := fut.result()) is not None:
                 self._unclaim(got)
             raise
         finally:
-            waiters.pop(token, None)
-            if not waiters:
-                self._waiters.pop(key, None)
-            if not fut.done():
-                fut.cancel()
+            self._parked.unpark(claim)
+            if not claim.future.done():
+                claim.future.cancel()
 
     def _serve_waiters(self, intent: Intent) -> None:
-        """Hand a newly ready intent straight to a waiting long-poll claim."""
-        for key in ((intent.namespace, intent.goal), (intent.namespace, None)):
-            waiters = self._waiters.get(key)
-            if not waiters:
-                continue
-            for token, w in list(waiters.items()):
-                if intent.status is not Status.OPEN:
-                    return
-                if w.future.done():
-                    waiters.pop(token, None)
-                    continue
-                lease = self._queue_settings.claim_timeout_seconds
-                got = self._claim_now(w.flt, admin=w.admin, lease=lease)
-                if got is not None:
-                    waiters.pop(token, None)
-                    w.future.set_result(got)
-                    self.long_poll_handoffs += 1
+        """Hand a newly ready intent straight to a parked long-poll claim."""
+        lease = self._queue_settings.claim_timeout_seconds
+        for claim in self._parked.for_intent(intent.namespace, intent.goal):
+            if intent.status is not Status.OPEN:
+                return
+            got = self._claim_now(claim.flt, admin=claim.admin, lease=lease)
+            if got is not None:
+                self._parked.unpark(claim)
+                claim.future.set_result(got)
+                self.long_poll_handoffs += 1
 
     # -- lease operations -------------------------------------------------
     def _leased(self, caller: Caller, intent_id: str, token: str | None) -> Intent:
@@ -627,40 +594,15 @@ class Engine:
 
     # -- reporting --------------------------------------------------------
     def stats(self, namespace: str | None = None, goal: str | None = None) -> list[GoalStats]:
-        now = self._clock()
-        keys: set[tuple[str, str]] = {(ns, g) for ns, g, _q in self._index.items()}
-        keys |= {(ns, g) for ns, g, st in self._terminal if st == "dead"}
-        out = []
-        for ns, g in sorted(keys):
-            if (namespace is not None and ns != namespace) or (goal is not None and g != goal):
-                continue
-            q = self._index.existing(ns, g)
-            oldest = q.oldest_ready_run_at() if q is not None else None
-            out.append(
-                GoalStats(
-                    namespace=ns,
-                    goal=g,
-                    ready=q.ready if q else 0,
-                    delayed=q.delayed if q else 0,
-                    claimed=q.claimed if q else 0,
-                    dead=self._terminal.get((ns, g, "dead"), 0),
-                    oldest_ready_age_seconds=max(0.0, now - oldest) if oldest is not None else 0.0,
-                )
-            )
-        return out
+        return goal_stats(
+            self._index, self._terminal, now=self._clock(), namespace=namespace, goal=goal
+        )
 
     def status_counts(self) -> dict[tuple[str, str], int]:
-        """(namespace, status) -> count over every state, for ``intent_bus_intents_total``."""
-        counts: dict[tuple[str, str], int] = {}
-        for ns, _g, q in self._index.items():
-            counts[(ns, "open")] = counts.get((ns, "open"), 0) + q.ready + q.delayed
-            counts[(ns, "claimed")] = counts.get((ns, "claimed"), 0) + q.claimed
-        for (ns, _g, status), n in self._terminal.items():
-            counts[(ns, status)] = counts.get((ns, status), 0) + n
-        return counts
+        return status_counts(self._index, self._terminal)
 
     def waiting_claims(self) -> int:
-        return sum(len(w) for w in self._waiters.values())
+        return len(self._parked)
 
     def read_terminal(self, intent_id: str) -> TerminalRow | None:
         return self._store.read_terminal(intent_id)

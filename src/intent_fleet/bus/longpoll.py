@@ -1,0 +1,68 @@
+"""Long-poll claims parked until an intent they may take becomes ready.
+
+A claim with ``wait=S`` that finds nothing registers here. When an intent
+becomes ready, the engine offers it to the parked claims of its (namespace,
+goal), then to the namespace-wide ones (claims without a goal), oldest first,
+and hands it over directly: no wake-up storm, no second round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .readiness import ClaimFilter
+from .records import Intent
+
+__all__ = ["ParkedClaim", "ParkedClaims"]
+
+
+@dataclass(slots=True)
+class ParkedClaim:
+    flt: ClaimFilter
+    admin: bool
+    future: asyncio.Future[Intent | None]
+
+
+class ParkedClaims:
+    """Parked claims by (namespace, goal or None), each in arrival order."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str | None], dict[int, ParkedClaim]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._by_key.values())
+
+    def park(self, claim: ParkedClaim) -> None:
+        key = (claim.flt.namespace, claim.flt.goal)
+        self._by_key.setdefault(key, {})[id(claim)] = claim
+
+    def unpark(self, claim: ParkedClaim) -> None:
+        key = (claim.flt.namespace, claim.flt.goal)
+        parked = self._by_key.get(key)
+        if parked is not None:
+            parked.pop(id(claim), None)
+            if not parked:
+                del self._by_key[key]
+
+    def for_intent(self, namespace: str, goal: str) -> Iterator[ParkedClaim]:
+        """Claims that could take an intent of this goal, goal-specific ones first.
+
+        Answered claims are skipped; the caller unparks the one it serves.
+        """
+        for key in ((namespace, goal), (namespace, None)):
+            parked = self._by_key.get(key)
+            if not parked:
+                continue
+            for claim in list(parked.values()):
+                if not claim.future.done():
+                    yield claim
+
+    def release_all(self) -> None:
+        """Answer every parked claim with "nothing" (the bus is shutting down)."""
+        for parked in self._by_key.values():
+            for claim in parked.values():
+                if not claim.future.done():
+                    claim.future.set_result(None)
+        self._by_key.clear()
