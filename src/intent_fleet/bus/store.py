@@ -254,7 +254,7 @@ class Store:
             conn.execute("COMMIT")
             self.commits += 1
             self.ops_committed += sum(len(ops) for ops, _ in batch)
-        except (sqlite3.Error, OSError) as exc:
+        except Exception as exc:  # any failure mid-batch: nothing in it may be acknowledged
             error = exc
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
