@@ -305,17 +305,31 @@ class Engine:
         self.claims_served += 1
         return intent
 
-    def _unclaim(self, intent: Intent) -> None:
+    def _unclaim(self, intent: Intent) -> asyncio.Future[list[object]] | None:
+        """Undo a claim nobody worked on: open again at once, the attempt refunded."""
         if intent.status is not Status.CLAIMED:
-            return
+            return None
+        now = self._clock()
         self._leave(intent)
-        intent.attempts -= 1
+        intent.attempts = max(0, intent.attempts - 1)
         intent.claim_token = None
         intent.lease_until = None
         intent.claimer = None
         intent.worker_id = None
-        self._make_open(intent, self._clock())
-        self._persist_in_background([update_state_op(intent)])
+        intent.updated_at = now
+        self._make_open(intent, now)
+        return self._commit([update_state_op(intent)])
+
+    async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
+        """Hand back a claimed intent unworked (extension ``release_claim``).
+
+        A draining worker uses it so the intent goes to another worker now,
+        instead of after its lease or a ``/fail`` backoff, and keeps its attempt.
+        """
+        intent = self._leased(caller, intent_id, token)
+        commit = self._unclaim(intent)
+        assert commit is not None
+        await asyncio.shield(commit)
 
     async def _wait_for_claim(
         self, flt: ClaimFilter, *, admin: bool, wait: float, lease: int

@@ -34,6 +34,7 @@ FEATURES = (
     "namespaces",
     "results",
     "dead_letters",
+    "release_claim",
 )
 
 
@@ -59,6 +60,8 @@ async def publish(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > 256:
         raise ApiError(400, "invalid_request", "Idempotency-Key is longer than 256 characters.")
+    if key is not None:
+        validation.header_text(key, "Idempotency-Key")
     outcome = await ctx.engine.publish(caller, req, idempotency_key=key, body=body)
     return json_response(
         201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}
@@ -134,6 +137,14 @@ async def fail(request: web.Request) -> web.Response:
     return json_response(200, {"id": intent_id, "ok": True, "status": status.value})
 
 
+async def release(request: web.Request) -> web.Response:
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
+    token, _error = validation.fail_request(doc)
+    intent_id = request.match_info["intent_id"]
+    await ctx.engine.release(caller, intent_id, token)
+    return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
+
+
 def _visible(caller: Caller, publisher: str, claimer: str | None) -> bool:
     return caller.admin or caller.key_id in (publisher, claimer)
 
@@ -195,7 +206,8 @@ async def status(request: web.Request) -> web.Response:
 async def result(request: web.Request) -> web.Response:
     _, view = await _lookup(request)
     doc = _status_document(view)
-    doc["result_type"] = None
+    # No result stored: leave result_type out rather than null; SDK 2.1.2 rejects a null
+    # result_type as a protocol error, and defaults a missing one to "json".
     if isinstance(view, TerminalRow) and view.result is not None:
         doc["result_type"] = view.result_type or "json"
         doc["result"] = (
@@ -282,6 +294,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/extend_claim/{intent_id}", extend_claim)
     app.router.add_post("/fulfill/{intent_id}", fulfill)
     app.router.add_post("/fail/{intent_id}", fail)
+    app.router.add_post("/release/{intent_id}", release)
     app.router.add_get("/status/{intent_id}", status)
     app.router.add_get("/result/{intent_id}", result)
     app.router.add_post("/set/{key}", kv_set)
