@@ -19,7 +19,14 @@ from intent_fleet.protocol.signing import canonical_path, compute_signature, sig
 from .errors import ApiError
 from .records import ApiKey, Caller
 
-__all__ = ["ADMIN_KEY_ID", "KeyRing", "NonceCache", "SignatureChecker", "hash_secret"]
+__all__ = [
+    "ADMIN_KEY_ID",
+    "KeyRing",
+    "NonceCache",
+    "SignatureChecker",
+    "hash_secret",
+    "is_utf8",
+]
 
 ADMIN_KEY_ID = "admin"
 #: Nonces longer than this are refused: they only cost memory.
@@ -28,6 +35,16 @@ MAX_NONCE_CHARS = 128
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def is_utf8(text: str) -> bool:
+    """False for header values that were not UTF-8 on the wire: aiohttp hands those
+    over with lone surrogates, which cannot be encoded (or hashed, or signed)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def key_id_for(secret_hash: str) -> str:
@@ -52,6 +69,8 @@ class KeyRing:
             self._by_hash[key.secret_hash] = key
 
     def authenticate(self, presented: str) -> Caller | None:
+        if not is_utf8(presented):
+            return None
         digest = hash_secret(presented)
         if hmac.compare_digest(digest, self._admin_hash):
             return Caller(key_id=ADMIN_KEY_ID, admin=True)
@@ -59,7 +78,9 @@ class KeyRing:
         return Caller(key_id=key.id) if key is not None else None
 
     def is_admin_token(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode(), self._admin_secret.encode())
+        return is_utf8(presented) and hmac.compare_digest(
+            presented.encode(), self._admin_secret.encode()
+        )
 
     def create(self, *, owner: str, now: float) -> tuple[str, ApiKey]:
         """A new key: the raw secret (shown once) and its stored record."""
@@ -146,6 +167,8 @@ class SignatureChecker:
             raise _bad_signature(
                 "Signed requests need all of X-Timestamp, X-Nonce and X-Signature."
             )
+        if not (is_utf8(signature) and is_utf8(nonce)):
+            raise _bad_signature("X-Nonce and X-Signature must be valid UTF-8.")
         try:
             ts = int(timestamp)
         except ValueError:

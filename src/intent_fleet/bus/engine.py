@@ -112,15 +112,12 @@ class Engine:
         for intent in state.intents:
             self._intents[intent.id] = intent
             if intent.status is Status.CLAIMED:
+                # A lease that ran out while the bus was down expires at the first
+                # tick like any other: open again, or dead if it was the last attempt.
                 assert intent.lease_until is not None
-                if intent.lease_until > now:
-                    self._enter(intent, "claimed")
-                    self._leases.push(intent)
-                    continue
-                # The lease ran out while the bus was down.
-                intent.status = Status.OPEN
-                intent.claim_token = None
-                intent.lease_until = None
+                self._enter(intent, "claimed")
+                self._leases.push(intent)
+                continue
             self._make_open(intent, now)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -6,6 +6,7 @@ import hmac
 
 from aiohttp import web
 
+from .auth import is_utf8
 from .context import CONTEXT_KEY, BusContext, empty_response
 from .errors import ApiError
 
@@ -81,7 +82,11 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         token = token or request.headers.get("X-Admin-Token", "")
         allowed = bool(token) and (
             ctx.keys.is_admin_token(token)
-            or (bool(auth.metrics_token) and hmac.compare_digest(token, auth.metrics_token))
+            or (
+                bool(auth.metrics_token)
+                and is_utf8(token)
+                and hmac.compare_digest(token.encode(), auth.metrics_token.encode())
+            )
         )
         if not allowed:
             raise ApiError(

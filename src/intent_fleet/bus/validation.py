@@ -120,6 +120,16 @@ def _optional_str(doc: Mapping[str, Any], name: str, max_chars: int) -> str | No
     return value
 
 
+def header_text(value: str, name: str) -> str:
+    """A header value that can be stored: aiohttp hands non-UTF-8 header bytes over as
+    lone surrogates, which SQLite cannot encode (a failed commit stops the bus)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise _invalid("invalid_request", f"{name} must be valid UTF-8.") from None
+    return value
+
+
 def namespace_of(value: Any) -> str:
     if value is None or value == "":
         return "default"
@@ -205,6 +215,8 @@ def claim_query(
         raise _invalid(
             "invalid_request", f"X-Worker-ID is longer than {MAX_WORKER_FIELD_CHARS} characters."
         )
+    if worker is not None:
+        header_text(worker, "X-Worker-ID")
     caps = headers.get("X-Worker-Capabilities") or ""
     return ClaimQuery(
         namespace=namespace_of(query.get("namespace")),
@@ -304,4 +316,4 @@ def kv_set_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> tuple[st
     return text, int(max(1, min(MAX_KV_TTL, ttl_raw)))
 
 
-__all__ += ["fail_request", "goal_of", "namespace_of"]
+__all__ += ["fail_request", "goal_of", "header_text", "namespace_of"]
