@@ -338,7 +338,10 @@ class Engine:
             async with asyncio.timeout(wait):
                 return await asyncio.shield(claim.future)
         except TimeoutError:
-            return None
+            # The deadline can fire after an intent was handed over but before this
+            # task resumed: it is claimed for us, so answer with it rather than strand it.
+            fut = claim.future
+            return fut.result() if fut.done() and not fut.cancelled() else None
         except asyncio.CancelledError:
             fut = claim.future
             if fut.done() and not fut.cancelled() and (got := fut.result()) is not None:
