@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python -m intent_fleet.cli.demo
+	$(BIN)/intent-fleet demo
 
 lint: setup
 	$(BIN)/ruff check src tests bench

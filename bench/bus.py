@@ -186,8 +186,10 @@ def main() -> int:
             bus.stop()
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"bus benchmark: signatures required, {args.repeat} run(s), medians")
-    print(f"  publishes/s          c8 {median['publish_per_s_c8']:8.0f}   "
-          f"c32 {median['publish_per_s_c32']:8.0f}")
+    print(
+        f"  publishes/s          c8 {median['publish_per_s_c8']:8.0f}   "
+        f"c32 {median['publish_per_s_c32']:8.0f}"
+    )
     for conc in (1, 8, 32):
         print(
             f"  claim+fulfill/s  c{conc:<3} {median[f'cycles_per_s_c{conc}']:8.0f}   "

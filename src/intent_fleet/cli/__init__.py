@@ -2,9 +2,8 @@
 
 What belongs here: one module per command group, the JSON-lines logging set-up,
 and the CLI's own errors. Business logic lives in the packages below
-(``bus``, ``protocol``); commands only wire settings and print results.
+(``bus``, ``sidecar``, ``protocol``); commands only wire settings and print results.
+The entry point is :func:`intent_fleet.cli.main.main`.
 """
 
-from .main import build_parser, main
-
-__all__ = ["build_parser", "main"]
+__all__: list[str] = []

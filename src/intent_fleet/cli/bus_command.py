@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "also a valid API key."
         ),
     )
+    p.add_argument("--log-level", default="info", help="debug, info, warning or error")
     p.add_argument("--db", type=Path, default=Path("intent-bus.db"), help="SQLite file (created)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")

@@ -1,0 +1,31 @@
+"""The sidecar: makes a plain HTTP server in any language an Intent Bus worker.
+
+What belongs here: the claim loop and intent life (``worker``), lease
+heartbeats (``leasing``), the one module that talks to the handler
+(``app_channel``), the handler-facing local API (``local_api``, the only
+module here that runs an HTTP server), metrics, settings, and the process
+runner. The bus is reached only through :mod:`intent_fleet.protocol`.
+"""
+
+from .app_channel import AppChannel, Busy, Delivery, Failed, Fulfilled
+from .metrics import SidecarMetrics
+from .runner import detect_features, run_sidecar
+from .settings import AppSettings, ClaimSettings, LocalApiSettings, SidecarSettings
+from .worker import Features, Worker
+
+__all__ = [
+    "AppChannel",
+    "AppSettings",
+    "Busy",
+    "ClaimSettings",
+    "Delivery",
+    "Failed",
+    "Features",
+    "Fulfilled",
+    "LocalApiSettings",
+    "SidecarMetrics",
+    "SidecarSettings",
+    "Worker",
+    "detect_features",
+    "run_sidecar",
+]

@@ -1,0 +1,126 @@
+"""Running a sidecar: detect the bus, wait for the handler, claim, serve the local API, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import aiohttp
+
+from intent_fleet.protocol import BusClient, IntentBusError, ProtocolVersion
+
+from .app_channel import AppChannel
+from .local_api import LocalApi, start_local_api
+from .metrics import SidecarMetrics
+from .settings import SidecarSettings
+from .worker import DEFAULT_LEASE_SECONDS, Features, Worker
+
+__all__ = ["detect_features", "run_sidecar"]
+
+log = logging.getLogger(__name__)
+
+#: Ceiling of the back-off while the bus is unreachable at start (seconds).
+MAX_START_BACKOFF = 5.0
+
+
+async def detect_features(bus: BusClient, *, stop: asyncio.Event) -> Features | None:
+    """Ask the bus what it offers, retrying while it is unreachable; None if stopped first."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            health = await bus.health()
+            protocol = health.protocol or await bus.protocol_version()
+        except IntentBusError as exc:
+            log.warning("bus not reachable yet; retrying", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(MAX_START_BACKOFF, delay * 2)
+            continue
+        v2 = protocol is ProtocolVersion.V2_1
+        return Features(
+            long_poll="long_poll_claim" in health.features,
+            extend=v2,
+            release="release_claim" in health.features,
+            protocol=protocol.value if protocol is not None else "unknown",
+        )
+    return None
+
+
+async def _watch_handler(worker: Worker, app: AppChannel, *, interval: float) -> None:
+    while True:
+        ready = await app.probe()
+        worker.set_handler_ready(ready)
+        # Look often until the handler first answers, then at the steady interval.
+        await asyncio.sleep(interval if ready else min(interval, 0.2))
+
+
+async def run_sidecar(
+    settings: SidecarSettings,
+    *,
+    bus: BusClient,
+    drain: asyncio.Event,
+    abort: asyncio.Event,
+    on_ready: Callable[[str], None] | None = None,
+    metrics: SidecarMetrics | None = None,
+) -> None:
+    """Run until drained. ``drain`` stops claiming; ``abort`` hands in-flight work back now."""
+    metrics = metrics or SidecarMetrics()
+    features = await detect_features(bus, stop=drain)
+    if features is None:
+        return
+    log.info(
+        "bus detected",
+        extra={
+            "protocol": features.protocol,
+            "long_poll": features.long_poll,
+            "extend": features.extend,
+            "release": features.release,
+        },
+    )
+    if not features.extend and settings.app.timeout_seconds > DEFAULT_LEASE_SECONDS:
+        log.warning(
+            "handler timeout exceeds the lease on a bus without lease extension: a slow "
+            "handler's intent may be claimed again by another worker",
+            extra={
+                "handler_timeout": settings.app.timeout_seconds,
+                "lease": DEFAULT_LEASE_SECONDS,
+            },
+        )
+    connector = aiohttp.TCPConnector(limit=settings.claim.concurrency + 4, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as app_session:
+        app = AppChannel(settings=settings.app, session=app_session)
+        worker = Worker(settings=settings, bus=bus, app=app, features=features, metrics=metrics)
+        runner, url = await start_local_api(
+            LocalApi(settings=settings, bus=bus, worker=worker, metrics=metrics)
+        )
+        log.info("local API ready", extra={"url": url, "goal": settings.claim.goal})
+        if on_ready is not None:
+            on_ready(url)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                helpers = [
+                    tg.create_task(
+                        _watch_handler(worker, app, interval=settings.app.health_interval_seconds)
+                    ),
+                    tg.create_task(_on(drain, worker.drain)),
+                    tg.create_task(_abort_on(abort, worker)),
+                ]
+                await worker.run()
+                for task in helpers:
+                    task.cancel()
+        finally:
+            await runner.cleanup()
+
+
+async def _on(event: asyncio.Event, action: Callable[[], None]) -> None:
+    await event.wait()
+    action()
+
+
+async def _abort_on(event: asyncio.Event, worker: Worker) -> None:
+    await event.wait()
+    worker.drain()
+    await worker.abandon("the sidecar was told to stop now")

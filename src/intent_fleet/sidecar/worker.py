@@ -1,0 +1,495 @@
+"""The claim loop and the life of each claimed intent.
+
+Up to ``concurrency`` intents are in flight. A few claim lanes pull from the
+bus (long-poll when the bus offers it, jittered polling otherwise) and only
+while the handler is ready and a slot is free, so the sidecar never holds an
+intent it cannot start. Each intent runs as its own task: deliver to the
+handler (retrying while the handler says it is busy), keep the lease alive,
+report the outcome (retrying while the lease lasts), free the slot.
+
+Drain: stop claiming, let in-flight work finish within the drain timeout,
+then hand back (or fail) what is left so another worker gets it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from intent_fleet.protocol import (
+    ClaimedIntent,
+    ClaimOutcome,
+    IntentBusError,
+    IntentBusLeaseLostError,
+    IntentBusNetworkError,
+    IntentBusRateLimitError,
+    IntentBusServerError,
+)
+
+from .app_channel import AppChannel, Busy, Delivery, Failed, Fulfilled, Outcome
+from .leasing import Lease, keep_alive
+from .metrics import SidecarMetrics
+from .settings import SidecarSettings
+
+__all__ = ["BusPort", "Features", "Worker"]
+
+log = logging.getLogger(__name__)
+
+#: Claim lanes at most: enough to keep 32 slots fed at bus latency, few
+#: enough that an idle sidecar parks only a handful of long-polls on the bus.
+MAX_LANES = 4
+#: Lease assumed on buses that do not say (v1.1): the protocol's default.
+DEFAULT_LEASE_SECONDS = 60
+
+
+class BusPort(Protocol):
+    """What the worker needs of the bus; :class:`intent_fleet.protocol.BusClient` fits."""
+
+    async def claim(
+        self,
+        goal: str | None = None,
+        *,
+        namespace: str | None = None,
+        publisher: str | None = None,
+        worker_id: str | None = None,
+        capabilities: tuple[str, ...] | list[str] = (),
+        wait: float | None = None,
+    ) -> ClaimOutcome: ...
+
+    async def extend(self, intent_id: str, *, claim_token: str, seconds: int) -> int: ...
+
+    async def fulfill(
+        self,
+        intent_id: str,
+        *,
+        claim_token: str | None = None,
+        result: Any = ...,
+        result_type: str = "json",
+    ) -> None: ...
+
+    async def fail(
+        self, intent_id: str, *, claim_token: str | None = None, error: str = ...
+    ) -> str | None: ...
+
+    async def release(self, intent_id: str, *, claim_token: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What the bus offers, detected once at start."""
+
+    long_poll: bool = False
+    extend: bool = False
+    release: bool = False
+    protocol: str = "2.1"
+
+
+@dataclass(eq=False)
+class _Job:
+    intent: ClaimedIntent
+    lease: Lease
+    started: float
+    task: asyncio.Task[None] | None = None
+    reported: bool = False
+    #: perf_counter at the last step the sidecar itself is responsible for.
+    mark: float = 0.0
+
+
+@dataclass
+class WorkerState:
+    """Live figures for /v1/state, /readyz and the gauges."""
+
+    in_flight: int = 0
+    handler_ready: bool = False
+    draining: bool = False
+    #: Monotonic time of the last moment work was in flight or was claimed.
+    last_active: float = field(default_factory=time.monotonic)
+    busy_seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Claims for one goal and runs each intent through the handler."""
+
+    def __init__(
+        self,
+        *,
+        settings: SidecarSettings,
+        bus: BusPort,
+        app: AppChannel,
+        features: Features,
+        metrics: SidecarMetrics,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._s = settings
+        self._bus = bus
+        self._app = app
+        self._features = features
+        self._metrics = metrics
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(settings.claim.concurrency)
+        self._jobs: dict[str, _Job] = {}
+        self._ready = asyncio.Event()
+        self._drain = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pause_until = 0.0
+        self.state = WorkerState()
+        metrics.gauge("intent_sidecar_in_flight", "Intents being handled.", lambda: len(self._jobs))
+        metrics.gauge(
+            "intent_sidecar_busy_ratio", "Share of slot time spent handling.", self.busy_ratio
+        )
+        metrics.gauge(
+            "intent_sidecar_handler_ready",
+            "1 when the handler is ready.",
+            lambda: float(self._ready.is_set()),
+        )
+
+    # -- public -----------------------------------------------------------
+    def busy_ratio(self) -> float:
+        elapsed = max(1e-9, time.monotonic() - self.state.started)
+        busy = self.state.busy_seconds + sum(
+            time.monotonic() - j.started for j in self._jobs.values()
+        )
+        return min(1.0, busy / (elapsed * self._s.claim.concurrency))
+
+    def idle_seconds(self) -> float:
+        return 0.0 if self._jobs else time.monotonic() - self.state.last_active
+
+    def set_handler_ready(self, ready: bool) -> None:
+        if ready and not self._ready.is_set():
+            log.info("handler ready; claiming", extra={"goal": self._s.claim.goal})
+            self._ready.set()
+        elif not ready and self._ready.is_set():
+            log.warning("handler not ready; claiming paused", extra={"goal": self._s.claim.goal})
+            self._ready.clear()
+        self.state.handler_ready = ready
+
+    def drain(self) -> None:
+        """Stop claiming; in-flight work goes on (``run`` returns when it is done)."""
+        if not self._drain.is_set():
+            log.info("draining", extra={"in_flight": len(self._jobs)})
+        self._drain.set()
+        self.state.draining = True
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Claim and work until drained, then give back what did not finish in time."""
+        lanes = max(1, min(MAX_LANES, self._s.claim.concurrency))
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            claimers = [tg.create_task(self._claim_lane(n)) for n in range(lanes)]
+            await self._drain.wait()
+            await asyncio.gather(*claimers, return_exceptions=True)
+            try:
+                async with asyncio.timeout(self._s.claim.drain_timeout_seconds):
+                    await self._idle.wait()
+            except TimeoutError:
+                await self.abandon("drain timeout reached before the handler finished")
+
+    async def abandon(self, reason: str) -> None:
+        """Stop every in-flight job now and hand its intent back to the bus."""
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            if job.task is not None:
+                job.task.cancel()
+        await asyncio.gather(*(j.task for j in jobs if j.task is not None), return_exceptions=True)
+        await asyncio.gather(*(self._give_back(j, reason) for j in jobs if not j.reported))
+
+    # -- claiming ---------------------------------------------------------
+    async def _claim_lane(self, lane: int) -> None:
+        empty_polls = 0
+        claim = self._s.claim
+        while not self._drain.is_set():
+            if not await self._wait_for(self._ready):
+                return
+            pause = self._pause_until - time.monotonic()
+            if pause > 0 and await self._sleep_or_drain(pause):
+                return
+            await self._slots.acquire()
+            if self._drain.is_set():
+                self._slots.release()
+                return
+            t0 = time.perf_counter()
+            try:
+                outcome = await self._bus.claim(
+                    claim.goal,
+                    namespace=claim.namespace,
+                    worker_id=claim.worker_id or None,
+                    capabilities=claim.capabilities,
+                    wait=claim.long_poll_seconds if self._features.long_poll else None,
+                )
+            except IntentBusError as exc:
+                self._slots.release()
+                self._metrics.polls.inc(outcome="error")
+                self._metrics.bus_errors.inc(op="claim", kind=type(exc).__name__)
+                delay = self._backoff(empty_polls, hint=exc.retry_after)
+                empty_polls += 1
+                level = (
+                    logging.INFO if isinstance(exc, IntentBusRateLimitError) else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "claim failed; backing off",
+                    extra={"error": str(exc), "delay": round(delay, 2)},
+                )
+                if await self._sleep_or_drain(delay):
+                    return
+                continue
+            self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="claim")
+            if outcome.intent is None:
+                self._slots.release()
+                self._metrics.polls.inc(outcome="empty")
+                if not self._features.long_poll:
+                    delay = self._backoff(empty_polls, hint=outcome.retry_after)
+                    empty_polls += 1
+                    if await self._sleep_or_drain(delay):
+                        return
+                continue
+            empty_polls = 0
+            self._metrics.polls.inc(outcome="claimed")
+            self._start(outcome.intent)
+
+    def _backoff(self, empty_polls: int, *, hint: float | None) -> float:
+        cap = self._s.claim.max_poll_backoff_seconds
+        base = min(cap, 0.25 * 2**empty_polls)
+        if hint is not None:
+            base = min(max(base, hint), max(cap, hint))
+        return self._rng.uniform(base / 2, base)
+
+    async def _wait_for(self, event: asyncio.Event) -> bool:
+        """Wait for ``event`` unless a drain comes first; True when the event fired."""
+        if event.is_set():
+            return True
+        waiter = asyncio.ensure_future(event.wait())
+        drain = asyncio.ensure_future(self._drain.wait())
+        done, pending = await asyncio.wait({waiter, drain}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return waiter in done and not self._drain.is_set()
+
+    async def _sleep_or_drain(self, seconds: float) -> bool:
+        """Sleep, cut short by a drain; True when draining."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._drain.wait()
+        return self._drain.is_set()
+
+    # -- one intent -------------------------------------------------------
+    def _start(self, intent: ClaimedIntent) -> None:
+        now = self._clock()
+        seconds = intent.claim_timeout or DEFAULT_LEASE_SECONDS
+        lease = Lease(
+            intent_id=intent.id,
+            claim_token=intent.claim_token,
+            seconds=seconds,
+            expires_at=now + seconds,
+        )
+        job = _Job(intent=intent, lease=lease, started=time.monotonic(), mark=time.perf_counter())
+        self._jobs[intent.id] = job
+        self._idle.clear()
+        self.state.in_flight = len(self._jobs)
+        self.state.last_active = time.monotonic()
+        self._metrics.claimed.inc()
+        job.task = self._tg.create_task(self._work(job))
+
+    async def _work(self, job: _Job) -> None:
+        try:
+            await self._work_unguarded(job)
+        except Exception:
+            # A bug here must not take the other intents down with it.
+            log.exception("intent processing crashed", extra={"intent_id": job.intent.id})
+            if not job.reported:
+                await self._give_back(job, "internal error in the sidecar")
+        finally:
+            self._finish(job)
+
+    async def _work_unguarded(self, job: _Job) -> None:
+        keeper: asyncio.Task[None] | None = None
+        try:
+            if self._features.extend and job.lease.claim_token is not None:
+                keeper = asyncio.create_task(
+                    keep_alive(job.lease, extend=self._extend, clock=self._clock, sleep=self._sleep)
+                )
+            outcome = await self._deliver(job)
+            if keeper is not None:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+            if job.lease.lost:
+                self._lease_lost(job, "handler outcome dropped")
+                return
+            await self._report(job, outcome)
+        finally:
+            if keeper is not None and not keeper.done():
+                keeper.cancel()
+
+    async def _extend(self, intent_id: str, token: str, seconds: int) -> int:
+        t0 = time.perf_counter()
+        try:
+            return await self._bus.extend(intent_id, claim_token=token, seconds=seconds)
+        except IntentBusError as exc:
+            self._metrics.bus_errors.inc(op="extend", kind=type(exc).__name__)
+            raise
+        finally:
+            self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="extend")
+
+    async def _deliver(self, job: _Job) -> Outcome:
+        intent = job.intent
+        timeout = self._s.app.timeout_seconds
+        give_up = time.monotonic() + timeout
+        payload = orjson.dumps(intent.payload)
+        while True:
+            delivery = Delivery(
+                intent_id=intent.id,
+                goal=intent.goal,
+                namespace=intent.namespace,
+                attempt=intent.claim_attempts,
+                deadline=self._clock() + timeout,
+                payload=payload,
+            )
+            t0 = time.perf_counter()
+            if job.mark:
+                self._metrics.overhead_seconds.observe(t0 - job.mark, phase="dispatch")
+                job.mark = 0.0
+            outcome = await self._app.deliver(delivery, limit_seconds=timeout)
+            job.mark = time.perf_counter()
+            self._metrics.handler_seconds.observe(job.mark - t0)
+            if isinstance(outcome, Failed) and "unreachable" in outcome.error:
+                self.set_handler_ready(False)
+            if not isinstance(outcome, Busy):
+                return outcome
+            self._metrics.busy.inc()
+            # The handler is saturated: keep the lease, back off, and let the
+            # claim lanes pause too so no more work piles up behind it.
+            self._pause_until = max(self._pause_until, time.monotonic() + outcome.retry_after)
+            if time.monotonic() + outcome.retry_after > give_up:
+                return Failed(f"handler stayed busy (429/503) for {timeout:g} s")
+            if (
+                not self._features.extend
+                and self._clock() + outcome.retry_after >= job.lease.expires_at
+            ):
+                return Failed("handler stayed busy until the lease ran out")
+            await self._sleep(outcome.retry_after)
+
+    async def _report(self, job: _Job, outcome: Outcome) -> None:
+        intent, lease = job.intent, job.lease
+        attempt = 0
+        while True:
+            t0 = time.perf_counter()
+            if job.mark:
+                self._metrics.overhead_seconds.observe(t0 - job.mark, phase="report")
+                job.mark = 0.0
+            op = "fulfill" if isinstance(outcome, Fulfilled) else "fail"
+            try:
+                if isinstance(outcome, Fulfilled):
+                    if outcome.result_type is None:
+                        await self._bus.fulfill(intent.id, claim_token=lease.claim_token)
+                    else:
+                        await self._bus.fulfill(
+                            intent.id,
+                            claim_token=lease.claim_token,
+                            result=outcome.result,
+                            result_type=outcome.result_type,
+                        )
+                    self._metrics.fulfilled.inc()
+                else:
+                    assert isinstance(outcome, Failed)
+                    await self._bus.fail(
+                        intent.id, claim_token=lease.claim_token, error=outcome.error
+                    )
+                    self._metrics.failed.inc(reason=_reason_label(outcome.error))
+                    log.info(
+                        "intent failed", extra={"intent_id": intent.id, "error": outcome.error}
+                    )
+                job.reported = True
+                return
+            except IntentBusLeaseLostError:
+                self._lease_lost(job, f"{op} refused")
+                return
+            except (IntentBusNetworkError, IntentBusServerError) as exc:
+                self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
+                delay = min(5.0, 0.1 * 2**attempt) * self._rng.uniform(0.5, 1.0)
+                attempt += 1
+                if self._clock() + delay >= lease.expires_at:
+                    self._lease_lost(job, f"{op} could not reach the bus before the lease ended")
+                    return
+                log.warning(
+                    "report failed; retrying while the lease lasts",
+                    extra={"intent_id": intent.id, "op": op, "error": str(exc)},
+                )
+                await self._sleep(delay)
+            except IntentBusError as exc:
+                self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
+                log.error(
+                    "bus refused the report",
+                    extra={"intent_id": intent.id, "op": op, "error": str(exc)},
+                )
+                job.reported = True
+                return
+            finally:
+                self._metrics.bus_seconds.observe(time.perf_counter() - t0, op=op)
+
+    async def _give_back(self, job: _Job, reason: str) -> None:
+        """Hand an unfinished intent back: release (no attempt burned) or fail."""
+        intent, token = job.intent, job.lease.claim_token
+        try:
+            if self._features.release:
+                await self._bus.release(intent.id, claim_token=token)
+                self._metrics.released.inc()
+            else:
+                await self._bus.fail(
+                    intent.id, claim_token=token, error=f"sidecar stopping: {reason}"
+                )
+                self._metrics.failed.inc(reason="shutdown")
+            log.warning(
+                "handed back unfinished intent", extra={"intent_id": intent.id, "reason": reason}
+            )
+        except IntentBusError as exc:
+            log.error(
+                "could not hand back intent; it returns after its lease",
+                extra={"intent_id": intent.id, "error": str(exc)},
+            )
+        job.reported = True
+
+    def _lease_lost(self, job: _Job, what: str) -> None:
+        self._metrics.lease_lost.inc()
+        job.reported = True
+        log.warning("lease lost: %s", what, extra={"intent_id": job.intent.id})
+
+    def _finish(self, job: _Job) -> None:
+        self.state.busy_seconds += time.monotonic() - job.started
+        self._jobs.pop(job.intent.id, None)
+        self.state.in_flight = len(self._jobs)
+        self.state.last_active = time.monotonic()
+        self._slots.release()
+        if not self._jobs:
+            self._idle.set()
+
+
+def _reason_label(error: str) -> str:
+    """A low-cardinality label for the failure counter."""
+    for label, marker in (
+        ("timeout", "timed out"),
+        ("unreachable", "unreachable"),
+        ("rejected", "rejected"),
+        ("busy", "stayed busy"),
+        ("result_too_large", "larger than"),
+        ("handler_error", "handler failed"),
+    ):
+        if marker in error:
+            return label
+    return "other"
