@@ -391,6 +391,8 @@ class Engine:
         intent.updated_at = now
         self._enter(intent, "claimed")
         self._leases.push(intent)
+        # The lease may now end before the timer armed for the old one.
+        self._reschedule(intent.lease_until)
         await self._store.submit([update_state_op(intent)])
         return seconds
 
