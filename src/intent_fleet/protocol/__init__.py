@@ -1,0 +1,90 @@
+"""The Intent Protocol as a library: everything needed to talk to a bus, nothing else.
+
+What belongs here: finding the API key (``credentials``), request signing
+(``signing``), the strict wire models (``models``), the exception tree
+(``errors``), retry timing (``retry``), client settings (``settings``), the
+one HTTP seam (``transport``) and the async clients built on it (``client``,
+``admin_client``). This is the bottom layer: it imports no other
+intent-fleet package and never the HTTP server library, so the bus, the
+sidecar and the operator can all depend on it.
+"""
+
+from .admin_client import AdminClient
+from .client import BusClient, ClaimOutcome
+from .credentials import read_key_file, resolve_api_key
+from .errors import (
+    IntentBusAuthError,
+    IntentBusConflictError,
+    IntentBusError,
+    IntentBusLeaseLostError,
+    IntentBusNetworkError,
+    IntentBusNotFoundError,
+    IntentBusProtocolError,
+    IntentBusRateLimitError,
+    IntentBusServerError,
+)
+from .models import (
+    Ack,
+    BusStats,
+    ClaimedIntent,
+    DeadLetter,
+    GoalStats,
+    Health,
+    IntentResult,
+    IntentStatus,
+    KeyInfo,
+    KvValue,
+    ProtocolVersion,
+    PublishReceipt,
+)
+from .retry import RetryPolicy, full_jitter, parse_retry_after
+from .settings import ClientSettings
+from .signing import (
+    SignedHeaders,
+    canonical_body,
+    canonical_path,
+    canonical_query,
+    compute_signature,
+    sign_request,
+    signatures_match,
+)
+
+__all__ = [
+    "Ack",
+    "AdminClient",
+    "BusClient",
+    "BusStats",
+    "ClaimOutcome",
+    "ClaimedIntent",
+    "ClientSettings",
+    "DeadLetter",
+    "GoalStats",
+    "Health",
+    "IntentBusAuthError",
+    "IntentBusConflictError",
+    "IntentBusError",
+    "IntentBusLeaseLostError",
+    "IntentBusNetworkError",
+    "IntentBusNotFoundError",
+    "IntentBusProtocolError",
+    "IntentBusRateLimitError",
+    "IntentBusServerError",
+    "IntentResult",
+    "IntentStatus",
+    "KeyInfo",
+    "KvValue",
+    "ProtocolVersion",
+    "PublishReceipt",
+    "RetryPolicy",
+    "SignedHeaders",
+    "canonical_body",
+    "canonical_path",
+    "canonical_query",
+    "compute_signature",
+    "full_jitter",
+    "parse_retry_after",
+    "read_key_file",
+    "resolve_api_key",
+    "sign_request",
+    "signatures_match",
+]

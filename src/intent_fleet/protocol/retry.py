@@ -1,0 +1,96 @@
+"""How long to wait before trying a safe request again.
+
+Backoff is "full jitter" (delay drawn uniformly from 0 to an exponentially
+growing ceiling): many clients that failed together do not retry together,
+which is what turns a bus hiccup into a thundering herd. A server's
+``Retry-After`` is a floor on top of that, never ignored.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC
+
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "RetryPolicy", "full_jitter", "parse_retry_after"]
+
+#: A ``Retry-After`` longer than this is cut: a client parked for an hour by a
+#: confused proxy looks dead; the caller can still decide to wait longer.
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+# RFC 9110 delta-seconds are digits; fractions and a sign are accepted because
+# servers send them, but not Python's float extras ("1_0", "inf", "nan").
+_DELTA = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+# 2**attempt beyond this exceeds any sane cap; stops OverflowError for huge attempts.
+_MAX_EXPONENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries of the operations that are safe to repeat (reads, keyed publishes)."""
+
+    #: Total tries including the first (1 = never retry). Three tries ride out a
+    #: bus restart or a dropped connection without hiding a real outage for long.
+    attempts: int = 3
+    #: Ceiling of the first backoff, seconds; doubles per retry. 0.2 s keeps a
+    #: transient blip nearly invisible to latency.
+    base_seconds: float = 0.2
+    #: Largest backoff ceiling, seconds, so later retries do not stall a worker.
+    cap_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError("RetryPolicy.attempts must be an integer")
+        if self.attempts < 1:
+            raise ValueError("RetryPolicy.attempts must be >= 1 (it counts the first try)")
+        if not (math.isfinite(self.base_seconds) and self.base_seconds >= 0):
+            raise ValueError("RetryPolicy.base_seconds must be a finite number >= 0")
+        if not (math.isfinite(self.cap_seconds) and self.cap_seconds >= 0):
+            raise ValueError("RetryPolicy.cap_seconds must be a finite number >= 0")
+
+
+def full_jitter(attempt: int, *, policy: RetryPolicy, rng: random.Random) -> float:
+    """Seconds to wait after failed try number ``attempt`` (0-based).
+
+    ``uniform(0, min(cap, base * 2**attempt))``; ``rng`` is injected so tests
+    get a deterministic sequence.
+    """
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    ceiling = min(policy.cap_seconds, policy.base_seconds * 2.0 ** min(attempt, _MAX_EXPONENT))
+    return rng.uniform(0.0, ceiling)
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, or ``None`` when it says nothing usable.
+
+    Accepts delta-seconds and HTTP-dates (relative to ``now``, unix seconds).
+    A negative delay or a date in the past means "now" (0); garbage is
+    ``None`` so the caller falls back to its own backoff; the result is capped
+    at :data:`MAX_RETRY_AFTER_SECONDS`.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _DELTA.fullmatch(text):
+        seconds = float(text)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000" per RFC 5322: UTC, origin unknown
+            when = when.replace(tzinfo=UTC)
+        try:
+            seconds = when.timestamp() - now
+        except (OverflowError, ValueError, OSError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
