@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def _common(p: argparse.ArgumentParser, *, admin: bool = False) -> None:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("publish", help="publish an intent", epilog=EPILOG)
     p.add_argument("goal")
-    p.add_argument("payload", help="JSON payload, e.g. '{\"to\": \"ops\"}'")
+    p.add_argument("payload", help='JSON payload, e.g. \'{"to": "ops"}\'')
     p.add_argument("--namespace")
     p.add_argument("--priority", type=int, help="0-1000, higher first (default 100)")
     p.add_argument("--delay", type=float, help="seconds before it may be claimed")
@@ -138,13 +138,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_run(_stats))
 
 
-Action = Callable[[argparse.Namespace], Awaitable[Any]]
+Action = Callable[[argparse.Namespace], Coroutine[Any, Any, Any]]
 
 
 def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         try:
-            result = asyncio.run(action(args))
+            result: Any = asyncio.run(action(args))
         except IntentBusError as exc:
             for kind, code, label in EXIT_CODES:
                 if isinstance(exc, kind):

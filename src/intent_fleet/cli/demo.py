@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from intent_fleet.bus import AuthSettings, BusSettings, ListenSettings, StorageSettings, serve
 from intent_fleet.protocol import AdminClient, BusClient, ClientSettings, IntentBusError
 
@@ -108,8 +110,7 @@ async def _drive(args: argparse.Namespace, url: str, secret: str, state: Path) -
     async with BusClient(settings=client_settings, api_key=key) as bus:
         started = time.perf_counter()
         workers = [
-            asyncio.create_task(_worker(bus, progress, f"worker-{n}"))
-            for n in range(args.workers)
+            asyncio.create_task(_worker(bus, progress, f"worker-{n}")) for n in range(args.workers)
         ]
         ids = await _publish(bus, progress, args.intents)
         await _watch(bus, progress, total=args.intents)
@@ -119,7 +120,7 @@ async def _drive(args: argparse.Namespace, url: str, secret: str, state: Path) -
         elapsed = time.perf_counter() - started
         print(f"\nall {args.intents} intents fulfilled in {elapsed:.2f} s")
         sample = await bus.result(ids[0])
-        print(f"result of {ids[0]}: {sample.result}")
+        print(f"result of {ids[0]}: {orjson.dumps(sample.result).decode()}")
         stats = await bus.stats(goal=GOAL)
         for g in stats.goals:
             print(

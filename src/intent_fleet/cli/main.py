@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from intent_fleet import __version__
 
-from . import bus_command
+from . import bus_command, client_commands, demo, run_command, sidecar_command
 from .errors import CliError
 from .logs import configure_logging
 
@@ -21,21 +22,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Autoscaled, polyglot worker fleets for the Intent Bus.",
     )
     parser.add_argument("--version", action="version", version=f"intent-fleet {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (JSON lines on stderr)",
-    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bus_command.add_parser(sub)
+    sidecar_command.add_parser(sub)
+    run_command.add_parser(sub)
+    client_commands.add_parsers(sub)
+    demo.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    # Servers log at info by default; one-shot client commands only warnings.
+    configure_logging(
+        getattr(args, "log_level", None) or os.environ.get("INTENT_LOG_LEVEL", "warning")
+    )
     try:
         code: int = args.func(args)
     except CliError as exc:

@@ -64,9 +64,7 @@ def _default_state_dir() -> Path:
     return Path(base) / "intent-fleet" / "run"
 
 
-def handler_environment(
-    environ: dict[str, str], *, app_port: int, api_url: str
-) -> dict[str, str]:
+def handler_environment(environ: dict[str, str], *, app_port: int, api_url: str) -> dict[str, str]:
     """The handler's environment: ours minus every secret, plus where to listen and call."""
     env = {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
     env["PORT"] = str(app_port)
@@ -112,7 +110,9 @@ async def _run(
             storage=StorageSettings(path=args.state_dir / "intent-bus.db"),
             auth=AuthSettings(admin_secret=secret),
         )
-        bus_task = asyncio.create_task(serve(bus_settings, stop=bus_stop, on_ready=ready.set_result))
+        bus_task = asyncio.create_task(
+            serve(bus_settings, stop=bus_stop, on_ready=ready.set_result)
+        )
         bus_url = await asyncio.wait_for(asyncio.shield(ready), timeout=30)
         key = secret
     else:

@@ -216,7 +216,9 @@ def command(args: argparse.Namespace) -> int:
     async def main() -> None:
         drain, abort = asyncio.Event(), asyncio.Event()
         install_drain_signals(drain, abort)
-        client_settings = ClientSettings(base_url=args.bus_url, pool_size=settings.claim.concurrency + 8)
+        client_settings = ClientSettings(
+            base_url=args.bus_url, pool_size=settings.claim.concurrency + 8
+        )
         async with BusClient(settings=client_settings, api_key=key) as bus:
             await run_sidecar(
                 settings,

@@ -1,0 +1,64 @@
+"""House rules that import-linter cannot express."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "intent_fleet"
+#: The only places an HTTP *server* may be built (STYLE.md).
+SERVER_MODULES = {"bus", "sidecar/local_api.py"}
+
+
+def _imports_aiohttp_web(path: Path) -> bool:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "aiohttp":
+            if any(alias.name == "web" for alias in node.names):
+                return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp.web"):
+            return True
+        if isinstance(node, ast.Import) and any(
+            a.name.startswith("aiohttp.web") for a in node.names
+        ):
+            return True
+    return False
+
+
+def test_http_servers_live_only_in_the_bus_and_the_sidecar_api() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).as_posix()
+        allowed = rel in SERVER_MODULES or rel.split("/")[0] in SERVER_MODULES
+        if not allowed and _imports_aiohttp_web(path):
+            offenders.append(rel)
+    assert offenders == []
+
+
+def test_the_check_sees_a_server_import(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text("from aiohttp import web\n")
+    assert _imports_aiohttp_web(sample)
+
+
+def test_no_top_level_package_named_operator() -> None:
+    assert not (SRC.parent / "operator").exists()
+
+
+def test_every_subpackage_documents_itself_and_exports() -> None:
+    for init in SRC.glob("*/__init__.py"):
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), f"{init} has no docstring"
+        names = {
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        names |= {
+            n.target.id
+            for n in tree.body
+            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+        }
+        assert "__all__" in names, f"{init} has no __all__"
