@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from .admin import add_admin_routes
-from .context import CONTEXT_KEY, BusContext, error_response
+from .context import CONTEXT_KEY, PROTOCOL_VERSION, BusContext, error_response
 from .errors import ApiError, DurabilityError
 from .metrics import metrics
 from .routes import add_routes
+from .routes_v1 import add_v1_routes
 
 __all__ = ["build_app"]
 
@@ -26,6 +27,8 @@ _BODY_OVERHEAD = 64 * 1024
 
 def build_app(ctx: BusContext) -> web.Application:
     limits = ctx.settings.limits
+    # v1.1 servers announce "1.0" (observed on the reference server 7.0.1).
+    version_header = "1.0" if ctx.settings.wire_version == "1.1" else PROTOCOL_VERSION
     max_body = 2 * max(limits.max_payload_bytes, limits.max_result_bytes) + _BODY_OVERHEAD
 
     @web.middleware
@@ -53,11 +56,15 @@ def build_app(ctx: BusContext) -> web.Application:
                 ApiError(500, "internal_error", "The bus failed to handle this request.")
             )
         ctx.responses[(name, response.status)] += 1
+        response.headers["X-Intent-Version"] = version_header
         return response
 
     app = web.Application(middlewares=[errors], client_max_size=max_body)
     app[CONTEXT_KEY] = ctx
-    add_routes(app)
+    if ctx.settings.wire_version == "1.1":
+        add_v1_routes(app)
+    else:
+        add_routes(app)
     add_admin_routes(app)
     app.router.add_get("/metrics", metrics)
     return app

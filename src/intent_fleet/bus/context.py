@@ -27,8 +27,8 @@ __all__ = ["PROTOCOL_VERSION", "BusContext", "error_response", "json_response"]
 PROTOCOL_VERSION = "2.1"
 SERVER_NAME = f"intent-fleet/{__version__}"
 
+#: X-Intent-Version is added to every answer by the app's middleware.
 _BASE_HEADERS = {
-    "X-Intent-Version": PROTOCOL_VERSION,
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }

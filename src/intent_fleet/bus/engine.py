@@ -419,7 +419,10 @@ class Engine:
             )
         )
 
-    async def fail(self, caller: Caller, intent_id: str, token: str | None, error: str) -> Status:
+    async def fail(
+        self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
+    ) -> Status:
+        """Record a failure: retry after backoff, or dead past max_attempts (or when final)."""
         intent = self._leased(caller, intent_id, token)
         now = self._clock()
         self._leave(intent)
@@ -427,7 +430,7 @@ class Engine:
         intent.claim_token = None
         intent.lease_until = None
         intent.updated_at = now
-        if intent.attempts >= intent.max_attempts:
+        if final or intent.attempts >= intent.max_attempts:
             self._die(intent)
         else:
             intent.claimer = None

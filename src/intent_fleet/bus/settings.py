@@ -100,6 +100,11 @@ class QueueSettings:
 class BusSettings:
     """Everything the bus server needs, passed explicitly from the CLI."""
 
+    #: "2.1" (normal), or "1.1" to answer exactly like a v1.1 reference server
+    #: (no /health, no claim tokens, no namespaces, final /fail) so clients can
+    #: be tested against the older protocol with a real process.
+    wire_version: str = "2.1"
+
     listen: ListenSettings = field(default_factory=ListenSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

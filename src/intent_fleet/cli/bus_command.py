@@ -68,6 +68,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=_STORAGE.retention_seconds,
         help="seconds to keep fulfilled/dead/cancelled intents",
     )
+    p.add_argument(
+        "--wire-version",
+        choices=["2.1", "1.1"],
+        default="2.1",
+        help="1.1: answer like a v1.1 reference server (for testing older clients)",
+    )
     p.set_defaults(func=command)
 
 
@@ -115,6 +121,7 @@ def command(args: argparse.Namespace) -> int:
             rate_limit_burst=args.rate_burst,
         ),
         queue=QueueSettings(claim_timeout_seconds=args.claim_timeout),
+        wire_version=args.wire_version,
     )
 
     def ready(url: str) -> None:
