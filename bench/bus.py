@@ -29,8 +29,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from intent_fleet.protocol.signing import canonical_body, canonical_path, sign_request  # noqa: E402
-from tests.support.busproc import BusProcess, start_bus  # noqa: E402
+from tests.support.busproc import BusProcess, start_bus
+
+from intent_fleet.protocol.signing import canonical_body, canonical_path, sign_request
 
 
 class SignedClient:

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 #: Claim lanes at most: enough to keep 32 slots fed at bus latency, few
 #: enough that an idle sidecar parks only a handful of long-polls on the bus.
-MAX_LANES = 4
+MAX_LANES = 8
 #: Lease assumed on buses that do not say (v1.1): the protocol's default.
 DEFAULT_LEASE_SECONDS = 60
 
