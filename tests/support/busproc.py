@@ -87,9 +87,7 @@ def start_bus(
     ]
     env = {**os.environ, "INTENT_BUS_ADMIN_SECRET": secret}
     log = log_path.open("w")
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1)
     assert proc.stdout is not None
     found: list[str] = []
     done = threading.Event()

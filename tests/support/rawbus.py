@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Self
 
 import aiohttp
@@ -21,9 +21,12 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from intent_fleet.protocol.signing import QueryParams, canonical_body, canonical_path, sign_request
+from intent_fleet.protocol.signing import canonical_body, canonical_path, sign_request
 
 __all__ = ["RawBus", "Reply", "assert_error", "send_raw_http"]
+
+#: Query parameters, as ``canonical_path`` takes them: a mapping or (key, value) pairs.
+QueryParams = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
 class Reply(NamedTuple):
