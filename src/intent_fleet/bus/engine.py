@@ -267,21 +267,34 @@ class Engine:
 
     # -- claim ------------------------------------------------------------
     async def claim(
-        self, flt: ClaimFilter, *, admin: bool, wait: float, lease_seconds: int | None = None
-    ) -> Intent | None:
+        self,
+        flt: ClaimFilter,
+        *,
+        admin: bool,
+        wait: float,
+        limit: int = 1,
+        lease_seconds: int | None = None,
+    ) -> list[Intent]:
+        """Claim up to ``limit`` intents; with ``wait``, park until at least one is ready."""
         lease = lease_seconds or self._queue_settings.claim_timeout_seconds
-        intent = self._claim_now(flt, admin=admin, lease=lease)
-        if intent is None and wait > 0:
-            intent = await self._wait_for_claim(flt, admin=admin, wait=wait, lease=lease)
-        if intent is None:
-            return None
+        first = self._claim_now(flt, admin=admin, lease=lease)
+        if first is None and wait > 0:
+            first = await self._wait_for_claim(flt, admin=admin, wait=wait, lease=lease)
+        if first is None:
+            return []
+        claimed = [first]
+        while len(claimed) < limit:
+            more = self._claim_now(flt, admin=admin, lease=lease)
+            if more is None:
+                break
+            claimed.append(more)
         # Answered without waiting for the disk: a claim lost in a crash only
         # means the intent is handed out again (delivery is at-least-once
         # anyway), and not waiting halves the fsyncs on a job's path. The write
-        # is queued before any later fulfill/fail of this intent, so the log
+        # is queued before any later fulfill/fail of these intents, so the log
         # stays in order.
-        self._commit([update_state_op(intent)])
-        return intent
+        self._commit([update_state_op(i) for i in claimed])
+        return claimed
 
     def _claim_now(self, flt: ClaimFilter, *, admin: bool, lease: int) -> Intent | None:
         intent = self._index.select(flt, admin=admin)

@@ -35,6 +35,7 @@ FEATURES = (
     "results",
     "dead_letters",
     "release_claim",
+    "batch_claim",
 )
 
 
@@ -85,11 +86,15 @@ async def claim(request: web.Request) -> web.Response:
         worker_id=q.worker_id,
         capabilities=q.capabilities,
     )
-    intent = await ctx.engine.claim(flt, admin=caller.admin, wait=q.wait)
-    if intent is None:
+    limit = q.batch or 1
+    intents = await ctx.engine.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
+    if not intents:
         retry_after = str(ctx.settings.queue.empty_claim_retry_after)
         return empty_response(204, headers={"Retry-After": retry_after})
-    return json_response(200, _claim_document(intent))
+    if q.batch is None:
+        return json_response(200, _claim_document(intents[0]))
+    # Extension batch_claim: ?max=N answers {"intents": [...]} with 1..N intents.
+    return json_response(200, {"intents": [_claim_document(i) for i in intents]})
 
 
 def _claim_document(intent: Intent) -> dict[str, Any]:

@@ -25,9 +25,10 @@ async def claim(request: web.Request) -> web.Response:
     caller = await ctx.authenticate(request, body)
     goal = request.query.get("goal") or None
     flt = ClaimFilter(caller=caller.key_id, namespace="default", goal=goal)
-    intent = await ctx.engine.claim(flt, admin=caller.admin, wait=0)
-    if intent is None:
+    claimed = await ctx.engine.claim(flt, admin=caller.admin, wait=0)
+    if not claimed:
         return empty_response(204)
+    intent = claimed[0]
     return json_response(
         200,
         {

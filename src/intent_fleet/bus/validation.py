@@ -188,6 +188,10 @@ def publish_request(
     )
 
 
+#: Most intents one batch claim (``?max=N``) may take.
+MAX_CLAIM_BATCH = 100
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimQuery:
     namespace: str
@@ -196,6 +200,8 @@ class ClaimQuery:
     wait: float
     worker_id: str | None
     capabilities: frozenset[str]
+    #: ``?max=N`` (extension batch_claim): answer a list of up to N; None = one object.
+    batch: int | None = None
 
 
 def claim_query(
@@ -218,7 +224,16 @@ def claim_query(
     if worker is not None:
         header_text(worker, "X-Worker-ID")
     caps = headers.get("X-Worker-Capabilities") or ""
+    batch: int | None = None
+    if query.get("max"):
+        try:
+            batch = int(query["max"])
+        except ValueError:
+            raise _invalid("invalid_request", "'max' must be an integer.") from None
+        if not 1 <= batch <= MAX_CLAIM_BATCH:
+            raise _invalid("invalid_request", f"'max' must be between 1 and {MAX_CLAIM_BATCH}.")
     return ClaimQuery(
+        batch=batch,
         namespace=namespace_of(query.get("namespace")),
         goal=goal_of(query.get("goal") or None, required=False),
         publisher=query.get("publisher") or None,

@@ -7,7 +7,6 @@ that says what went wrong, so scripts can branch on it (see ``EXIT_CODES``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -31,6 +30,7 @@ from intent_fleet.protocol import (
     resolve_api_key,
 )
 
+from . import loop
 from .errors import CliError, UsageError
 
 __all__ = ["EXIT_CODES", "add_parsers"]
@@ -144,7 +144,7 @@ Action = Callable[[argparse.Namespace], Coroutine[Any, Any, Any]]
 def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         try:
-            result: Any = asyncio.run(action(args))
+            result: Any = loop.run(action(args))
         except IntentBusError as exc:
             for kind, code, label in EXIT_CODES:
                 if isinstance(exc, kind):

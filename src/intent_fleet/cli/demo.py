@@ -25,6 +25,8 @@ import orjson
 from intent_fleet.bus import AuthSettings, BusSettings, ListenSettings, StorageSettings, serve
 from intent_fleet.protocol import AdminClient, BusClient, ClientSettings, IntentBusError
 
+from . import loop
+
 __all__ = ["add_parser"]
 
 GOAL = "demo.greet"
@@ -75,7 +77,7 @@ def command(args: argparse.Namespace) -> int:
             stack.enter_context(tempfile.TemporaryDirectory(prefix="intent-fleet-demo-"))
         )
         try:
-            return asyncio.run(_demo(args, state))
+            return loop.run(_demo(args, state))
         except KeyboardInterrupt:
             return 130
     return 0  # pragma: no cover

@@ -22,6 +22,7 @@ from intent_fleet.bus import AuthSettings, BusSettings, ListenSettings, StorageS
 from intent_fleet.protocol import BusClient, ClientSettings
 from intent_fleet.sidecar import SidecarSettings, run_sidecar
 
+from . import loop
 from .errors import UsageError
 from .sidecar_command import add_flags, api_key_from_args, install_drain_signals, settings_from_args
 
@@ -92,7 +93,7 @@ def command(args: argparse.Namespace) -> int:
     if not cmd:
         raise UsageError("give the handler command after --, e.g. -- python handler.py")
     settings = settings_from_args(args)
-    return asyncio.run(_run(args, settings, cmd, embedded=args.bus_url is None))
+    return loop.run(_run(args, settings, cmd, embedded=args.bus_url is None))
 
 
 async def _run(

@@ -27,6 +27,7 @@ from intent_fleet.sidecar import (
     run_sidecar,
 )
 
+from . import loop
 from .errors import UsageError
 
 __all__ = ["FLAGS", "add_parser", "flag_table", "settings_from_args"]
@@ -228,5 +229,5 @@ def command(args: argparse.Namespace) -> int:
                 on_ready=lambda url: print(f"intent-fleet sidecar API on {url}", flush=True),
             )
 
-    asyncio.run(main())
+    loop.run(main())
     return 0

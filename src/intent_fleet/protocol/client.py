@@ -47,6 +47,7 @@ from .models import (
     KvValue,
     ProtocolVersion,
     PublishReceipt,
+    list_from_wire,
 )
 from .retry import parse_retry_after
 from .settings import ClientSettings
@@ -71,6 +72,10 @@ class _Unset:
 _UNSET: Final = _Unset()
 
 
+#: Largest ``batch`` a claim may ask for (the bus's own limit).
+MAX_CLAIM_BATCH = 100
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimOutcome:
     """What a claim got: an intent, or nothing and how long the bus asks to wait."""
@@ -78,6 +83,15 @@ class ClaimOutcome:
     intent: ClaimedIntent | None
     #: Seconds from the empty answer's ``Retry-After``, when it sent one.
     retry_after: float | None = None
+    #: Every intent of a batch claim (``batch=N``), the first one included.
+    batch: tuple[ClaimedIntent, ...] = ()
+
+    @property
+    def intents(self) -> tuple[ClaimedIntent, ...]:
+        """All intents this claim got: none, one, or a batch."""
+        if self.batch:
+            return self.batch
+        return (self.intent,) if self.intent is not None else ()
 
 
 class BusClient:
@@ -205,14 +219,18 @@ class BusClient:
         worker_id: str | None = None,
         capabilities: Iterable[str] | str = (),
         wait: float | None = None,
+        batch: int | None = None,
     ) -> ClaimOutcome:
         """Claim the next intent, or learn there is none (never retried).
 
         ``wait`` asks the bus to hold the request up to that many seconds for
         an intent to arrive (long poll; cut to ``settings.max_wait_seconds``);
         the request timeout grows by the same amount. ``capabilities`` is a
-        list, or a comma-separated string as the SDK accepts.
+        list, or a comma-separated string as the SDK accepts. ``batch=N``
+        (extension ``batch_claim``) takes up to N intents in one round trip.
         """
+        if batch is not None and not (isinstance(batch, int) and 1 <= batch <= MAX_CLAIM_BATCH):
+            raise IntentBusError(f"batch must be an integer 1-{MAX_CLAIM_BATCH}, got {batch!r}")
         if goal is not None:
             _check_goal(goal)
         if namespace is not None:
@@ -228,7 +246,13 @@ class BusClient:
         cleaned = [c.strip() for c in caps if c.strip()]
         if cleaned:
             headers["X-Worker-Capabilities"] = ",".join(cleaned)
-        params = {"goal": goal, "namespace": namespace, "publisher": publisher, "wait": wait}
+        params = {
+            "goal": goal,
+            "namespace": namespace,
+            "publisher": publisher,
+            "wait": wait,
+            "max": batch,
+        }
         answer = await self._transport.request(
             "POST", "/claim", params=params, headers=headers, extra_timeout=wait or 0.0
         )
@@ -237,7 +261,13 @@ class BusClient:
                 answer.headers.get("Retry-After"), now=self._transport.clock()
             )
             return ClaimOutcome(intent=None, retry_after=retry_after)
-        return ClaimOutcome(intent=ClaimedIntent.from_wire(answer.json()))
+        if batch is None:
+            return ClaimOutcome(intent=ClaimedIntent.from_wire(answer.json()))
+        items = list_from_wire(answer.json(), field="intents", model="ClaimBatch")
+        intents = tuple(ClaimedIntent.from_wire(item) for item in items)
+        if not intents:
+            raise IntentBusProtocolError("ClaimBatch: 'intents' is empty on a 200 answer")
+        return ClaimOutcome(intent=intents[0], batch=intents)
 
     async def extend(self, intent_id: str, *, claim_token: str, seconds: int) -> int:
         """Renew the lease by ``seconds`` (the bus clamps to 10..3600); returns what it granted.

@@ -44,6 +44,7 @@ async def detect_features(bus: BusClient, *, stop: asyncio.Event) -> Features | 
             long_poll="long_poll_claim" in health.features,
             extend=v2,
             release="release_claim" in health.features,
+            batch="batch_claim" in health.features,
             protocol=protocol.value if protocol is not None else "unknown",
         )
     return None
@@ -78,6 +79,7 @@ async def run_sidecar(
             "long_poll": features.long_poll,
             "extend": features.extend,
             "release": features.release,
+            "batch": features.batch,
         },
     )
     if not features.extend and settings.app.timeout_seconds > DEFAULT_LEASE_SECONDS:

@@ -36,9 +36,10 @@ async def publish(engine: Engine, caller: Caller = ALICE, **fields: object) -> s
 async def claim(
     engine: Engine, caller: Caller = BOB, *, lease: int | None = None, **kw: object
 ) -> Intent | None:
-    return await engine.claim(
+    got = await engine.claim(
         claim_filter(caller, **kw), admin=caller.admin, wait=0, lease_seconds=lease
     )
+    return got[0] if got else None
 
 
 async def claimed(engine: Engine, caller: Caller = BOB, **kw: object) -> Intent:
@@ -106,8 +107,7 @@ async def test_private_intent_is_claimable_only_by_its_publisher(bus: RunningBus
     assert await claim(engine, BOB) is None
     assert await claim(engine, ADMIN) is None
     got = await engine.claim(claim_filter(ADMIN, publisher=ALICE.key_id), admin=True, wait=0)
-    assert got is not None
-    assert got.id == intent_id
+    assert [i.id for i in got] == [intent_id]
 
 
 # -- fail, backoff, dead ----------------------------------------------------
@@ -404,8 +404,7 @@ async def test_waiting_claim_gets_a_new_intent(bus: RunningBus) -> None:
         await asyncio.sleep(0)  # a yield, not a wait
     intent_id = await publish(engine)
     got = await waiter
-    assert got is not None
-    assert got.id == intent_id
+    assert [i.id for i in got] == [intent_id]
     assert engine.long_poll_handoffs == 1
     assert engine.waiting_claims() == 0
 
@@ -416,7 +415,7 @@ async def test_stop_releases_waiting_claims(bus: RunningBus) -> None:
     while engine.waiting_claims() == 0:
         await asyncio.sleep(0)
     engine.release_waiters()
-    assert await waiter is None
+    assert await waiter == []
 
 
 # -- reload ----------------------------------------------------------------------
@@ -522,3 +521,14 @@ async def test_cleanup_removes_terminal_intents_past_retention(bus: RunningBus) 
     assert engine.read_terminal(dies) is None
     assert counts(engine) == (1, 0, 0, 0)
     assert engine.live(keep) is not None
+
+
+async def test_batch_claim_takes_up_to_the_limit_in_claim_order(bus: RunningBus) -> None:
+    engine = bus.engine
+    ids = [await publish(engine, visibility=Visibility.PUBLIC, priority=p) for p in (1, 5, 3)]
+    got = await engine.claim(claim_filter(BOB), admin=False, wait=0, limit=2)
+    assert [i.id for i in got] == [ids[1], ids[2]]
+    assert all(i.status is Status.CLAIMED and i.claim_token for i in got)
+    rest = await engine.claim(claim_filter(BOB), admin=False, wait=0, limit=10)
+    assert [i.id for i in rest] == [ids[0]]
+    assert await engine.claim(claim_filter(BOB), admin=False, wait=0, limit=10) == []
