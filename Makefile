@@ -1,6 +1,6 @@
 # intent-fleet: every set-up step a fresh machine needs lives here.
 #
-#   make demo    start a local bus and show intents flowing through it
+#   make demo    embedded bus + sidecar + the Python example handler, intents flowing
 #   make test    lint + the whole test suite (what .ci/run calls)
 #   make lint    ruff + mypy --strict + import-linter
 #   make bench   benchmarks that print figures
@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/intent-fleet demo
+	$(BIN)/intent-fleet demo -- $(BIN)/python examples/handlers/python/handler.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench
@@ -44,6 +44,7 @@ integration: setup
 
 bench: setup
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/sidecar.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -13,9 +13,12 @@ SERVER_MODULES = {"bus", "sidecar/local_api.py"}
 def _imports_aiohttp_web(path: Path) -> bool:
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "aiohttp":
-            if any(alias.name == "web" for alias in node.names):
-                return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "aiohttp"
+            and any(alias.name == "web" for alias in node.names)
+        ):
+            return True
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp.web"):
             return True
         if isinstance(node, ast.Import) and any(

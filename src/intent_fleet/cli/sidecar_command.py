@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intent_fleet.protocol import BusClient, ClientSettings, IntentBusAuthError, resolve_api_key
+from intent_fleet.protocol import (
+    BusClient,
+    ClientSettings,
+    IntentBusAuthError,
+    read_key_file,
+    resolve_api_key,
+)
 from intent_fleet.sidecar import (
     AppSettings,
     ClaimSettings,
@@ -190,7 +196,9 @@ def settings_from_args(args: argparse.Namespace) -> SidecarSettings:
 def api_key_from_args(args: argparse.Namespace) -> str:
     try:
         if args.api_key_file is not None:
-            return resolve_api_key(environ={}, key_file=args.api_key_file)
+            # A mounted Secret: the kubelet links each key to a root-owned file,
+            # so the user-key-file checks (no symlink, own uid) do not apply.
+            return read_key_file(args.api_key_file, uid=None, allow_symlinks=True)
         return resolve_api_key()
     except IntentBusAuthError as exc:
         raise UsageError(str(exc)) from exc
