@@ -1,4 +1,4 @@
-"""The README's commands: the demo runs to the end, the benchmark prints its figures."""
+"""The README's commands: the demo runs to the end, the benchmarks print their figures."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+PYTHON_EXAMPLE = ROOT / "examples" / "handlers" / "python" / "handler.py"
 
 
-def test_demo_fulfils_every_intent(tmp_path: Path) -> None:
+def test_demo_runs_intents_through_the_example_handler(tmp_path: Path) -> None:
     res = subprocess.run(
         [
             sys.executable,
             "-m",
-            "intent_fleet.cli.main",
+            "intent_fleet.cli",
             "demo",
             "--intents",
             "12",
             "--state-dir",
             str(tmp_path),
+            "--",
+            sys.executable,
+            str(PYTHON_EXAMPLE),
         ],
         capture_output=True,
         text=True,
@@ -28,24 +32,45 @@ def test_demo_fulfils_every_intent(tmp_path: Path) -> None:
         check=False,
     )
     assert res.returncode == 0, res.stderr
-    assert "all 12 intents fulfilled" in res.stdout
-    assert "failed-and-retried  1" in res.stdout  # the intent that fails once came back
-    assert "Hello, " in res.stdout
-    assert "ready 0, delayed 0, claimed 0, dead 0" in res.stdout
+    out = res.stdout
+    assert "fulfilled   11/12" in out  # every intent but the one built to fail
+    assert "dead 1" in out
+    assert '"greeting":"Hello, Ada!"' in out
+    assert "dead after 3 attempts (handler failed (500): this one always fails)" in out
+    assert "ready 0, delayed 0, claimed 0, dead 1" in out
     assert (tmp_path / "intent-bus.db").exists()
+    # The handler answered "busy" once for some intents; none of them was failed for it.
+    assert "handler busy answers" in out
 
 
-def test_bus_benchmark_prints_figures() -> None:
+def test_demo_needs_a_handler_command() -> None:
     res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bus.py"), "--quick"],
+        [sys.executable, "-m", "intent_fleet.cli", "demo"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "handler command" in res.stderr
+
+
+def _bench(script: str) -> dict[str, object]:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
         check=False,
     )
     assert res.returncode == 0, res.stderr
-    report = json.loads(res.stdout.strip().splitlines()[-1])
-    medians = report["medians"]
+    report: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_bus_benchmark_prints_figures() -> None:
+    medians = _bench("bus.py")["medians"]
+    assert isinstance(medians, dict)
     for key in (
         "publish_per_s_c8",
         "cycles_per_s_c1",
@@ -55,3 +80,17 @@ def test_bus_benchmark_prints_figures() -> None:
         "bus_rss_mib",
     ):
         assert medians[key] > 0, key
+
+
+def test_sidecar_benchmark_prints_figures() -> None:
+    medians = _bench("sidecar.py")["medians"]
+    assert isinstance(medians, dict)
+    for conc in ("1", "8", "32"):
+        for key in (
+            "jobs_per_s",
+            "overhead_dispatch_p50_ms",
+            "overhead_report_p99_ms",
+            "pickup_p50_ms",
+            "sidecar_rss_mib",
+        ):
+            assert medians[conc][key] > 0, (conc, key)

@@ -112,9 +112,12 @@ async def _demo(args: argparse.Namespace, cmd: list[str], state: Path) -> int:
             handler = None
             try:
                 local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
-                handler = await start_handler(cmd, app_port=settings.app.port, api_url=local_api)
+                handler = await start_handler(
+                    cmd, app_port=settings.app.port, api_url=local_api, log=state / "handler.log"
+                )
                 where = f"127.0.0.1:{settings.app.port}"
                 print(f"sidecar  {local_api}  -> handler on {where}: {' '.join(cmd)}")
+                print(f"handler log {state / 'handler.log'}", flush=True)
                 started = time.perf_counter()
                 ids = await _publish(bus, args.intents)
                 print(f"published {len(ids)} intents to {GOAL!r}", flush=True)

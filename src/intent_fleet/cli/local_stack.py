@@ -83,10 +83,14 @@ def handler_environment(
 
 
 async def start_handler(
-    cmd: list[str], *, app_port: int, api_url: str
+    cmd: list[str], *, app_port: int, api_url: str, log: Path | None = None
 ) -> asyncio.subprocess.Process:
+    """Start the handler; its output goes to ``log`` when given (else ours)."""
+    out = log.open("ab") if log is not None else None
     return await asyncio.create_subprocess_exec(
         *cmd,
+        stdout=out,
+        stderr=out,
         env=handler_environment(os.environ, app_port=app_port, api_url=api_url),
         # Its own session: Ctrl-C reaches us only, and we stop it after the drain.
         start_new_session=True,
