@@ -202,11 +202,20 @@ class Worker:
             self._tg = tg
             claimers = [tg.create_task(self._claim_lane(n)) for n in range(lanes)]
             await self._drain.wait()
-            await asyncio.gather(*claimers, return_exceptions=True)
+            # The drain timeout runs from the drain itself: a lane waiting for a
+            # slot only gets one when a job ends, so waiting for the lanes first
+            # would let a slow handler outlast any timeout.
+            timed_out = False
             try:
                 async with asyncio.timeout(self._s.claim.drain_timeout_seconds):
+                    await asyncio.wait(claimers)  # unlike gather, never cancels them
                     await self._idle.wait()
             except TimeoutError:
+                timed_out = True
+                await self.abandon("drain timeout reached before the handler finished")
+            await asyncio.gather(*claimers, return_exceptions=True)
+            if timed_out and self._jobs:
+                # Started from a claim still under way at the timeout (a bus without release).
                 await self.abandon("drain timeout reached before the handler finished")
 
     async def abandon(self, reason: str) -> None:
