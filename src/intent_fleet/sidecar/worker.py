@@ -287,28 +287,31 @@ class Worker:
                 continue
             empty_polls = 0
             self._metrics.polls.inc(outcome="claimed")
-            if not self._ready.is_set() and self._features.release:
+            if (self._drain.is_set() or not self._ready.is_set()) and self._features.release:
                 # A long-poll parked while the handler was ready can answer after it
-                # stopped being ready: hand those intents back (no attempt burned)
-                # rather than deliver them to a handler that cannot take them.
+                # stopped being ready, or after a drain began (and /v1/drain may have
+                # answered already): hand those intents back (no attempt burned)
+                # rather than start work nobody waits for.
                 self._release_slots(len(intents))
-                await asyncio.gather(*(self._hand_back_unstarted(i) for i in intents))
+                why = "draining" if self._drain.is_set() else "handler not ready"
+                await asyncio.gather(*(self._hand_back_unstarted(i, why) for i in intents))
                 continue
             for intent in intents:
                 self._start(intent)
 
-    async def _hand_back_unstarted(self, intent: ClaimedIntent) -> None:
+    async def _hand_back_unstarted(self, intent: ClaimedIntent, why: str) -> None:
         try:
             await self._bus.release(intent.id, claim_token=intent.claim_token)
         except IntentBusError as exc:
             self._metrics.bus_errors.inc(op="release", kind=type(exc).__name__)
             log.warning(
-                "could not hand back an intent claimed while the handler was not ready",
+                "could not hand back an intent claimed while %s",
+                why,
                 extra={"intent_id": intent.id, "error": str(exc)},
             )
             return
         self._metrics.released.inc()
-        log.info("handler not ready; handed back a claimed intent", extra={"intent_id": intent.id})
+        log.info("%s; handed back a claimed intent", why, extra={"intent_id": intent.id})
 
     def _release_slots(self, count: int) -> None:
         for _ in range(count):
