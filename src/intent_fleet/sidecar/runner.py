@@ -108,11 +108,16 @@ async def run_sidecar(
                         _watch_handler(worker, app, interval=settings.app.health_interval_seconds)
                     ),
                     tg.create_task(_on(drain, worker.drain)),
-                    tg.create_task(_abort_on(abort, worker)),
                 ]
+                aborter = tg.create_task(_abort_on(abort, worker))
                 await worker.run()
                 for task in helpers:
                     task.cancel()
+                # An abort may still be handing intents back (run() returns as soon
+                # as the cancelled jobs are gone): let it finish, or they would wait
+                # out their leases.
+                if not abort.is_set():
+                    aborter.cancel()
         finally:
             await runner.cleanup()
 
