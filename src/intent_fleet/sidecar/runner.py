@@ -113,6 +113,12 @@ async def run_sidecar(
                 await worker.run()
                 for task in helpers:
                     task.cancel()
+                if not drain.is_set():
+                    # Drained through /v1/drain (a preStop hook): claim nothing, but keep
+                    # serving the local API to the handler, which is still shutting down;
+                    # the sidecar itself stops on SIGTERM, after the handler.
+                    log.info("drained; serving the local API until told to stop")
+                    await drain.wait()
                 # An abort may still be handing intents back (run() returns as soon
                 # as the cancelled jobs are gone): let it finish, or they would wait
                 # out their leases.
