@@ -424,6 +424,7 @@ class Engine:
         intent.status = Status.FULFILLED
         intent.updated_at = now
         intent.last_error = None
+        intent.result, intent.result_type = result, result_type
         self._terminal_count(intent, Status.FULFILLED, +1)
         await asyncio.shield(
             self._commit(

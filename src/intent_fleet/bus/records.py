@@ -68,6 +68,10 @@ class Intent:
     generation: int = 0
     #: Which backlog counter the intent is in: "ready", "delayed", "claimed" or "".
     place: str = ""
+    #: A fulfilled intent's result while its write is on the way to the disk (it stays in
+    #: memory until then, and /result must not show it fulfilled without its result).
+    result: bytes | None = None
+    result_type: str | None = None
 
     def sort_key(self) -> tuple[int, float, int, int]:
         """Claim order: highest priority, then earliest run_at, fewest attempts, oldest."""

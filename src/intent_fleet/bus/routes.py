@@ -213,7 +213,9 @@ async def result(request: web.Request) -> web.Response:
     doc = _status_document(view)
     # No result stored: leave result_type out rather than null; SDK 2.1.2 rejects a null
     # result_type as a protocol error, and defaults a missing one to "json".
-    if isinstance(view, TerminalRow) and view.result is not None:
+    # A live intent can already be fulfilled while its write goes to the disk: it
+    # carries its result until then.
+    if view.result is not None:
         doc["result_type"] = view.result_type or "json"
         doc["result"] = (
             view.result.decode() if view.result_type == "text" else orjson.Fragment(view.result)
