@@ -1,0 +1,3 @@
+module example.com/intent-fleet/handler
+
+go 1.22
