@@ -13,27 +13,20 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
-import signal
 import sys
 from pathlib import Path
 
-from intent_fleet.bus import AuthSettings, BusSettings, ListenSettings, StorageSettings, serve
 from intent_fleet.protocol import BusClient, ClientSettings
 from intent_fleet.sidecar import SidecarSettings, run_sidecar
 
 from . import loop
 from .errors import UsageError
+from .local_stack import embedded_bus, start_handler, stop_handler
 from .sidecar_command import add_flags, api_key_from_args, install_drain_signals, settings_from_args
 
-__all__ = ["add_parser", "handler_environment"]
+__all__ = ["add_parser"]
 
 log = logging.getLogger(__name__)
-
-#: Variables the handler must never see: they would hand it the bus.
-SECRET_VARIABLES = ("INTENT_API_KEY", "INTENT_API_KEY_FILE", "INTENT_BUS_ADMIN_SECRET")
-#: Seconds the handler gets to exit after SIGTERM before SIGKILL.
-HANDLER_STOP_GRACE = 10.0
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,27 +58,6 @@ def _default_state_dir() -> Path:
     return Path(base) / "intent-fleet" / "run"
 
 
-def handler_environment(environ: dict[str, str], *, app_port: int, api_url: str) -> dict[str, str]:
-    """The handler's environment: ours minus every secret, plus where to listen and call."""
-    env = {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
-    env["PORT"] = str(app_port)
-    env["INTENT_SIDECAR_URL"] = api_url
-    return env
-
-
-def _admin_secret(state: Path) -> str:
-    """The embedded bus's admin secret, kept (0600) so restarts keep working."""
-    path = state / "admin-secret"
-    if path.exists():
-        return path.read_text().strip()
-    state.mkdir(parents=True, exist_ok=True)
-    secret = "local_" + secrets.token_hex(20)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    return secret
-
-
 def command(args: argparse.Namespace) -> int:
     cmd = list(args.handler)
     if cmd and cmd[0] == "--":
@@ -101,87 +73,70 @@ async def _run(
 ) -> int:
     drain, abort = asyncio.Event(), asyncio.Event()
     install_drain_signals(drain, abort)
-    bus_stop = asyncio.Event()
-    bus_task: asyncio.Task[None] | None = None
-    if embedded:
-        secret = _admin_secret(args.state_dir)
-        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        bus_settings = BusSettings(
-            listen=ListenSettings(host="127.0.0.1", port=0),
-            storage=StorageSettings(path=args.state_dir / "intent-bus.db"),
-            auth=AuthSettings(admin_secret=secret),
+    async with contextlib.AsyncExitStack() as stack:
+        if embedded:
+            bus_url, key = await stack.enter_async_context(embedded_bus(args.state_dir))
+        else:
+            bus_url, key = args.bus_url, api_key_from_args(args)
+        bus = await stack.enter_async_context(
+            BusClient(
+                settings=ClientSettings(base_url=bus_url, pool_size=settings.claim.concurrency + 8),
+                api_key=key,
+            )
         )
-        bus_task = asyncio.create_task(
-            serve(bus_settings, stop=bus_stop, on_ready=ready.set_result)
+        return await _serve(
+            settings,
+            cmd,
+            bus=bus,
+            bus_url=bus_url,
+            drain=drain,
+            abort=abort,
+            secret_file=args.state_dir / "admin-secret" if embedded else None,
         )
-        bus_url = await asyncio.wait_for(asyncio.shield(ready), timeout=30)
-        key = secret
-    else:
-        bus_url = args.bus_url
-        key = api_key_from_args(args)
+    raise AssertionError("unreachable")  # pragma: no cover
 
+
+async def _serve(
+    settings: SidecarSettings,
+    cmd: list[str],
+    *,
+    bus: BusClient,
+    bus_url: str,
+    drain: asyncio.Event,
+    abort: asyncio.Event,
+    secret_file: Path | None,
+) -> int:
+    """Sidecar first (its local API URL goes to the handler), then the handler."""
     api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    sidecar = asyncio.create_task(
+        run_sidecar(settings, bus=bus, drain=drain, abort=abort, on_ready=api_url.set_result)
+    )
     handler: asyncio.subprocess.Process | None = None
     exit_code = 0
     try:
-        async with BusClient(
-            settings=ClientSettings(base_url=bus_url, pool_size=settings.claim.concurrency + 8),
-            api_key=key,
-        ) as bus:
-            sidecar = asyncio.create_task(
-                run_sidecar(
-                    settings, bus=bus, drain=drain, abort=abort, on_ready=api_url.set_result
-                )
+        local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
+        handler = await start_handler(cmd, app_port=settings.app.port, api_url=local_api)
+        _print_banner(settings, bus_url=bus_url, api_url=local_api, secret_file=secret_file)
+        handler_exit = asyncio.create_task(handler.wait())
+        done, _ = await asyncio.wait({sidecar, handler_exit}, return_when=asyncio.FIRST_COMPLETED)
+        if handler_exit in done:
+            exit_code = handler_exit.result() or 1
+            print(
+                f"intent-fleet run: the handler exited with {handler_exit.result()}; stopping",
+                file=sys.stderr,
+                flush=True,
             )
-            local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
-            handler = await asyncio.create_subprocess_exec(
-                *cmd,
-                env=handler_environment(
-                    dict(os.environ), app_port=settings.app.port, api_url=local_api
-                ),
-                # Its own session: Ctrl-C reaches us, and we stop it after the drain.
-                start_new_session=True,
-            )
-            _print_banner(
-                settings,
-                bus_url=bus_url,
-                api_url=local_api,
-                secret_file=args.state_dir / "admin-secret" if embedded else None,
-            )
-            handler_exit = asyncio.create_task(handler.wait())
-            done, _ = await asyncio.wait(
-                {sidecar, handler_exit}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if handler_exit in done:
-                exit_code = handler_exit.result() or 1
-                print(
-                    f"intent-fleet run: the handler exited with {handler_exit.result()}; stopping",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                drain.set()
-                abort.set()
-            await sidecar
+            drain.set()
+            abort.set()
+        await sidecar
     finally:
+        if not sidecar.done():
+            drain.set()
+            abort.set()
+            await asyncio.gather(sidecar, return_exceptions=True)
         if handler is not None:
-            await _stop(handler)
-        bus_stop.set()
-        if bus_task is not None:
-            await bus_task
+            await stop_handler(handler)
     return exit_code
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout=HANDLER_STOP_GRACE)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 def _print_banner(
