@@ -93,7 +93,7 @@ class AppChannel:
             ) as resp:
                 return await self._outcome(resp)
         except TimeoutError:
-            return Failed(f"handler timed out after {limit_seconds:g} s")
+            return Failed(f"handler timed out after {limit_seconds:.3g} s")
         except aiohttp.ClientConnectorError as exc:
             return Failed(f"handler unreachable at {self._url}: {_reason(exc)}")
         except aiohttp.ServerDisconnectedError:

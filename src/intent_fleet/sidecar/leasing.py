@@ -67,5 +67,7 @@ async def keep_alive(
                 return
             await sleep(1.0)
             continue
+        # The bus may grant more (or less) than asked: plan from what it granted.
+        lease.seconds = granted
         lease.expires_at = clock() + granted
         lease.extends += 1

@@ -406,19 +406,21 @@ class Worker:
         give_up = time.monotonic() + timeout
         payload = orjson.dumps(intent.payload)
         while True:
+            # One budget for the intent: busy retries spend it, they do not renew it.
+            remaining = max(0.001, give_up - time.monotonic())
             delivery = Delivery(
                 intent_id=intent.id,
                 goal=intent.goal,
                 namespace=intent.namespace,
                 attempt=intent.claim_attempts,
-                deadline=self._clock() + timeout,
+                deadline=self._clock() + remaining,
                 payload=payload,
             )
             t0 = time.perf_counter()
             if job.mark:
                 self._metrics.overhead_seconds.observe(t0 - job.mark, phase="dispatch")
                 job.mark = 0.0
-            outcome = await self._app.deliver(delivery, limit_seconds=timeout)
+            outcome = await self._app.deliver(delivery, limit_seconds=remaining)
             job.mark = time.perf_counter()
             self._metrics.handler_seconds.observe(job.mark - t0)
             if isinstance(outcome, Failed) and "unreachable" in outcome.error:
