@@ -105,8 +105,9 @@ async def test_v1_bus_end_to_end(start: StartBus, procs: Procs) -> None:
 
         # v1.1 has no /status: the local API says so clearly instead of crashing.
         code, body = sidecar.get(f"/v1/intents/{ok_id}")
-        assert code in (404, 501, 502), (code, body)
+        assert code == 501, (code, body)
         assert isinstance(body, dict)
-        assert "/status" in body["error"]["message"], body
+        assert body["error"]["code"] == "not_supported", body
+        assert "v1.1" in body["error"]["message"], body
     assert sidecar.metric("intent_sidecar_intents_fulfilled_total") == 2
     assert sidecar.proc.poll() is None

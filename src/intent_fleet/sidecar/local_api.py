@@ -152,6 +152,12 @@ async def kv_put(request: web.Request) -> web.Response:
 
 async def intent(request: web.Request) -> web.Response:
     api = request.app[API_KEY]
+    if api.worker.features.protocol == "1.1":
+        return _error(
+            501,
+            "not_supported",
+            "the bus speaks protocol v1.1, which has no status or result endpoint",
+        )
     intent_id = request.match_info["intent_id"]
     if request.query.get("result") in ("1", "true"):
         return _json(200, await api.bus.result(intent_id))

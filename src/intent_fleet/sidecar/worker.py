@@ -164,6 +164,10 @@ class Worker:
         )
 
     # -- public -----------------------------------------------------------
+    @property
+    def features(self) -> Features:
+        return self._features
+
     def busy_ratio(self) -> float:
         elapsed = max(1e-9, time.monotonic() - self.state.started)
         busy = self.state.busy_seconds + sum(
