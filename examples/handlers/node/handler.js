@@ -5,16 +5,23 @@
 
 const http = require("node:http");
 
+const LANG = "node";
+const TEXT = "text/plain; charset=utf-8";
 const host = process.env.HOST || "127.0.0.1";
 const port = Number(process.env.PORT || 8080);
-const sidecar = process.env.INTENT_SIDECAR_URL || "http://127.0.0.1:8787";
-const seen = new Set();
+const sidecar = (process.env.INTENT_SIDECAR_URL || "http://127.0.0.1:8787").replace(/\/+$/, "");
 
-function send(res, status, body, type, headers = {}) {
-  const data = Buffer.from(body);
-  res.writeHead(status, { "Content-Type": type, "Content-Length": data.length, ...headers });
-  res.end(data);
+// busy_first: intent ids already answered 503 once (bounded; a Set keeps insertion order).
+const SEEN_MAX = 10000;
+const seen = new Set();
+function firstSighting(id) {
+  if (seen.has(id)) return false;
+  seen.add(id);
+  if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
+  return true;
 }
+
+let draining = false;
 
 async function publish(doc) {
   const res = await fetch(`${sidecar}/v1/publish`, {
@@ -22,54 +29,89 @@ async function publish(doc) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(doc),
   });
-  if (!res.ok) throw new Error(`publish failed: ${res.status}`);
-  return (await res.json()).id;
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  return String((await res.json()).id);
 }
 
-async function handle(req, res, raw) {
-  const id = req.headers["intent-id"] || "-";
-  const attempt = Number(req.headers["intent-attempt"] || 0);
-  let payload;
-  try {
-    payload = JSON.parse(raw || "null");
-  } catch (err) {
-    return send(res, 400, `payload is not valid JSON: ${err.message}\n`, "text/plain");
-  }
+// What to say about one intent: [status, content type, body, extra headers].
+async function answer(payload, id, attempt) {
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) payload = {};
-  process.stderr.write(`node handler: intent ${id} attempt ${attempt}\n`);
-  if (payload.busy_first && !seen.has(id)) {
-    seen.add(id);
-    return send(res, 503, "busy, try again\n", "text/plain", { "Retry-After": "1" });
+  if (payload.busy_first === true && firstSighting(id)) {
+    return [503, TEXT, "busy, try again\n", { "Retry-After": "1" }];
   }
-  seen.add(id);
-  if (payload.sleep) await new Promise((r) => setTimeout(r, Number(payload.sleep) * 1000));
-  if ("fail" in payload) return send(res, 500, String(payload.fail), "text/plain");
-  if ("reject" in payload) return send(res, 422, String(payload.reject), "text/plain");
+  if (typeof payload.sleep === "number" && payload.sleep > 0) {
+    await new Promise((resolve) => setTimeout(resolve, payload.sleep * 1000));
+  }
+  if ("fail" in payload) return [500, TEXT, String(payload.fail), {}];
+  if ("reject" in payload) return [422, TEXT, String(payload.reject), {}];
   const name = String(payload.name ?? "world");
-  if (payload.text) return send(res, 200, `Hello, ${name}!`, "text/plain; charset=utf-8");
-  const result = { greeting: `Hello, ${name}!`, lang: "node", attempt };
-  if (payload.publish && typeof payload.publish === "object") {
-    result.published = await publish(payload.publish);
+  if (payload.text === true) return [200, TEXT, `Hello, ${name}!`, {}];
+  const result = { greeting: `Hello, ${name}!`, lang: LANG, attempt };
+  if ("publish" in payload) {
+    try {
+      result.published = await publish(payload.publish);
+    } catch (err) {
+      return [502, TEXT, `publish through the sidecar failed: ${err.message}`, {}];
+    }
   }
-  return send(res, 200, JSON.stringify(result), "application/json");
+  return [200, "application/json", JSON.stringify(result), {}];
+}
+
+async function readAndAnswer(raw, id, attempt) {
+  let payload = null;
+  if (raw.trim()) {
+    try {
+      payload = JSON.parse(raw);
+    } catch (err) {
+      return [400, TEXT, `payload is not valid JSON: ${err.message}\n`, {}];
+    }
+  }
+  return answer(payload, id, attempt);
+}
+
+function send(res, [status, type, body, headers]) {
+  const data = Buffer.from(body);
+  const extra = draining ? { Connection: "close" } : {}; // no keep-alive once stopping
+  res.writeHead(status, { "Content-Type": type, "Content-Length": data.length, ...headers, ...extra });
+  res.end(data);
 }
 
 const server = http.createServer((req, res) => {
-  if (req.method === "GET" && req.url === "/healthz") return send(res, 200, "ok\n", "text/plain");
-  if (req.method !== "POST") return send(res, 404, "not found\n", "text/plain");
+  if (req.method === "GET" && req.url === "/healthz") return send(res, [200, TEXT, "ok\n", {}]);
+  if (req.method !== "POST") return send(res, [404, TEXT, "not found\n", {}]);
+  const started = Date.now();
+  const id = req.headers["intent-id"] || "-";
+  const attemptHeader = req.headers["intent-attempt"] || "0";
+  const attempt = /^\d+$/.test(attemptHeader) ? Number(attemptHeader) : 0;
   const chunks = [];
-  req.on("data", (c) => chunks.push(c));
+  req.on("data", (chunk) => chunks.push(chunk));
   req.on("end", () => {
-    handle(req, res, Buffer.concat(chunks).toString("utf8")).catch((err) =>
-      send(res, 500, `handler error: ${err.message}`, "text/plain"),
-    );
+    readAndAnswer(Buffer.concat(chunks).toString("utf8"), id, attempt)
+      .catch((err) => [500, TEXT, `handler error: ${err.message}`, {}])
+      .then((reply) => {
+        const ms = Date.now() - started;
+        process.stderr.write(`${LANG} handler: intent ${id} attempt ${attempt} -> ${reply[0]} (${ms} ms)\n`);
+        send(res, reply);
+      });
   });
 });
 
-// SIGTERM: stop accepting, let in-flight requests finish, then exit 0.
-process.on("SIGTERM", () => {
-  server.close(() => process.exit(0));
-  server.closeIdleConnections();
-});
+// Keep idle connections longer than the sidecar's client pool does (15 s), so the
+// handler never closes a connection the sidecar is about to reuse.
+server.keepAliveTimeout = 60000;
 
-server.listen(port, host, () => process.stderr.write(`node handler listening on ${host}:${port}\n`));
+// SIGTERM (and Ctrl-C): stop accepting, close idle keep-alive connections, let in-flight
+// requests finish (their connections close after the answer), then exit 0.
+function stop() {
+  if (draining) return;
+  draining = true;
+  server.close(() => {
+    process.stderr.write(`${LANG} handler stopped\n`);
+    process.exit(0);
+  });
+  server.closeIdleConnections();
+}
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+
+server.listen(port, host, () => process.stderr.write(`${LANG} handler listening on ${host}:${port}\n`));
