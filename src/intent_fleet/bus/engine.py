@@ -151,7 +151,7 @@ class Engine:
     def _leave(self, intent: Intent) -> None:
         q = self._queue_of(intent)
         if intent.place == "ready":
-            q.ready -= 1
+            q.left()
         elif intent.place == "delayed":
             q.delayed -= 1
         elif intent.place == "claimed":

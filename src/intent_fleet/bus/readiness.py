@@ -23,6 +23,9 @@ __all__ = ["ClaimFilter", "GoalQueue", "ReadyIndex", "TimedHeap"]
 
 _Entry = tuple[int, float, int, int, int, Intent]  # sort key..., generation, intent
 
+#: Stale heap entries tolerated before a sweep, at the least (see GoalQueue._compact).
+COMPACT_MIN = 1024
+
 #: How many ineligible entries one claim may step over in one heap before it
 #: gives up; bounds the cost of rare filters (target_worker, capability, publisher).
 MAX_SKIP = 10_000
@@ -70,6 +73,8 @@ class GoalQueue:
     ready: int = 0
     delayed: int = 0
     claimed: int = 0
+    #: Entries left behind by intents that moved on since the last sweep.
+    stale: int = 0
 
     def push(self, intent: Intent) -> None:
         entry = _entry(intent)
@@ -79,6 +84,32 @@ class GoalQueue:
             heapq.heappush(self.private.setdefault(intent.publisher, []), entry)
         heapq.heappush(self.by_age, (intent.run_at, intent.seq, intent.generation, intent))
         self.ready += 1
+
+    def left(self) -> None:
+        """A ready intent moved on (claimed, cancelled...): its entries are now stale."""
+        self.ready -= 1
+        self.stale += 1
+        if self.stale >= max(COMPACT_MIN, self.ready):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Sweep out entries of intents that moved on.
+
+        Lazy removal leaves them behind (a claimed intent's entry stays until
+        it reaches the top, and ``by_age`` is only read by /stats), and each
+        holds its intent and payload alive. Sweeping once the stale entries
+        outnumber the live ones keeps the heaps within twice the live size
+        (plus COMPACT_MIN) at an amortised O(1) per transition.
+        """
+        self.public = _live_entries(self.public)
+        self.private = {
+            owner: live for owner, heap in self.private.items() if (live := _live_entries(heap))
+        }
+        self.by_age = [
+            e for e in self.by_age if e[3].status is Status.OPEN and e[3].generation == e[2]
+        ]
+        heapq.heapify(self.by_age)
+        self.stale = 0
 
     def heaps_for(self, flt: ClaimFilter, *, admin: bool) -> Iterator[list[_Entry]]:
         own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
@@ -97,10 +128,11 @@ class GoalQueue:
             heapq.heappop(heap)
         return None
 
-    def compact(self) -> None:
-        """Drop emptied private heaps so a departed tenant costs nothing."""
-        for owner in [o for o, h in self.private.items() if not h]:
-            del self.private[owner]
+
+def _live_entries(heap: list[_Entry]) -> list[_Entry]:
+    live = [e for e in heap if _live(e)]
+    heapq.heapify(live)
+    return live
 
 
 def _best_in(heap: list[_Entry], flt: ClaimFilter) -> _Entry | None:
@@ -176,6 +208,7 @@ class TimedHeap:
         self._heap: list[tuple[float, int, int, Intent]] = []
         self._when = when
         self._status = status
+        self._compact_at = COMPACT_MIN
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -184,6 +217,14 @@ class TimedHeap:
         at = self._when(intent)
         assert at is not None
         heapq.heappush(self._heap, (at, intent.seq, intent.generation, intent))
+        if len(self._heap) >= self._compact_at:
+            # A fulfilled intent's lease entry would otherwise wait out its
+            # whole lease in the heap, holding the intent and its payload.
+            self._heap = [
+                e for e in self._heap if e[3].status is self._status and e[3].generation == e[2]
+            ]
+            heapq.heapify(self._heap)
+            self._compact_at = max(COMPACT_MIN, 2 * len(self._heap))
 
     def next_due(self) -> float | None:
         heap = self._heap

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -45,6 +46,9 @@ async def serve(
     state = store.open(now=clock())
     engine = Engine(store=store, settings=settings, clock=clock)
     engine.load(state)
+    # Everything loaded so far lives for the whole run: keep the collector from
+    # rescanning it on every full collection.
+    gc.freeze()
     ctx = BusContext(
         settings=settings,
         store=store,

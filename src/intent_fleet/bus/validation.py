@@ -161,7 +161,9 @@ def publish_request(
         raise _invalid("invalid_request", f"Missing {' and '.join(missing)}.")
     goal = goal_of(doc["goal"], required=True)
     assert goal is not None
-    payload = orjson.dumps(doc["payload"])
+    # orjson hands back bytes inside a buffer of at least 4 KiB; the payload
+    # lives in memory until the intent is done, so keep an exact-size copy.
+    payload = bytes(memoryview(orjson.dumps(doc["payload"])))
     if len(payload) > limits.max_payload_bytes:
         raise ApiError(
             413,

@@ -88,30 +88,36 @@ def test_keys_loaded_from_storage_authenticate_unless_revoked() -> None:
 # -- NonceCache ------------------------------------------------------------
 def test_replayed_nonce_is_refused() -> None:
     cache = NonceCache(window_seconds=WINDOW)
-    assert cache.remember("k1", "n1", now=T0)
-    assert not cache.remember("k1", "n1", now=T0 + 1)
-    assert cache.remember("k1", "n2", now=T0 + 1)
+    assert cache.remember("k1", "n1", timestamp=T0, now=T0)
+    assert not cache.remember("k1", "n1", timestamp=T0, now=T0 + 1)
+    assert cache.remember("k1", "n2", timestamp=T0 + 1, now=T0 + 1)
 
 
 def test_nonces_are_scoped_per_key() -> None:
     cache = NonceCache(window_seconds=WINDOW)
-    assert cache.remember("k1", "same", now=T0)
-    assert cache.remember("k2", "same", now=T0)
-    assert not cache.remember("k2", "same", now=T0)
+    assert cache.remember("k1", "same", timestamp=T0, now=T0)
+    assert cache.remember("k2", "same", timestamp=T0, now=T0)
+    assert not cache.remember("k2", "same", timestamp=T0, now=T0)
 
 
-def test_nonces_are_pruned_after_twice_the_window() -> None:
+def test_a_nonce_is_kept_while_its_timestamp_can_still_pass_the_window() -> None:
     cache = NonceCache(window_seconds=WINDOW)
-    assert cache.remember("k1", "n1", now=T0)
-    assert cache.remember("k1", "n2", now=T0 + 100)
-    # Still remembered at exactly 2x the window ...
-    assert not cache.remember("k1", "n1", now=T0 + 2 * WINDOW)
+    assert cache.remember("k1", "n1", timestamp=T0, now=T0)
+    assert cache.remember("k1", "n2", timestamp=T0 + 100, now=T0 + 100)
+    # At ts + window the timestamp still passes the checker, so the nonce is still known ...
+    assert not cache.remember("k1", "n1", timestamp=T0, now=T0 + WINDOW)
     assert len(cache) == 2
-    # ... and forgotten just after it; n2 is younger and stays.
-    assert cache.remember("k9", "other", now=T0 + 2 * WINDOW + 1)
+    # ... and forgotten just after, when its timestamp no longer passes; n2 is younger.
+    assert cache.remember("k9", "other", timestamp=T0 + WINDOW + 1, now=T0 + WINDOW + 1)
     assert len(cache) == 2
-    assert cache.remember("k1", "n1", now=T0 + 2 * WINDOW + 1)
-    assert not cache.remember("k1", "n2", now=T0 + 2 * WINDOW + 1)
+    assert not cache.remember("k1", "n2", timestamp=T0 + 100, now=T0 + WINDOW + 1)
+
+
+def test_a_nonce_signed_ahead_of_the_bus_clock_is_kept_longer() -> None:
+    cache = NonceCache(window_seconds=WINDOW)
+    # A client clock 200 s ahead: its timestamp passes until now = ts + window.
+    assert cache.remember("k1", "n1", timestamp=T0 + 200, now=T0)
+    assert not cache.remember("k1", "n1", timestamp=T0 + 200, now=T0 + 200 + WINDOW)
 
 
 # -- SignatureChecker ------------------------------------------------------

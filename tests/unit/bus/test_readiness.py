@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intent_fleet.bus.readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
+from intent_fleet.bus.readiness import COMPACT_MIN, ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
 from intent_fleet.bus.records import Intent, Status, Visibility
 
 from .conftest import T0, make_intent
@@ -201,15 +201,56 @@ def test_oldest_ready_run_at_skips_stale() -> None:
     assert q.oldest_ready_run_at() is None
 
 
-def test_compact_drops_emptied_private_heaps() -> None:
-    gone = make_intent(1, visibility=PRIVATE, publisher="gone")
-    index = index_of(gone)
-    gone.generation += 1
-    assert index.select(flt("gone"), admin=False) is None  # drops the stale entry
-    q = index.queue("default", "g")
-    assert q.private == {"gone": []}
-    q.compact()
-    assert q.private == {}
+def test_stale_entries_are_swept_so_moved_on_intents_are_not_kept_alive() -> None:
+    q = GoalQueue()
+    intents = [make_intent(n, visibility=PRIVATE, publisher=f"p{n % 3}") for n in range(5000)]
+    for n, intent in enumerate(intents):
+        q.push(intent)
+        if n % 10:  # nine in ten move on (claimed) before the next push
+            intent.status = Status.CLAIMED
+            intent.generation += 1
+            q.left()
+    live = [i for i in intents if i.status is Status.OPEN]
+    assert q.ready == len(live) == 500
+    entries = len(q.public) + sum(len(h) for h in q.private.values())
+    # Without sweeping every one of the 5000 entries would still be there.
+    assert entries <= 2 * len(live) + COMPACT_MIN
+    assert len(q.by_age) <= 2 * len(live) + COMPACT_MIN
+    # Once nothing is ready any more, nothing is kept at all.
+    for intent in live:
+        intent.status = Status.CLAIMED
+        intent.generation += 1
+        q.left()
+    assert q.ready == 0
+    assert len(q.by_age) <= COMPACT_MIN
+
+
+def test_sweeping_loses_no_live_intent() -> None:
+    q = GoalQueue()
+    intents = [make_intent(n, visibility=PRIVATE, publisher=f"p{n % 3}") for n in range(5000)]
+    for n, intent in enumerate(intents):
+        q.push(intent)
+        if n % 10:
+            intent.status = Status.CLAIMED
+            intent.generation += 1
+            q.left()
+    live = [i for i in intents if i.status is Status.OPEN]
+    # Nothing live was lost: each publisher still gets its own intents in order.
+    for owner in ("p0", "p1", "p2"):
+        index = ReadyIndex()
+        index._queues = {"default": {"g": q}}
+        mine = sorted((i for i in live if i.publisher == owner), key=lambda i: i.sort_key())
+        got = index.select(flt(owner), admin=False)
+        assert got is mine[0]
+
+
+def test_timed_heap_sweeps_entries_of_intents_that_moved_on() -> None:
+    heap = TimedHeap(lambda i: i.run_at, Status.OPEN)
+    for n in range(5000):
+        intent = make_intent(n)
+        heap.push(intent)
+        intent.status = Status.FULFILLED  # gone before its moment comes
+    assert len(heap) <= COMPACT_MIN
 
 
 # -- timed heaps -----------------------------------------------------------
