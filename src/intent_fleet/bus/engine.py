@@ -2,9 +2,17 @@
 
 The engine is the single owner of the bus's live state. Every operation
 changes memory synchronously on the event loop thread (so no two requests can
-interleave inside a transition), queues the matching database write, and
-awaits its commit before the caller answers: nothing is acknowledged that is
-not on disk.
+interleave inside a transition) and queues the matching database write.
+Publish, fulfill, fail and admin changes await that commit before the caller
+answers. A claim is answered at once: losing it in a crash only hands the
+intent out again, which at-least-once delivery allows.
+
+Longer than the house's usual module on purpose: every transition (publish,
+claim, lease expiry, fail, retry, cancel, purge) must go through the same
+bookkeeping (backlog counters, heap generations, timers, parked claims), and
+keeping them in one class is what makes that checkable. Claim selection
+(``readiness``), long-poll parking (``longpoll``) and backlog figures
+(``backlog``) live in their own modules.
 """
 
 from __future__ import annotations
