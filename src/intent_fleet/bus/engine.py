@@ -642,6 +642,10 @@ class Engine:
     def status_counts(self) -> dict[tuple[str, str], int]:
         return status_counts(self._index, self._terminal)
 
+    def interrupt_claims(self, caller: Caller, session: str) -> int:
+        """End the parked long-polls of one claimer session now (extension claim_interrupt)."""
+        return self._parked.interrupt(caller.key_id, session)
+
     def waiting_claims(self) -> int:
         return len(self._parked)
 

@@ -59,6 +59,21 @@ class ParkedClaims:
                 if not claim.future.done():
                     yield claim
 
+    def interrupt(self, caller: str, session: str) -> int:
+        """Answer "nothing" to the parked claims of one caller's session (it is draining).
+
+        A claim already handed an intent is not parked any more, so it keeps it:
+        nothing in flight is lost.
+        """
+        count = 0
+        for parked in self._by_key.values():
+            for claim in parked.values():
+                flt = claim.flt
+                if flt.caller == caller and flt.session == session and not claim.future.done():
+                    claim.future.set_result(None)
+                    count += 1
+        return count
+
     def release_all(self) -> None:
         """Answer every parked claim with "nothing" (the bus is shutting down)."""
         for parked in self._by_key.values():

@@ -42,6 +42,8 @@ class ClaimFilter:
     publisher: str | None = None
     worker_id: str | None = None
     capabilities: frozenset[str] = frozenset()
+    #: ``X-Claim-Session``: lets the claimer interrupt its own parked claims.
+    session: str | None = None
 
     def accepts(self, intent: Intent) -> bool:
         if self.publisher is not None and intent.publisher != self.publisher:

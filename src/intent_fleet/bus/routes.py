@@ -36,6 +36,7 @@ FEATURES = (
     "dead_letters",
     "release_claim",
     "batch_claim",
+    "claim_interrupt",
 )
 
 
@@ -85,6 +86,7 @@ async def claim(request: web.Request) -> web.Response:
         publisher=q.publisher,
         worker_id=q.worker_id,
         capabilities=q.capabilities,
+        session=q.session,
     )
     limit = q.batch or 1
     intents = await ctx.engine.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
@@ -95,6 +97,16 @@ async def claim(request: web.Request) -> web.Response:
         return json_response(200, _claim_document(intents[0]))
     # Extension batch_claim: ?max=N answers {"intents": [...]} with 1..N intents.
     return json_response(200, {"intents": [_claim_document(i) for i in intents]})
+
+
+async def interrupt_claims(request: web.Request) -> web.Response:
+    """Extension claim_interrupt: a draining worker ends its own parked long-polls."""
+    ctx = _ctx(request)
+    body = await read_body(request)
+    caller = await ctx.authenticate(request, body)
+    session = validation.claim_session(request.headers, required=True)
+    assert session is not None
+    return json_response(200, {"interrupted": ctx.engine.interrupt_claims(caller, session)})
 
 
 def _claim_document(intent: Intent) -> dict[str, Any]:
@@ -298,6 +310,7 @@ async def stats(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/intent", publish)
     app.router.add_post("/claim", claim)
+    app.router.add_post("/claim/interrupt", interrupt_claims)
     app.router.add_post("/extend_claim/{intent_id}", extend_claim)
     app.router.add_post("/fulfill/{intent_id}", fulfill)
     app.router.add_post("/fail/{intent_id}", fail)

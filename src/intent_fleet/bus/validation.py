@@ -204,6 +204,8 @@ class ClaimQuery:
     capabilities: frozenset[str]
     #: ``?max=N`` (extension batch_claim): answer a list of up to N; None = one object.
     batch: int | None = None
+    #: ``X-Claim-Session`` (extension claim_interrupt).
+    session: str | None = None
 
 
 def claim_query(
@@ -236,6 +238,7 @@ def claim_query(
             raise _invalid("invalid_request", f"'max' must be between 1 and {MAX_CLAIM_BATCH}.")
     return ClaimQuery(
         batch=batch,
+        session=claim_session(headers, required=False),
         namespace=namespace_of(query.get("namespace")),
         goal=goal_of(query.get("goal") or None, required=False),
         publisher=query.get("publisher") or None,
@@ -243,6 +246,23 @@ def claim_query(
         worker_id=worker,
         capabilities=frozenset(c.strip() for c in caps.split(",") if c.strip()),
     )
+
+
+MAX_SESSION_CHARS = 128
+
+
+def claim_session(headers: Mapping[str, str], *, required: bool) -> str | None:
+    session = headers.get("X-Claim-Session") or None
+    if session is None:
+        if required:
+            raise _invalid("invalid_request", "Missing X-Claim-Session header.")
+        return None
+    if len(session) > MAX_SESSION_CHARS or not session.isprintable():
+        raise _invalid(
+            "invalid_request",
+            f"X-Claim-Session must be 1-{MAX_SESSION_CHARS} printable characters.",
+        )
+    return session
 
 
 def _token(doc: Mapping[str, Any]) -> str | None:

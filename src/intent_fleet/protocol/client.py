@@ -220,6 +220,7 @@ class BusClient:
         capabilities: Iterable[str] | str = (),
         wait: float | None = None,
         batch: int | None = None,
+        session: str | None = None,
     ) -> ClaimOutcome:
         """Claim the next intent, or learn there is none (never retried).
 
@@ -246,6 +247,10 @@ class BusClient:
         cleaned = [c.strip() for c in caps if c.strip()]
         if cleaned:
             headers["X-Worker-Capabilities"] = ",".join(cleaned)
+        if session is not None:
+            # Extension claim_interrupt: lets interrupt_claims() end this long-poll early.
+            _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
+            headers["X-Claim-Session"] = session
         params = {
             "goal": goal,
             "namespace": namespace,
@@ -268,6 +273,22 @@ class BusClient:
         if not intents:
             raise IntentBusProtocolError("ClaimBatch: 'intents' is empty on a 200 answer")
         return ClaimOutcome(intent=intents[0], batch=intents)
+
+    async def interrupt_claims(self, session: str) -> int:
+        """End this session's parked long-poll claims now (extension ``claim_interrupt``).
+
+        A draining worker calls it so a parked claim answers "nothing" at once;
+        a claim already handed an intent still gets it. Safe to repeat.
+        """
+        _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
+        answer = await self._transport.request(
+            "POST", "/claim/interrupt", headers={"X-Claim-Session": session}, retry=True
+        )
+        doc = answer.json()
+        count = doc.get("interrupted") if isinstance(doc, dict) else None
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise IntentBusProtocolError("ClaimInterrupt: 'interrupted' must be an integer")
+        return count
 
     async def extend(self, intent_id: str, *, claim_token: str, seconds: int) -> int:
         """Renew the lease by ``seconds`` (the bus clamps to 10..3600); returns what it granted.

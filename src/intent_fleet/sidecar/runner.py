@@ -45,6 +45,7 @@ async def detect_features(bus: BusClient, *, stop: asyncio.Event) -> Features | 
             extend=v2,
             release="release_claim" in health.features,
             batch="batch_claim" in health.features,
+            interrupt="claim_interrupt" in health.features,
             protocol=protocol.value if protocol is not None else "unknown",
         )
     return None

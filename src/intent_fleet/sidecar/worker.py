@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,10 @@ class BusPort(Protocol):
         capabilities: tuple[str, ...] | list[str] = (),
         wait: float | None = None,
         batch: int | None = None,
+        session: str | None = None,
     ) -> ClaimOutcome: ...
+
+    async def interrupt_claims(self, session: str) -> int: ...
 
     async def extend(self, intent_id: str, *, claim_token: str, seconds: int) -> int: ...
 
@@ -94,6 +98,7 @@ class Features:
     extend: bool = False
     release: bool = False
     batch: bool = False
+    interrupt: bool = False
     protocol: str = "2.1"
 
 
@@ -152,6 +157,9 @@ class Worker:
         self._idle.set()
         self._pause_until = 0.0
         self._batch = 1
+        #: Names this worker's long-polls so a drain can end them at once.
+        self._session = secrets.token_hex(8)
+        self._interrupt: asyncio.Task[None] | None = None
         self.state = WorkerState()
         metrics.gauge("intent_sidecar_in_flight", "Intents being handled.", lambda: len(self._jobs))
         metrics.gauge(
@@ -191,8 +199,18 @@ class Worker:
         """Stop claiming; in-flight work goes on (``run`` returns when it is done)."""
         if not self._drain.is_set():
             log.info("draining", extra={"in_flight": len(self._jobs)})
+            if self._features.interrupt:
+                # Parked long-polls would otherwise hold the drain for their whole wait.
+                self._interrupt = asyncio.ensure_future(self._interrupt_parked())
         self._drain.set()
         self.state.draining = True
+
+    async def _interrupt_parked(self) -> None:
+        try:
+            await self._bus.interrupt_claims(self._session)
+        except IntentBusError as exc:
+            # Not fatal: the parked claims end on their own within the long-poll wait.
+            log.warning("could not interrupt parked claims", extra={"error": str(exc)})
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -218,6 +236,8 @@ class Worker:
                 timed_out = True
                 await self.abandon("drain timeout reached before the handler finished")
             await asyncio.gather(*claimers, return_exceptions=True)
+            if self._interrupt is not None:
+                await self._interrupt
             if timed_out and self._jobs:
                 # Started from a claim still under way at the timeout (a bus without release).
                 await self.abandon("drain timeout reached before the handler finished")
@@ -260,6 +280,7 @@ class Worker:
                     capabilities=claim.capabilities,
                     wait=claim.long_poll_seconds if self._features.long_poll else None,
                     batch=held if self._features.batch else None,
+                    session=self._session if self._features.interrupt else None,
                 )
             except IntentBusError as exc:
                 self._release_slots(held)
