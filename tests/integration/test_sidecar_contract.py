@@ -22,7 +22,7 @@ import pytest
 from tests.support.busproc import BusProcess, start_bus
 from tests.support.rawbus import RawBus
 from tests.support.scripted_handler import HandlerProcess
-from tests.support.sidecar_rig import Procs, until, wait_status
+from tests.support.sidecar_rig import Procs, metric_value, until, wait_status
 from tests.support.sidecarproc import SidecarProcess
 
 GOAL = "contract"
@@ -123,33 +123,52 @@ FAILED_CASES = [
     pytest.param(
         {"status": 200, "content_type": "application/octet-stream", "raw_hex": "00ff10fe"},
         ["application/octet-stream", "200"],
+        "bad_result",
         id="binary-octet-stream",
     ),
     pytest.param(
         {"status": 200, "content_type": "application/json", "raw": "{nope"},
         ["invalid json"],
+        "bad_result",
         id="json-content-type-but-invalid",
     ),
-    pytest.param({"status": 200, "bytes": 300_000}, ["larger than", "262144"], id="too-large"),
+    pytest.param(
+        {"status": 200, "bytes": 300_000},
+        ["larger than", "262144"],
+        "result_too_large",
+        id="too-large",
+    ),
     pytest.param(
         {"status": 422, "body": "quantity must be positive"},
         ["422", "quantity must be positive", "rejected"],
+        "rejected",
         id="422",
     ),
-    pytest.param({"status": 404, "body": ""}, ["404", "(no body)"], id="404-empty-body"),
     pytest.param(
-        {"status": 500, "body": "database exploded"}, ["500", "database exploded"], id="500"
+        {"status": 404, "body": ""}, ["404", "(no body)"], "rejected", id="404-empty-body"
     ),
-    pytest.param({"status": 502, "body": "upstream"}, ["502", "upstream"], id="502"),
-    pytest.param({"sleep": 2.5, "status": 200}, ["timed out", "1 s"], id="timeout"),
-    pytest.param({"drop": True}, ["closed the connection"], id="dropped-connection"),
+    pytest.param(
+        {"status": 500, "body": "database exploded"},
+        ["500", "database exploded"],
+        "handler_error",
+        id="500",
+    ),
+    pytest.param(
+        {"status": 502, "body": "upstream"}, ["502", "upstream"], "handler_error", id="502"
+    ),
+    pytest.param({"sleep": 2.5, "status": 200}, ["timed out", "1 s"], "timeout", id="timeout"),
+    pytest.param(
+        {"drop": True}, ["closed the connection"], "disconnected", id="dropped-connection"
+    ),
 ]
 
 
-@pytest.mark.parametrize(("script", "words"), FAILED_CASES)
+@pytest.mark.parametrize(("script", "words", "cause"), FAILED_CASES)
 async def test_failing_answers_fail_the_intent_with_a_clear_error(
-    raw: RawBus, script: dict[str, Any], words: list[str]
+    raw: RawBus, rig: Rig, script: dict[str, Any], words: list[str], cause: str
 ) -> None:
+    series = f'intent_sidecar_intents_failed_total{{reason="{cause}"}}'
+    before = metric_value(rig.sidecar, series)
     intent_id = await publish(raw, script)
     doc = await wait_status(raw, intent_id)
     assert doc["status"] == "dead", doc  # max_attempts=1: the one failure is final
@@ -159,6 +178,8 @@ async def test_failing_answers_fail_the_intent_with_a_clear_error(
     assert error == doc["error"]
     for word in words:
         assert word.lower() in error.lower(), (word, error)
+    # The failure is counted under its cause, not parsed back out of the text.
+    assert metric_value(rig.sidecar, series) == before + 1
 
 
 async def test_a_long_error_body_is_cut_to_fit_the_bus(raw: RawBus) -> None:

@@ -53,7 +53,12 @@ class Fulfilled:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
+    """The intent fails: ``error`` goes to the bus, ``cause`` labels metrics and decisions."""
+
     error: str
+    #: One of: timeout, unreachable, disconnected, rejected, handler_error,
+    #: bad_result, result_too_large, busy.
+    cause: str = "handler_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +98,19 @@ class AppChannel:
             ) as resp:
                 return await self._outcome(resp)
         except TimeoutError:
-            return Failed(f"handler timed out after {limit_seconds:.3g} s")
+            return Failed(f"handler timed out after {limit_seconds:.3g} s", cause="timeout")
         except aiohttp.ClientConnectorError as exc:
-            return Failed(f"handler unreachable at {self._url}: {_reason(exc)}")
+            return Failed(
+                f"handler unreachable at {self._url}: {_reason(exc)}", cause="unreachable"
+            )
         except aiohttp.ServerDisconnectedError:
-            return Failed("handler closed the connection before answering")
+            return Failed("handler closed the connection before answering", cause="disconnected")
         except aiohttp.ClientPayloadError as exc:
-            return Failed(f"handler's answer was cut off: {exc}")
+            return Failed(f"handler's answer was cut off: {exc}", cause="disconnected")
         except (aiohttp.ClientError, OSError) as exc:
-            return Failed(f"handler connection failed: {type(exc).__name__}: {exc}")
+            return Failed(
+                f"handler connection failed: {type(exc).__name__}: {exc}", cause="disconnected"
+            )
 
     async def _outcome(self, resp: aiohttp.ClientResponse) -> Outcome:
         status = resp.status
@@ -111,7 +120,9 @@ class AppChannel:
         body = await _read_limited(resp, limit)
         if 200 <= status < 300:
             if body is None:
-                return Failed(f"handler result is larger than {limit} bytes")
+                return Failed(
+                    f"handler result is larger than {limit} bytes", cause="result_too_large"
+                )
             if status == 204 or not body:
                 return Fulfilled(result=None, result_type=None)
             ctype = resp.content_type or ""
@@ -123,15 +134,18 @@ class AppChannel:
                 try:
                     text = body.decode(resp.charset or "utf-8")
                 except (UnicodeDecodeError, LookupError):
-                    return Failed("handler returned text that is not valid in its charset")
+                    return Failed(
+                        "handler returned text that is not valid in its charset", cause="bad_result"
+                    )
                 return Fulfilled(result=text, result_type="text")
             return Failed(
                 f"handler answered {status} with Content-Type {ctype or 'none'}; "
-                "results must be JSON or text/*"
+                "results must be JSON or text/*",
+                cause="bad_result",
             )
         text = _error_text(body)
         if 400 <= status < 500:
-            return Failed(f"handler rejected the intent ({status}): {text}")
+            return Failed(f"handler rejected the intent ({status}): {text}", cause="rejected")
         return Failed(f"handler failed ({status}): {text}")
 
     async def probe(self) -> bool:
@@ -168,7 +182,7 @@ def _json_result(body: bytes) -> Outcome:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        return Failed(f"handler returned invalid JSON: {exc}")
+        return Failed(f"handler returned invalid JSON: {exc}", cause="bad_result")
     return Fulfilled(result=value, result_type="json")
 
 
@@ -182,7 +196,8 @@ def _sniffed_result(body: bytes) -> Outcome:
         return Fulfilled(result=body.decode(), result_type="text")
     except UnicodeDecodeError:
         return Failed(
-            "handler returned a binary body without a Content-Type; results must be JSON or text"
+            "handler returned a binary body without a Content-Type; results must be JSON or text",
+            cause="bad_result",
         )
 
 

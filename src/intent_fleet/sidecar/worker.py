@@ -448,7 +448,7 @@ class Worker:
             outcome = await self._app.deliver(delivery, limit_seconds=remaining)
             job.mark = time.perf_counter()
             self._metrics.handler_seconds.observe(job.mark - t0)
-            if isinstance(outcome, Failed) and "unreachable" in outcome.error:
+            if isinstance(outcome, Failed) and outcome.cause == "unreachable":
                 self.set_handler_ready(False)
             if not isinstance(outcome, Busy):
                 return outcome
@@ -457,12 +457,12 @@ class Worker:
             # claim lanes pause too so no more work piles up behind it.
             self._pause_until = max(self._pause_until, time.monotonic() + outcome.retry_after)
             if time.monotonic() + outcome.retry_after > give_up:
-                return Failed(f"handler stayed busy (429/503) for {timeout:g} s")
+                return Failed(f"handler stayed busy (429/503) for {timeout:g} s", cause="busy")
             if (
                 not self._features.extend
                 and self._clock() + outcome.retry_after >= job.lease.expires_at
             ):
-                return Failed("handler stayed busy until the lease ran out")
+                return Failed("handler stayed busy until the lease ran out", cause="busy")
             await self._sleep(outcome.retry_after)
 
     async def _report(self, job: _Job, outcome: Outcome) -> None:
@@ -491,7 +491,7 @@ class Worker:
                     await self._bus.fail(
                         intent.id, claim_token=lease.claim_token, error=outcome.error
                     )
-                    self._metrics.failed.inc(reason=_reason_label(outcome.error))
+                    self._metrics.failed.inc(reason=outcome.cause)
                     log.info(
                         "intent failed", extra={"intent_id": intent.id, "error": outcome.error}
                     )
@@ -558,18 +558,3 @@ class Worker:
         self._slots.release()
         if not self._jobs:
             self._idle.set()
-
-
-def _reason_label(error: str) -> str:
-    """A low-cardinality label for the failure counter."""
-    for label, marker in (
-        ("timeout", "timed out"),
-        ("unreachable", "unreachable"),
-        ("rejected", "rejected"),
-        ("busy", "stayed busy"),
-        ("result_too_large", "larger than"),
-        ("handler_error", "handler failed"),
-    ):
-        if marker in error:
-            return label
-    return "other"
