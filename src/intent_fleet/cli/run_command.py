@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from pathlib import Path
@@ -25,8 +24,6 @@ from .local_stack import embedded_bus, start_handler, stop_handler
 from .sidecar_command import add_flags, api_key_from_args, install_drain_signals, settings_from_args
 
 __all__ = ["add_parser"]
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
