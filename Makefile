@@ -4,9 +4,13 @@
 #   make test    lint + the whole test suite (what .ci/run calls)
 #   make lint    ruff + mypy --strict + import-linter
 #   make bench   benchmarks that print figures
+#   make cluster-up PROFILE=control-plane|node / make cluster-down
+#                a local single-node Kubernetes built from Go modules (hack/cluster)
 #
 # Caches live outside the repo, in $(CACHE) (override with INTENT_FLEET_CACHE):
-# the compatibility virtualenvs for the published SDKs are built there once.
+# the compatibility virtualenvs for the published SDKs are built there once, and the
+# cluster's binaries (k8s-<v>/, etcd-<v>/, helm-<v>/) and images (images/) are kept there.
+# Go's own caches stay where `go env GOCACHE GOMODCACHE` says.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +18,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench clean
+.PHONY: setup demo test lint unit integration bench clean cluster-deps cluster-build cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -28,8 +32,8 @@ demo: setup
 	$(BIN)/intent-fleet demo -- $(BIN)/python examples/handlers/python/handler.py
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench hack/cluster
+	$(BIN)/ruff format --check src tests bench hack/cluster
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -45,6 +49,25 @@ integration: setup
 bench: setup
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/sidecar.py
+
+PROFILE ?= control-plane
+# What the node profile needs from Debian: the runtime, the CNI plugins, the image tools.
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins buildah debootstrap iptables
+
+cluster-deps:
+	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+cluster-build:
+	hack/cluster/build.sh
+
+cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-deps)
+	$(BIN)/python hack/cluster/cluster.py up --profile $(PROFILE)
+
+cluster-down: setup
+	$(BIN)/python hack/cluster/cluster.py down
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,117 @@
+"""Where the cluster lives and how it is wired, as one documented dataclass.
+
+Every default keeps the cluster on this machine: components bind 127.0.0.1, the node's
+address is the pod bridge's own gateway, and the pod subnet is never forwarded outside.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HARNESS_DIR = Path(__file__).resolve().parent.parent
+
+
+def read_versions(path: Path = HARNESS_DIR / "versions.env") -> dict[str, str]:
+    """Parse versions.env (KEY=VALUE lines, # comments): the single source of every pin."""
+    versions: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+def default_cache_dir() -> Path:
+    """The build cache shared with build.sh and images.sh (INTENT_FLEET_CACHE overrides)."""
+    explicit = os.environ.get("INTENT_FLEET_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "intent-fleet"
+
+
+def default_state_dir() -> Path:
+    """Runtime state: certificates, etcd data, logs, pid files.
+
+    INTENT_FLEET_CLUSTER_DIR overrides; the default sits under XDG_STATE_HOME.
+    """
+    explicit = os.environ.get("INTENT_FLEET_CLUSTER_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "intent-fleet" / "cluster"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports, chosen away from the usual defaults so a real cluster can coexist."""
+
+    etcd_client: int = 23790
+    etcd_peer: int = 23800
+    apiserver: int = 16443
+    controller_manager: int = 20257
+    scheduler: int = 20259
+    kubelet: int = 20250
+    kubelet_healthz: int = 20248
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Everything `up` and `down` need to agree on."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    versions: dict[str, str] = field(default_factory=read_versions)
+    ports: Ports = field(default_factory=Ports)
+    node_name: str = "intent-fleet-node"
+    # The pod bridge; its first address is both the pods' gateway and the node's address.
+    bridge: str = "iflt-br0"
+    pod_subnet: str = "10.244.0.0/24"
+    node_address: str = "10.244.0.1"
+    service_subnet: str = "10.96.0.0/16"
+    service_address: str = "10.96.0.1"
+    # How long any one component may take to become ready.
+    ready_timeout: float = 90.0
+
+    @property
+    def k8s_bin(self) -> Path:
+        return self.cache_dir / f"k8s-{self.versions['KUBERNETES_VERSION']}" / "bin"
+
+    @property
+    def etcd_bin(self) -> Path:
+        return self.cache_dir / f"etcd-{self.versions['ETCD_VERSION']}" / "bin"
+
+    @property
+    def helm_bin(self) -> Path:
+        return self.cache_dir / f"helm-{self.versions['HELM_VERSION']}" / "bin"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def profile_file(self) -> Path:
+        return self.state_dir / "profile"
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
