@@ -140,11 +140,27 @@ def down(settings: ClusterSettings, keep_logs: Path | None) -> None:
         hostnet.remove_kubelet_chains()
     hostnet.restore_forwarding(settings.run_dir / "ip_forward.before")
     say(f"unmounted {len(unmounted)}, removed {len(netns)} netns and {len(cgroups)} cgroups")
+    left = leftovers(settings, sup)
     if keep_logs is not None and settings.log_dir.is_dir():
         shutil.rmtree(keep_logs, ignore_errors=True)
         shutil.copytree(settings.log_dir, keep_logs)
         say(f"logs kept in {keep_logs}")
     shutil.rmtree(settings.state_dir)
+    if left:
+        raise ClusterError("down left things behind: " + "; ".join(left))
+
+
+def leftovers(settings: ClusterSettings, sup: Supervisor) -> list[str]:
+    """Whatever of ours is still on the host after a `down` (empty when it cleaned up)."""
+    found = [f"process {name} (pid {sup.pid_of(name)})" for name in sup.names() if sup.pid_of(name)]
+    found += [f"mount {point}" for point in hostnet.mounts_under(settings.state_dir)]
+    found += [f"shim pid {pid}" for pid in shim_pids(settings)]
+    if hostnet.link_exists(settings.bridge):
+        found.append(f"bridge {settings.bridge}")
+    if hostnet.firewall_rules_present(settings.pod_subnet):
+        found.append("FORWARD rules tagged " + hostnet.FIREWALL_TAG)
+    found += [f"cgroup {path}" for path in hostnet.cgroup_trees()]
+    return found
 
 
 def remove_pods(settings: ClusterSettings, sup: Supervisor, kubectl: Kubectl) -> None:
@@ -201,9 +217,10 @@ def sandbox_netns(settings: ClusterSettings, sup: Supervisor) -> list[Path]:
     return paths
 
 
-def kill_orphan_shims(settings: ClusterSettings) -> None:
-    """containerd shims outlive containerd; end those started for our socket, by PID."""
+def shim_pids(settings: ClusterSettings) -> list[int]:
+    """containerd shims started for our socket (they outlive containerd itself)."""
     needle = str(settings.containerd_socket).encode()
+    pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -212,8 +229,14 @@ def kill_orphan_shims(settings: ClusterSettings) -> None:
         except OSError:
             continue
         if b"containerd-shim" in cmdline.split(b"\0", 1)[0] and needle in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+            pids.append(int(proc.name))
+    return pids
+
+
+def kill_orphan_shims(settings: ClusterSettings) -> None:
+    for pid in shim_pids(settings):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def status(settings: ClusterSettings) -> int:

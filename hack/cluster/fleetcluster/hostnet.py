@@ -41,8 +41,12 @@ def ensure_bridge(name: str, address: str, prefix: int) -> None:
     _run("ip", "link", "set", name, "up")
 
 
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
 def remove_bridge(name: str) -> None:
-    if _run("ip", "link", "show", name, check=False).returncode == 0:
+    if link_exists(name):
         _run("ip", "link", "delete", name)
 
 
@@ -68,9 +72,12 @@ def remove_firewall(pod_subnet: str) -> None:
             _run("iptables", "-w", "-D", "FORWARD", *rule)
 
 
-def firewall_present(pod_subnet: str) -> bool:
+def firewall_rules_present(pod_subnet: str) -> bool:
+    """True if any of our FORWARD rules is installed."""
+    if shutil.which("iptables") is None:
+        return False
     rules = _firewall_rules(pod_subnet)
-    return all(
+    return any(
         _run("iptables", "-w", "-C", "FORWARD", *r, check=False).returncode == 0 for r in rules
     )
 
@@ -115,6 +122,12 @@ def remove_netns(paths: list[Path]) -> None:
             continue
         _run("umount", str(path), check=False)
         path.unlink(missing_ok=True)
+
+
+def cgroup_trees(top: str = "kubepods") -> list[Path]:
+    if not CGROUP_ROOT.is_dir():
+        return []
+    return [h / top for h in CGROUP_ROOT.iterdir() if (h / top).is_dir()]
 
 
 def remove_cgroups(top: str = "kubepods") -> list[Path]:

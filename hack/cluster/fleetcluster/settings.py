@@ -45,17 +45,47 @@ def default_state_dir() -> Path:
     return Path(xdg) / "intent-fleet" / "cluster"
 
 
+def _port_offset() -> int:
+    """INTENT_FLEET_CLUSTER_PORT_OFFSET shifts every port, so two clusters can run side by side."""
+    return int(os.environ.get("INTENT_FLEET_CLUSTER_PORT_OFFSET", "0"))
+
+
 @dataclass(frozen=True)
 class Ports:
     """Loopback ports, chosen away from the usual defaults so a real cluster can coexist."""
 
-    etcd_client: int = 23790
-    etcd_peer: int = 23800
-    apiserver: int = 16443
-    controller_manager: int = 20257
-    scheduler: int = 20259
-    kubelet: int = 20250
-    kubelet_healthz: int = 20248
+    offset: int = field(default_factory=_port_offset)
+
+    def _at(self, port: int) -> int:
+        return port + self.offset
+
+    @property
+    def etcd_client(self) -> int:
+        return self._at(23790)
+
+    @property
+    def etcd_peer(self) -> int:
+        return self._at(23800)
+
+    @property
+    def apiserver(self) -> int:
+        return self._at(16443)
+
+    @property
+    def controller_manager(self) -> int:
+        return self._at(20257)
+
+    @property
+    def scheduler(self) -> int:
+        return self._at(20259)
+
+    @property
+    def kubelet(self) -> int:
+        return self._at(20250)
+
+    @property
+    def kubelet_healthz(self) -> int:
+        return self._at(20248)
 
 
 @dataclass(frozen=True)

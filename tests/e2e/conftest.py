@@ -1,0 +1,48 @@
+"""End-to-end fixtures: a real Kubernetes (hack/cluster, or the one in KUBECONFIG) per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import Cluster, ClusterManager
+
+
+@pytest.fixture(scope="session")
+def cluster_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterManager]:
+    manager = ClusterManager()
+    yield manager
+    manager.finish(keep_logs=logs_dir(tmp_path_factory))
+
+
+def logs_dir(factory: pytest.TempPathFactory) -> Path:
+    """Where the cluster's logs are copied at the end (printed if the session failed)."""
+    return factory.getbasetemp() / "cluster-logs"
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster_manager: ClusterManager) -> Cluster:
+    """etcd + apiserver + controller-manager: enough for API behaviour, no pods run."""
+    return cluster_manager.get("control-plane")
+
+
+@pytest.fixture(scope="session")
+def node_cluster(cluster_manager: ClusterManager) -> Cluster:
+    """The full single node: scheduler, containerd, kubelet; pods really run."""
+    return cluster_manager.get("node")
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster) -> Iterator[str]:
+    name = control_plane.namespace()
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def pod_namespace(node_cluster: Cluster) -> Iterator[str]:
+    name = node_cluster.namespace("pods")
+    yield name
+    node_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

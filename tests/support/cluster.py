@@ -1,0 +1,158 @@
+"""The test suite's view of a Kubernetes cluster: the harness's, or any cluster in KUBECONFIG.
+
+Without KUBECONFIG the suite brings up hack/cluster itself (the profile a test asks for) and
+tears it down at the end of the session, failing the session if anything is left behind.
+With KUBECONFIG set, the same tests run against that cluster and nothing is started or stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "hack" / "cluster"
+sys.path.insert(0, str(HARNESS))
+
+from fleetcluster.settings import ClusterSettings  # noqa: E402
+
+PROFILE_RANK = {"control-plane": 0, "node": 1}
+
+
+class ClusterCommandError(AssertionError):
+    """kubectl (or the harness) failed; the message carries its stderr."""
+
+
+@dataclass
+class Cluster:
+    """kubectl against one cluster, with the waits the tests need."""
+
+    kubeconfig: Path
+    kubectl_binary: Path
+    profile: str
+    external: bool
+    namespaces: list[str] = field(default_factory=list)
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise ClusterCommandError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done
+
+    def apply(self, *documents: dict[str, Any], server_side: bool = False) -> None:
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(documents)})
+        args = ["apply", "-f", "-"]
+        if server_side:
+            args += ["--server-side", "--field-manager=intent-fleet-tests"]
+        self.kubectl(*args, stdin=body)
+
+    def get(self, *args: str) -> Any:
+        """The object as JSON, or None when it does not exist."""
+        done = self.kubectl("get", *args, "-o", "json", check=False)
+        if done.returncode != 0:
+            if "NotFound" in done.stderr or "not found" in done.stderr:
+                return None
+            raise ClusterCommandError(f"kubectl get {' '.join(args)}: {done.stderr.strip()}")
+        return json.loads(done.stdout)
+
+    def with_token(self, token: str, path: Path) -> Cluster:
+        """The same cluster seen by whoever holds ``token`` (no client certificate)."""
+        view = json.loads(self.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        view["users"] = [{"name": "token", "user": {"token": token}}]
+        view["contexts"][0]["context"]["user"] = "token"
+        path.write_text(json.dumps(view))
+        path.chmod(0o600)
+        return Cluster(path, self.kubectl_binary, self.profile, self.external)
+
+    def namespace(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name)
+        self.namespaces.append(name)
+        # Pods need the namespace's default service account, made by a controller.
+        wait_until(
+            lambda: self.get("serviceaccount", "default", "-n", name) is not None,
+            30,
+            f"default service account in {name}",
+        )
+        return name
+
+    def delete_namespaces(self) -> None:
+        for name in self.namespaces:
+            self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        self.namespaces.clear()
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class ClusterManager:
+    """Brings the harness up to the profile a test needs, once per session."""
+
+    def __init__(self) -> None:
+        self.settings = ClusterSettings()
+        self.python = sys.executable
+        self.started_by_us = False
+        self.current: Cluster | None = None
+        external = os.environ.get("KUBECONFIG")
+        self.external = Path(external) if external else None
+
+    def harness(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [self.python, str(HARNESS / "cluster.py"), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise ClusterCommandError(
+                f"cluster.py {' '.join(args)} failed ({done.returncode}):\n{done.stderr}"
+            )
+        return done
+
+    def get(self, profile: str) -> Cluster:
+        kubectl = self.settings.k8s_bin / "kubectl"
+        if self.external is not None:
+            return Cluster(self.external, kubectl, "node", external=True)
+        if self.current is not None and PROFILE_RANK[self.current.profile] >= PROFILE_RANK[profile]:
+            return self.current
+        if not self.settings.state_dir.exists():
+            self.started_by_us = True
+        done = self.harness("up", "--profile", profile)
+        last = done.stdout.strip().splitlines()[-1]
+        assert last.startswith("export KUBECONFIG="), f"cluster.py up ended with {last!r}"
+        kubeconfig = Path(last.removeprefix("export KUBECONFIG="))
+        self.current = Cluster(kubeconfig, kubectl, profile, external=False)
+        return self.current
+
+    def finish(self, keep_logs: Path) -> None:
+        if self.current is not None:
+            self.current.delete_namespaces()
+        if self.started_by_us:
+            self.harness("down", "--keep-logs", str(keep_logs))
