@@ -18,7 +18,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench clean cluster-deps cluster-build cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench clean cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -37,7 +37,8 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The e2e tests bring the cluster up themselves; its binaries and images are prepared here.
+test: lint cluster-build cluster-images
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: setup
@@ -63,7 +64,11 @@ cluster-deps:
 cluster-build:
 	hack/cluster/build.sh
 
-cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-deps)
+# Images are built with buildah from a debootstrapped base (cached) and imported at `up`.
+cluster-images: cluster-deps setup
+	hack/cluster/images.sh all
+
+cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-images)
 	$(BIN)/python hack/cluster/cluster.py up --profile $(PROFILE)
 
 cluster-down: setup

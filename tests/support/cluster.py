@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetcluster.settings import ClusterSettings
+
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "hack" / "cluster"
-sys.path.insert(0, str(HARNESS))
-
-from fleetcluster.settings import ClusterSettings  # noqa: E402
 
 PROFILE_RANK = {"control-plane": 0, "node": 1}
 

@@ -105,15 +105,17 @@ def up_node(
 
 
 def load_images(settings: ClusterSettings) -> None:
-    """Build (cached) and import the pause, base and project images into containerd."""
-    script = str(HARNESS_DIR / "images.sh")
-    for argv in ([script, "all"], [script, "import", str(settings.containerd_socket)]):
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        log = settings.log_dir / "images.log"
-        with log.open("a") as out:
-            out.write(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise ClusterError(f"{' '.join(argv)} failed; see {log}:\n{done.stderr[-2000:]}")
+    """Import the images `make cluster-images` built (pause, base, project) into containerd."""
+    argv = [str(HARNESS_DIR / "images.sh"), "import", str(settings.containerd_socket)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    log = settings.log_dir / "images.log"
+    with log.open("a") as out:
+        out.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise ClusterError(
+            f"importing images failed (build them with `make cluster-images`); see {log}:\n"
+            f"{done.stderr[-2000:]}"
+        )
     say("images imported")
 
 

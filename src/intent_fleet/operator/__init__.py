@@ -1,0 +1,5 @@
+"""The IntentWorker operator: renders, owns and autoscales one worker Deployment per resource.
+
+Pure modules (scaling, rendering, status) hold the logic and are unit-tested without a cluster;
+the kopf handlers that call them stay thin.
+"""

@@ -1,0 +1,205 @@
+"""Real pods on the single node: native sidecars, scaling, host reachability, preStop hooks.
+
+Every pod runs the locally built Python handler image with its command replaced, so nothing is
+pulled: the images were imported into containerd by `cluster.py up --profile node`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+
+from fleetcluster.settings import ClusterSettings
+from tests.support.cluster import Cluster, wait_until
+from tests.support.hostserver import host_server
+
+IMAGE = "localhost/intent-fleet/handler-python:dev"
+
+
+def python(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["python3", "-u", "-c", script],
+        **extra,
+    }
+
+
+def pod(name: str, namespace: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5,
+            "containers": containers,
+            **spec,
+        },
+    }
+
+
+def phase(cluster: Cluster, name: str, namespace: str) -> str:
+    found = cluster.get("pod", name, "-n", namespace)
+    return "" if found is None else str(found.get("status", {}).get("phase", ""))
+
+
+def wait_phase(
+    cluster: Cluster, name: str, namespace: str, *phases: str, timeout: float = 90
+) -> str:
+    def reached() -> str:
+        current = phase(cluster, name, namespace)
+        if current == "Failed" and "Failed" not in phases:
+            logs = cluster.kubectl("logs", name, "-n", namespace, "--all-containers", check=False)
+            raise AssertionError(f"pod {name} failed: {logs.stdout}{logs.stderr}")
+        return current if current in phases else ""
+
+    return str(wait_until(reached, timeout, f"pod {name} to reach {phases}"))
+
+
+def node_address(cluster: Cluster) -> str:
+    if cluster.external:
+        pytest.skip("needs the harness's node address (a cluster from KUBECONFIG has its own)")
+    return ClusterSettings().node_address
+
+
+SIDECAR_SERVER = """
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"from-sidecar"
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", 9000), H).serve_forever()
+"""
+
+MAIN_CLIENT = """
+import urllib.request
+print("main got:", urllib.request.urlopen("http://127.0.0.1:9000/", timeout=5).read().decode())
+"""
+
+
+def test_native_sidecar_starts_first_and_shares_localhost(
+    node_cluster: Cluster, pod_namespace: str
+) -> None:
+    sidecar = python(
+        "sidecar",
+        SIDECAR_SERVER,
+        restartPolicy="Always",
+        startupProbe={"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 30},
+    )
+    node_cluster.apply(
+        pod(
+            "native-sidecar", pod_namespace, [python("main", MAIN_CLIENT)], initContainers=[sidecar]
+        )
+    )
+    # The main container finishing ends the pod: the sidecar is stopped for it.
+    wait_phase(node_cluster, "native-sidecar", pod_namespace, "Succeeded")
+    logs = node_cluster.kubectl("logs", "native-sidecar", "-c", "main", "-n", pod_namespace)
+    assert "main got: from-sidecar" in logs.stdout
+    status = node_cluster.get("pod", "native-sidecar", "-n", pod_namespace)["status"]
+    sidecar_started = status["initContainerStatuses"][0]["state"]["terminated"]["startedAt"]
+    main_started = status["containerStatuses"][0]["state"]["terminated"]["startedAt"]
+    assert sidecar_started <= main_started
+
+
+def deployment(name: str, namespace: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [python("idle", "import time\nwhile True: time.sleep(1)")],
+                },
+            },
+        },
+    }
+
+
+def test_deployment_scales_zero_to_three_and_back(
+    node_cluster: Cluster, pod_namespace: str
+) -> None:
+    node_cluster.apply(deployment("fleet", pod_namespace, 0))
+    node_cluster.kubectl("scale", "deployment/fleet", "--replicas=3", "-n", pod_namespace)
+
+    def ready() -> int:
+        found = node_cluster.get("deployment", "fleet", "-n", pod_namespace)
+        return int(found.get("status", {}).get("readyReplicas", 0) or 0) == 3
+
+    wait_until(ready, 120, "3 ready replicas")
+    pods = node_cluster.get("pods", "-l", "app=fleet", "-n", pod_namespace)["items"]
+    addresses = {p["status"]["podIP"] for p in pods}
+    assert len(addresses) == 3
+    if not node_cluster.external:
+        subnet = ipaddress.ip_network(ClusterSettings().pod_subnet)
+        assert all(ipaddress.ip_address(a) in subnet for a in addresses)
+
+    node_cluster.kubectl("scale", "deployment/fleet", "--replicas=0", "-n", pod_namespace)
+    wait_until(
+        lambda: not node_cluster.get("pods", "-l", "app=fleet", "-n", pod_namespace)["items"],
+        120,
+        "every replica to be gone",
+    )
+
+
+REACH_HOST = """
+import socket, sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1] + "/from-pod", timeout=5).read().decode().strip())
+print("resolv:", open("/etc/resolv.conf").read().split())
+try:
+    socket.create_connection(("192.0.2.1", 80), timeout=5)
+    print("outside: connected")
+except ConnectionRefusedError:
+    print("outside: refused")
+except OSError as error:
+    print("outside:", type(error).__name__)
+"""
+
+
+def test_pod_reaches_the_host_and_nothing_beyond(node_cluster: Cluster, pod_namespace: str) -> None:
+    address = node_address(node_cluster)
+    with host_server(address) as (url, seen):
+        container = python("reach", REACH_HOST)
+        container["command"] = [*container["command"], url]
+        node_cluster.apply(pod("reach", pod_namespace, [container]))
+        wait_phase(node_cluster, "reach", pod_namespace, "Succeeded")
+        assert seen.paths() == ["/from-pod"]
+    logs = node_cluster.kubectl("logs", "reach", "-n", pod_namespace).stdout
+    assert "host says hello" in logs
+    # The pod's resolver is the harness's own file, not the host's.
+    assert f"'nameserver', '{address}'" in logs
+    # TEST-NET-1 is never routed; the FORWARD rule answers at once instead of letting it out.
+    assert "outside: refused" in logs
+
+
+def test_deleting_a_pod_runs_its_prestop_hook(node_cluster: Cluster, pod_namespace: str) -> None:
+    address = node_address(node_cluster)
+    with host_server(address) as (url, seen):
+        hook = f"import urllib.request; urllib.request.urlopen('{url}/prestop', timeout=5)"
+        container = python(
+            "worker",
+            "import time\nwhile True: time.sleep(1)",
+            lifecycle={"preStop": {"exec": {"command": ["python3", "-c", hook]}}},
+        )
+        node_cluster.apply(
+            pod("hooked", pod_namespace, [container], terminationGracePeriodSeconds=20)
+        )
+        wait_phase(node_cluster, "hooked", pod_namespace, "Running")
+        assert seen.paths() == []
+        node_cluster.kubectl("delete", "pod", "hooked", "-n", pod_namespace, "--wait=false")
+        wait_until(lambda: "/prestop" in seen.paths(), 30, "the preStop hook to call the host")
+        wait_until(
+            lambda: node_cluster.get("pod", "hooked", "-n", pod_namespace) is None,
+            60,
+            "pod deletion",
+        )
