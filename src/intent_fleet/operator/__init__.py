@@ -3,3 +3,17 @@
 Pure modules (scaling, rendering, status) hold the logic and are unit-tested without a cluster;
 the kopf handlers that call them stay thin.
 """
+
+from .errors import BacklogUnavailableError, InvalidSpecError, OperatorError
+from .scaling import Decision, Observation, ScalingPolicy, ScalingState, decide
+
+__all__ = [
+    "BacklogUnavailableError",
+    "Decision",
+    "InvalidSpecError",
+    "Observation",
+    "OperatorError",
+    "ScalingPolicy",
+    "ScalingState",
+    "decide",
+]
