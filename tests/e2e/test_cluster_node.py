@@ -57,7 +57,11 @@ def wait_phase(
             raise AssertionError(f"pod {name} failed: {logs.stdout}{logs.stderr}")
         return current if current in phases else ""
 
-    return str(wait_until(reached, timeout, f"pod {name} to reach {phases}"))
+    try:
+        return str(wait_until(reached, timeout, f"pod {name} to reach {phases}"))
+    except AssertionError as timed_out:
+        described = cluster.kubectl("describe", "pod", name, "-n", namespace, check=False)
+        raise AssertionError(f"{timed_out}\n{described.stdout[-3000:]}") from None
 
 
 def node_address(cluster: Cluster) -> str:
@@ -76,6 +80,8 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", 9000), H).serve_forever()
 """
 
+PROBE_LOOPBACK = "import socket; socket.create_connection(('127.0.0.1', 9000), timeout=1)"
+
 MAIN_CLIENT = """
 import urllib.request
 print("main got:", urllib.request.urlopen("http://127.0.0.1:9000/", timeout=5).read().decode())
@@ -89,7 +95,12 @@ def test_native_sidecar_starts_first_and_shares_localhost(
         "sidecar",
         SIDECAR_SERVER,
         restartPolicy="Always",
-        startupProbe={"tcpSocket": {"port": 9000}, "periodSeconds": 1, "failureThreshold": 30},
+        # The server is on loopback only, like the real sidecar: probe it from inside the pod.
+        startupProbe={
+            "exec": {"command": ["python3", "-c", PROBE_LOOPBACK]},
+            "periodSeconds": 1,
+            "failureThreshold": 30,
+        },
     )
     node_cluster.apply(
         pod(

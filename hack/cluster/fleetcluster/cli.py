@@ -136,6 +136,7 @@ def down(settings: ClusterSettings, keep_logs: Path | None) -> None:
     hostnet.remove_netns(netns)
     cgroups = hostnet.remove_cgroups()
     hostnet.remove_links_into(Path("/var/log/containers"), settings.state_dir)
+    hostnet.remove_empty_runtime_dirs()
     hostnet.remove_bridge(settings.bridge)
     hostnet.remove_firewall(settings.pod_subnet)
     if recorded_profile(settings) == "node":

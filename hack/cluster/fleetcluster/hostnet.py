@@ -4,6 +4,7 @@ mounts, network namespaces and cgroups. Each undo touches only what carries our 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -158,6 +159,24 @@ def remove_links_into(directory: Path, target_root: Path) -> None:
     for link in directory.iterdir():
         if link.is_symlink() and os.readlink(link).startswith(str(target_root)):
             link.unlink()
+
+
+# Paths containerd's shims and the kubelet use whatever their configuration says.
+FIXED_RUNTIME_DIRS = (
+    Path("/run/containerd/s"),
+    Path("/run/containerd/fifo"),
+    Path("/run/containerd/runc/k8s.io"),
+    Path("/run/containerd/runc"),
+    Path("/run/containerd"),
+    Path("/var/log/containers"),
+)
+
+
+def remove_empty_runtime_dirs() -> None:
+    """rmdir the fixed runtime directories once they are empty (never anything with content)."""
+    for directory in FIXED_RUNTIME_DIRS:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def require_tools(*names: str) -> None:

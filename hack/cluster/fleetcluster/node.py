@@ -46,6 +46,10 @@ state = "{base / "state"}"
   sandbox_image = "{pause_image(settings)}"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
+  # This machine withholds CAP_SYS_RESOURCE, so the kubelet's negative OOM scores (-998 for every
+  # pod sandbox) fail in runc with "can't get final child's PID from pipe"; clamp them instead
+  # to containerd's own score, as rootless setups do.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -169,6 +173,9 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
         "failSwapOn": False,
         "containerRuntimeEndpoint": f"unix://{settings.containerd_socket}",
         "resolvConf": str(resolv),
+        # ClusterFirst pods get the same dead-end nameserver, plus the cluster search path.
+        "clusterDNS": [settings.node_address],
+        "clusterDomain": "cluster.local",
         "podCIDR": settings.pod_subnet,
         "podLogsDir": str(settings.state_dir / "pod-logs"),
         # Images arrive by import, never by pull: collecting them would lose them for good.
