@@ -1,4 +1,8 @@
-"""End-to-end fixtures: a real Kubernetes (hack/cluster, or the one in KUBECONFIG) per session."""
+"""End-to-end fixtures: a real Kubernetes (hack/cluster, or the one in KUBECONFIG).
+
+The cluster lives for this package only, so the integration tests that follow run on a quiet
+machine.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 from tests.support.cluster import Cluster, ClusterManager
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterManager]:
     manager = ClusterManager()
     yield manager
@@ -22,13 +26,13 @@ def logs_dir(factory: pytest.TempPathFactory) -> Path:
     return factory.getbasetemp() / "cluster-logs"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(cluster_manager: ClusterManager) -> Cluster:
     """etcd + apiserver + controller-manager: enough for API behaviour, no pods run."""
     return cluster_manager.get("control-plane")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_cluster(cluster_manager: ClusterManager) -> Cluster:
     """The full single node: scheduler, containerd, kubelet; pods really run."""
     return cluster_manager.get("node")
