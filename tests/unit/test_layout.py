@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "intent_fleet"
 #: The only places an HTTP *server* may be built (STYLE.md).
-SERVER_MODULES = {"bus", "sidecar/local_api.py"}
+SERVER_MODULES = {"bus", "sidecar/local_api.py", "operator/probes.py"}
 
 
 def _imports_aiohttp_web(path: Path) -> bool:
@@ -28,7 +28,7 @@ def _imports_aiohttp_web(path: Path) -> bool:
     return False
 
 
-def test_http_servers_live_only_in_the_bus_and_the_sidecar_api() -> None:
+def test_http_servers_live_only_in_the_bus_the_sidecar_api_and_operator_probes() -> None:
     offenders = []
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC).as_posix()

@@ -1,0 +1,276 @@
+"""Reconcile and autoscale one IntentWorker: the logic the thin kopf handlers call.
+
+Exactly one writer sets the Deployment's replicas: this controller, through server-side apply
+under one field manager, serialised per IntentWorker so a spec change and a scaling decision
+never race. The scaling state lives in the IntentWorker's status, so a restarted operator picks
+up the cooldown and stabilisation window where the last one left them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from .errors import BacklogUnavailableError, InvalidSpecError
+from .kube import KubeApi, KubeNotFoundError
+from .render import RenderSettings, render_deployment, selector_labels
+from .scaling import Decision, Observation, ScalingState, decide
+from .spec import API_GROUP, API_VERSION, WorkerSpec, parse_worker
+from .status import (
+    BACKLOG_AVAILABLE,
+    SCALING_ACTIVE,
+    SCALING_LIMITED,
+    Condition,
+    deployment_ready,
+    merge_conditions,
+    rfc3339,
+)
+
+__all__ = ["BacklogReader", "Controller", "EventSink"]
+
+log = logging.getLogger("intent_fleet.operator")
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+#: Reads the backlog of a worker; raises BacklogUnavailableError when the source fails.
+BacklogReader = Callable[[WorkerSpec], Awaitable[Observation]]
+#: Posts a Kubernetes Event about the IntentWorker: (body, type, reason, message).
+EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+def _worker_path(worker: WorkerSpec) -> str:
+    return (
+        f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{worker.namespace}/intentworkers/{worker.name}"
+    )
+
+
+def _selector(worker: WorkerSpec) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
+
+
+@dataclass
+class Controller:
+    api: KubeApi
+    read_backlog: BacklogReader
+    post_event: EventSink
+    render_settings: RenderSettings = field(default_factory=RenderSettings)
+    clock: Callable[[], float] = time.time
+    http: aiohttp.ClientSession | None = None
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _states: dict[str, ScalingState] = field(default_factory=dict)
+    #: metadata.generation of each worker Deployment as our last apply left it.
+    _generations: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def _lock(self, worker: WorkerSpec) -> asyncio.Lock:
+        return self._locks.setdefault(worker.uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+        self._states.pop(uid, None)
+
+    async def _deployment(self, worker: WorkerSpec) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self.api.deployment(worker.namespace, worker.name)
+        except KubeNotFoundError:
+            return None
+        return found
+
+    async def _apply(self, worker: WorkerSpec, replicas: int) -> dict[str, Any]:
+        applied: dict[str, Any] = await self.api.apply(
+            render_deployment(worker, replicas, self.render_settings)
+        )
+        generation = int(applied.get("metadata", {}).get("generation") or 0)
+        self._generations[(worker.namespace, worker.name)] = generation
+        return applied
+
+    def drifted(self, deployment: Mapping[str, Any]) -> bool:
+        """True when a Deployment's spec moved past what our last apply produced."""
+        meta = deployment.get("metadata") or {}
+        known = self._generations.get((str(meta.get("namespace")), str(meta.get("name"))))
+        return known is not None and int(meta.get("generation") or 0) > known
+
+    def _state(self, worker: WorkerSpec, body: Mapping[str, Any]) -> ScalingState:
+        known = self._states.get(worker.uid)
+        if known is not None:
+            return known
+        saved = (body.get("status") or {}).get("scaling")
+        if isinstance(saved, Mapping):
+            try:
+                return ScalingState.from_dict(saved)
+            except InvalidSpecError as corrupt:
+                log.warning("ignoring saved scaling state of %s: %s", worker.name, corrupt)
+        return ScalingState()
+
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
+        """Apply the Deployment for the current spec, keeping the replicas already decided."""
+        worker = parse_worker(body)
+        async with self._lock(worker):
+            current = await self._deployment(worker)
+            if worker.manual_replicas is not None:
+                replicas = worker.manual_replicas
+            elif current is not None:
+                replicas = int(current.get("spec", {}).get("replicas") or 0)
+            else:
+                replicas = worker.policy.min_replicas
+            if worker.manual_replicas is None:
+                replicas = min(
+                    max(replicas, worker.policy.min_replicas), worker.policy.max_replicas
+                )
+            applied = await self._apply(worker, replicas)
+            await self._patch_status(worker, body, applied, extra={})
+
+    async def tick(self, body: Mapping[str, Any]) -> float:
+        """One autoscaling step; returns the seconds until the next."""
+        worker = parse_worker(body)
+        async with self._lock(worker):
+            await self._tick(worker, body)
+        return worker.polling_interval_seconds
+
+    async def _tick(self, worker: WorkerSpec, body: Mapping[str, Any]) -> None:
+        now = self.clock()
+        current_deployment = await self._deployment(worker)
+        current = (
+            worker.policy.min_replicas
+            if current_deployment is None
+            else int(current_deployment.get("spec", {}).get("replicas") or 0)
+        )
+        extra: dict[str, Any] = {}
+        conditions: list[Condition] = []
+        if worker.manual_replicas is not None or worker.paused:
+            target = worker.manual_replicas if worker.manual_replicas is not None else current
+            reason = "ManualReplicas" if worker.manual_replicas is not None else "Paused"
+            conditions.append(
+                Condition(SCALING_ACTIVE, False, reason, "autoscaling is off for this worker")
+            )
+            conditions.append(Condition(SCALING_LIMITED, False, reason, "autoscaling is off"))
+            extra["desiredReplicas"] = target
+            if target != current or current_deployment is None:
+                current_deployment = await self._apply(worker, target)
+            await self._patch_status(worker, body, current_deployment, extra, conditions)
+            return
+
+        state = self._state(worker, body)
+        started = time.monotonic()
+        try:
+            observation = await self.read_backlog(worker)
+            conditions.append(
+                Condition(BACKLOG_AVAILABLE, True, "SourceRead", f"{worker.source.type} answered")
+            )
+            extra["backlog"] = observation.backlog
+            extra["backlogObservedTime"] = rfc3339(now)
+        except BacklogUnavailableError as failed:
+            observation = Observation(backlog=None)
+            conditions.append(Condition(BACKLOG_AVAILABLE, False, "SourceFailed", str(failed)))
+        extra["backlogReadSeconds"] = round(time.monotonic() - started, 4)
+
+        decision = decide(
+            worker.policy,
+            current_replicas=current,
+            observation=observation,
+            state=state,
+            now=now,
+        )
+        self._states[worker.uid] = decision.state
+        conditions += self._scaling_conditions(decision)
+        extra["desiredReplicas"] = decision.replicas
+        extra["scaling"] = decision.state.to_dict()
+        if decision.state.last_work_seen is not None:
+            extra["lastActiveTime"] = rfc3339(decision.state.last_work_seen)
+        if decision.replicas != current or current_deployment is None:
+            if decision.replicas < current:
+                await self._mark_idle_pods(worker)
+            current_deployment = await self._apply(worker, decision.replicas)
+            extra["lastScaleTime"] = rfc3339(now)
+            if decision.replicas != current:
+                self.post_event(
+                    body,
+                    "Normal",
+                    "Scaled",
+                    f"{current} -> {decision.replicas} replicas: {decision.reason}",
+                )
+        await self._patch_status(worker, body, current_deployment, extra, conditions)
+
+    @staticmethod
+    def _scaling_conditions(decision: Decision) -> list[Condition]:
+        if decision.held:
+            active = Condition(SCALING_ACTIVE, False, "SourceFailed", decision.reason)
+        elif decision.active:
+            active = Condition(SCALING_ACTIVE, True, "WorkPresent", decision.reason)
+        else:
+            active = Condition(SCALING_ACTIVE, True, "Idle", decision.reason)
+        if decision.limited_reason is not None:
+            limited = Condition(
+                SCALING_LIMITED, True, str(decision.limited_reason), decision.reason
+            )
+        else:
+            limited = Condition(SCALING_LIMITED, False, "DesiredWithinRange", decision.reason)
+        return [active, limited]
+
+    async def _mark_idle_pods(self, worker: WorkerSpec) -> None:
+        """Before a scale-in, make the ReplicaSet delete idle pods first.
+
+        A pod's deletion cost is the work it has in flight (read from its sidecar's
+        ``/v1/state``); pods that do not answer cost the least, being of no use anyway.
+        """
+        if self.http is None:
+            return
+        pods = await self.api.pods(worker.namespace, _selector(worker))
+        port = self.render_settings.ops_port
+
+        async def cost(pod: Mapping[str, Any]) -> int:
+            address = (pod.get("status") or {}).get("podIP")
+            if not address:
+                return -1000
+            try:
+                async with self.http.get(  # type: ignore[union-attr]
+                    f"http://{address}:{port}/v1/state", timeout=aiohttp.ClientTimeout(total=1)
+                ) as answer:
+                    state = await answer.json()
+                return int(state.get("in_flight", 0))
+            except (aiohttp.ClientError, TimeoutError, ValueError, TypeError):
+                return -1000
+
+        costs = await asyncio.gather(*(cost(p) for p in pods))
+        for pod, value in zip(pods, costs, strict=True):
+            name = pod["metadata"]["name"]
+            try:
+                await self.api.merge_patch(
+                    f"/api/v1/namespaces/{worker.namespace}/pods/{name}",
+                    {"metadata": {"annotations": {DELETION_COST: str(value)}}},
+                )
+            except KubeNotFoundError:
+                continue
+
+    async def _patch_status(
+        self,
+        worker: WorkerSpec,
+        body: Mapping[str, Any],
+        deployment: Mapping[str, Any] | None,
+        extra: Mapping[str, Any],
+        conditions: list[Condition] | None = None,
+    ) -> None:
+        status = body.get("status") or {}
+        dep_status = (deployment or {}).get("status") or {}
+        updates = [deployment_ready(deployment, True), *(conditions or [])]
+        patch = {
+            "status": {
+                "observedGeneration": worker.generation,
+                "selector": _selector(worker),
+                "replicas": int(dep_status.get("replicas") or 0),
+                "readyReplicas": int(dep_status.get("readyReplicas") or 0),
+                **extra,
+                "conditions": merge_conditions(
+                    status.get("conditions"), updates, worker.generation, self.clock()
+                ),
+            }
+        }
+        try:
+            await self.api.merge_patch(_worker_path(worker) + "/status", patch)
+        except KubeNotFoundError:
+            log.info("intentworker %s/%s is gone", worker.namespace, worker.name)

@@ -1,0 +1,95 @@
+"""The kopf handlers: thin, each one hands the object to the :class:`Controller`.
+
+They are registered on a registry of their own (not kopf's global one), so importing this
+module has no side effects and tests can build as many operators as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .controller import Controller
+from .errors import InvalidSpecError
+from .kube import KubeApiError
+from .render import WORKER_LABEL
+from .spec import API_GROUP, API_VERSION
+
+__all__ = ["build_registry"]
+
+log = logging.getLogger("intent_fleet.operator")
+
+RESOURCE = (API_GROUP, API_VERSION, "intentworkers")
+#: Seconds before retrying a tick that failed on the API server or the network.
+RETRY_SECONDS = 5.0
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """Every handler of the operator; the controller comes in through ``memo.controller``."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.index(*RESOURCE, registry=registry)  # type: ignore[arg-type]
+    def workers(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): body}
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        try:
+            await _controller(memo).reconcile(body)
+        except InvalidSpecError as invalid:
+            # Retrying cannot fix a spec; the event tells the user what to change.
+            raise kopf.PermanentError(str(invalid)) from invalid
+
+    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
+    async def forget(uid: str, memo: kopf.Memo, **_: Any) -> None:
+        _controller(memo).forget(uid)
+
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    async def autoscale(
+        stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        controller = _controller(memo)
+        while not stopped:
+            try:
+                interval = await controller.tick(body)
+            except InvalidSpecError as invalid:
+                log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, invalid)
+                interval = 30.0
+            except (TimeoutError, KubeApiError, OSError) as error:
+                log.warning(
+                    "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
+                )
+                interval = RETRY_SECONDS
+            await stopped.wait(interval)
+
+    @kopf.on.event(
+        "apps", "v1", "deployments", labels={WORKER_LABEL: kopf.PRESENT}, registry=registry
+    )
+    async def deployment_changed(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+        """Drift: someone edited or deleted a worker Deployment; apply ours again."""
+        workers: kopf.Index[Any, Any] = kwargs["workers"]  # the index above, by name
+        obj = event["object"]
+        meta = obj.get("metadata", {})
+        owner = (meta.get("labels") or {}).get(WORKER_LABEL)
+        found = workers.get((meta.get("namespace"), owner))
+        if not found:
+            return
+        controller = _controller(memo)
+        if event["type"] == "DELETED" or controller.drifted(obj):
+            for body in found:
+                try:
+                    await controller.reconcile(body)
+                except (InvalidSpecError, KubeApiError) as error:
+                    log.warning("re-applying %s/%s failed: %s", meta.get("namespace"), owner, error)
+
+    return registry
+
+
+def _controller(memo: kopf.Memo) -> Controller:
+    controller = memo.get("controller")
+    assert isinstance(controller, Controller), "the runner puts the controller into memo"
+    return controller

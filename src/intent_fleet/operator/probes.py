@@ -1,0 +1,37 @@
+"""The operator's own HTTP endpoints: /healthz (the process serves), /readyz (it leads and its
+watches are up, or it stands by as a follower), for kubelet probes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+__all__ = ["ProbeState", "start_probes"]
+
+
+@dataclass
+class ProbeState:
+    role: str = "starting"
+    #: Set once kopf reports its watches are established.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def start_probes(state: ProbeState, listen: str) -> web.AppRunner:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "role": state.role})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        # A follower is ready: it is doing exactly what it should, standing by.
+        ok = state.role == "follower" or (state.role == "leader" and state.ready.is_set())
+        return web.json_response({"ready": ok, "role": state.role}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    return runner

@@ -1,0 +1,108 @@
+"""Run the operator: probes, leader election, then kopf with our handlers until stopped.
+
+Only the leader runs kopf. A leader that loses its Lease stops kopf and returns a non-zero
+code, so its pod restarts as a follower instead of ever acting beside the new leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import aiohttp
+import kopf
+
+from .controller import BacklogReader, Controller
+from .handlers import build_registry
+from .kube import KubeApi, connect
+from .leader import LeaderElector
+from .probes import ProbeState, start_probes
+from .settings import OperatorSettings
+
+__all__ = ["run_operator"]
+
+log = logging.getLogger("intent_fleet.operator")
+
+#: Builds the backlog reader once the API client and an HTTP session exist.
+ReaderFactory = Callable[[KubeApi, aiohttp.ClientSession], BacklogReader]
+
+
+def _kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    config = kopf.OperatorSettings()
+    config.watching.server_timeout = int(settings.watch_server_timeout)
+    config.watching.client_timeout = int(settings.watch_client_timeout)
+    # Our state lives in our own annotations, not kopf's default ones.
+    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="intentbus.io")
+    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="intentbus.io")
+    config.persistence.finalizer = "intentbus.io/operator"
+    config.posting.level = logging.INFO
+    return config
+
+
+def _post_event(body: object, kind: str, reason: str, message: str) -> None:
+    kopf.event(body, type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+
+
+async def run_operator(
+    settings: OperatorSettings, reader_factory: ReaderFactory, stop: asyncio.Event
+) -> int:
+    probes = ProbeState()
+    probe_runner = await start_probes(probes, settings.listen)
+    api = await connect()
+    http = aiohttp.ClientSession()
+    elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
+    try:
+        if elector is not None:
+            probes.role = "follower"
+            acquired = asyncio.ensure_future(elector.acquire())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({acquired, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not acquired.done():
+                acquired.cancel()
+                return 0
+            stopping.cancel()
+        probes.role = "leader"
+        controller = Controller(
+            api=api,
+            read_backlog=reader_factory(api, http),
+            post_event=_post_event,
+            render_settings=settings.render,
+            http=http,
+        )
+        kopf_stop = asyncio.Event()
+        lost = False
+
+        async def watch_leadership() -> None:
+            nonlocal lost
+            if elector is None:
+                await stop.wait()
+            else:
+                _done, _ = await asyncio.wait(
+                    {asyncio.ensure_future(elector.hold()), asyncio.ensure_future(stop.wait())},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                lost = not stop.is_set()
+            kopf_stop.set()
+
+        guard = asyncio.ensure_future(watch_leadership())
+        await kopf.operator(
+            registry=build_registry(),
+            settings=_kopf_settings(settings),
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            memo=kopf.Memo(controller=controller),
+            stop_flag=kopf_stop,
+            ready_flag=probes.ready,
+        )
+        guard.cancel()
+        return 1 if lost else 0
+    finally:
+        if elector is not None and probes.role == "leader":
+            await elector.release()
+        await http.close()
+        await api.close()
+        with contextlib.suppress(Exception):
+            await probe_runner.cleanup()
