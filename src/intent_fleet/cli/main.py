@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from intent_fleet import __version__
 
-from . import bus_command, client_commands, demo, run_command, sidecar_command
+from . import bus_command, client_commands, demo, operator_command, run_command, sidecar_command
 from .errors import CliError
 from .logs import configure_logging
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bus_command.add_parser(sub)
     sidecar_command.add_parser(sub)
+    operator_command.add_parser(sub)
     run_command.add_parser(sub)
     client_commands.add_parsers(sub)
     demo.add_parser(sub)

@@ -1,0 +1,117 @@
+"""``intent-fleet operator``: watch IntentWorkers and run an autoscaled Deployment for each.
+
+Needs the ``operator`` extra (kopf); it is imported only when this command runs, so the other
+commands work without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+
+from . import loop
+from .errors import CliError, UsageError
+
+__all__ = ["add_parser"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "operator",
+        help="run the IntentWorker operator (needs the operator extra: kopf)",
+        description=(
+            "Watch IntentWorker resources; for each, server-side apply a worker Deployment "
+            "(handler + native sidecar) and scale it on the goal's backlog, down to zero and "
+            "back. Credentials: the pod's service account, else KUBECONFIG."
+        ),
+    )
+    p.add_argument(
+        "--namespaces",
+        default=_env("INTENT_OPERATOR_NAMESPACES", ""),
+        help="comma list of namespaces to watch; empty = cluster-wide "
+        "[env INTENT_OPERATOR_NAMESPACES]",
+    )
+    p.add_argument(
+        "--listen",
+        default=_env("INTENT_OPERATOR_LISTEN", "127.0.0.1:8081"),
+        help="host:port for /healthz and /readyz [env INTENT_OPERATOR_LISTEN]",
+    )
+    p.add_argument(
+        "--sidecar-image",
+        default=_env("INTENT_OPERATOR_SIDECAR_IMAGE", "localhost/intent-fleet/sidecar:dev"),
+        help="sidecar image for IntentWorkers that name none [env INTENT_OPERATOR_SIDECAR_IMAGE]",
+    )
+    p.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=_env("INTENT_OPERATOR_LEADER_ELECTION", "true").lower() in ("1", "true", "yes"),
+        help="compete for a Lease so only one replica acts [env INTENT_OPERATOR_LEADER_ELECTION]",
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=_env("POD_NAMESPACE", "default"),
+        help="namespace of the leader Lease [env POD_NAMESPACE]",
+    )
+    p.add_argument(
+        "--lease-name",
+        default=_env("INTENT_OPERATOR_LEASE", "intent-fleet-operator"),
+        help="name of the leader Lease [env INTENT_OPERATOR_LEASE]",
+    )
+    p.add_argument(
+        "--identity",
+        default=_env("POD_NAME", socket.gethostname()),
+        help="this replica's name in the Lease [env POD_NAME]",
+    )
+    p.add_argument(
+        "--watch-timeout",
+        type=float,
+        default=float(_env("INTENT_OPERATOR_WATCH_TIMEOUT", "300")),
+        help="seconds before a watch is re-opened [env INTENT_OPERATOR_WATCH_TIMEOUT]",
+    )
+    p.set_defaults(func=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        from intent_fleet.operator.render import RenderSettings  # noqa: PLC0415
+        from intent_fleet.operator.runner import run_operator  # noqa: PLC0415
+        from intent_fleet.operator.settings import (  # noqa: PLC0415
+            LeaderSettings,
+            OperatorSettings,
+        )
+        from intent_fleet.operator.sources import reader_factory  # noqa: PLC0415
+    except ImportError as missing:
+        raise CliError(
+            f"the operator needs its extra: pip install 'intent_fleet[operator]' ({missing})"
+        ) from missing
+    if args.watch_timeout <= 0:
+        raise UsageError(f"--watch-timeout must be > 0, got {args.watch_timeout}")
+    settings = OperatorSettings(
+        namespaces=tuple(n.strip() for n in args.namespaces.split(",") if n.strip()),
+        listen=args.listen,
+        watch_server_timeout=args.watch_timeout,
+        watch_client_timeout=args.watch_timeout + 30,
+        render=RenderSettings(sidecar_image=args.sidecar_image),
+        leader=LeaderSettings(
+            enabled=args.leader_election,
+            lease_name=args.lease_name,
+            lease_namespace=args.lease_namespace,
+            identity=args.identity,
+        ),
+    )
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        running = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(sig, stop.set)
+        return await run_operator(settings, reader_factory, stop)
+
+    return loop.run(main())
