@@ -26,9 +26,11 @@ from intent_fleet.protocol import (
     resolve_api_key,
 )
 from intent_fleet.sidecar import (
+    DRAIN_HEADER,
     AppSettings,
     ClaimSettings,
     LocalApiSettings,
+    OpsSettings,
     SidecarSettings,
     run_sidecar,
 )
@@ -36,7 +38,10 @@ from intent_fleet.sidecar import (
 from . import loop
 from .errors import UsageError
 
-__all__ = ["FLAGS", "add_parser", "flag_table", "settings_from_args"]
+__all__ = ["FLAGS", "add_parser", "flag_table", "parse_listen", "settings_from_args"]
+
+#: Shortest drain token accepted: it guards a pod-IP port that can stop a worker claiming.
+MIN_DRAIN_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,25 @@ FLAGS: tuple[Flag, ...] = (
         _CLAIM.drain_timeout_seconds,
         "seconds in-flight work gets after SIGTERM or /v1/drain",
     ),
+    Flag(
+        "--ops-listen",
+        "INTENT_OPS_LISTEN",
+        str,
+        "",
+        "HOST:PORT of the ops listener for the kubelet, the operator and Prometheus "
+        "(e.g. 0.0.0.0:9090): probes, /v1/state, /metrics and a token-guarded /v1/drain, "
+        "never publish, KV or intents (empty: off)",
+    ),
+    Flag(
+        "--drain-token",
+        "INTENT_DRAIN_TOKEN",
+        str,
+        None,
+        f"token that /v1/drain on the ops listener requires in the {DRAIN_HEADER} "
+        f"header ({MIN_DRAIN_TOKEN}+ characters; unset: drain refused there). Whoever reads "
+        "the pod spec sees it in the preStop hook anyway, so the env var is fine; prefer it "
+        "to the flag, which ps shows",
+    ),
     Flag("--log-level", "INTENT_LOG_LEVEL", str, "info", "debug, info, warning or error"),
 )
 
@@ -155,8 +179,40 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=command)
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[ADDR]:PORT`` for IPv6) as (host, port); ValueError says what is wrong."""
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"put an IPv6 address in brackets, e.g. [::]:9090, got {value!r}")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, e.g. 0.0.0.0:9090, got {value!r}")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be 1-65535, got {value!r}")
+    return host, int(port_text)
+
+
+def _ops_settings(args: argparse.Namespace, problems: list[str]) -> OpsSettings:
+    token = (args.drain_token or "").strip()
+    if token and len(token) < MIN_DRAIN_TOKEN:
+        # The value itself is never echoed: it may be nearly right.
+        problems.append(f"--drain-token must be at least {MIN_DRAIN_TOKEN} characters")
+    if not args.ops_listen:
+        return OpsSettings(drain_token=token)
+    try:
+        host, port = parse_listen(args.ops_listen)
+    except ValueError as exc:
+        problems.append(f"--ops-listen: {exc}")
+        return OpsSettings(drain_token=token)
+    if port == args.api_port:
+        problems.append(f"--ops-listen must use another port than --api-port ({port})")
+    return OpsSettings(host=host, port=port, drain_token=token)
+
+
 def settings_from_args(args: argparse.Namespace) -> SidecarSettings:
-    problems = []
+    problems: list[str] = []
+    ops = _ops_settings(args, problems)
     if not args.goal:
         problems.append("--goal (or INTENT_GOAL) is required")
     if args.concurrency < 1:
@@ -190,6 +246,7 @@ def settings_from_args(args: argparse.Namespace) -> SidecarSettings:
             drain_timeout_seconds=args.drain_timeout,
         ),
         api=LocalApiSettings(port=args.api_port),
+        ops=ops,
     )
 
 

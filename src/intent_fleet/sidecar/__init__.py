@@ -2,18 +2,26 @@
 
 What belongs here: the claim loop and intent life (``worker``), lease
 heartbeats (``leasing``), the one module that talks to the handler
-(``app_channel``), the handler-facing local API (``local_api``, the only
-module here that runs an HTTP server), metrics, settings, and the process
-runner. The bus is reached only through :mod:`intent_fleet.protocol`.
+(``app_channel``), the handler-facing local API and the ops listener
+(``local_api``, the only module here that runs an HTTP server), metrics,
+settings, and the process runner. The bus is reached only through :mod:`intent_fleet.protocol`.
 """
 
 from .app_channel import AppChannel, Busy, Delivery, Failed, Fulfilled
 from .metrics import SidecarMetrics
 from .runner import detect_features, run_sidecar
-from .settings import AppSettings, ClaimSettings, LocalApiSettings, SidecarSettings
+from .settings import (
+    DRAIN_HEADER,
+    AppSettings,
+    ClaimSettings,
+    LocalApiSettings,
+    OpsSettings,
+    SidecarSettings,
+)
 from .worker import Features, Worker
 
 __all__ = [
+    "DRAIN_HEADER",
     "AppChannel",
     "AppSettings",
     "Busy",
@@ -23,6 +31,7 @@ __all__ = [
     "Features",
     "Fulfilled",
     "LocalApiSettings",
+    "OpsSettings",
     "SidecarMetrics",
     "SidecarSettings",
     "Worker",

@@ -1,13 +1,21 @@
-"""The handler-facing API on 127.0.0.1: publish, KV, status, drain, state, probes, metrics.
+"""The sidecar's HTTP servers: the handler-facing local API and the optional ops listener.
 
-The handler never holds the API key: the sidecar signs these calls for it.
-Bus errors are translated to answers the handler can act on (a dead bus is
-502/503, never the handler's fault).
+The local API (127.0.0.1 only) serves publish, KV, status, drain, state, probes
+and metrics; the handler never holds the API key: the sidecar signs these calls
+for it. Bus errors are translated to answers the handler can act on (a dead bus
+is 502/503, never the handler's fault).
+
+The ops listener (``--ops-listen``, usually the pod IP) serves only what the
+kubelet, the operator and Prometheus need: probes, state, metrics, and drain
+behind a token. Both apps share the handler functions below; each has its own
+route table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, is_dataclass
@@ -29,10 +37,20 @@ from intent_fleet.protocol import (
 )
 
 from .metrics import SidecarMetrics
-from .settings import SidecarSettings
+from .settings import DRAIN_HEADER, SidecarSettings
 from .worker import Worker
 
-__all__ = ["LocalApi", "build_local_api", "start_local_api"]
+__all__ = [
+    "LOCAL_ROUTES",
+    "OPS_ROUTES",
+    "LocalApi",
+    "build_local_api",
+    "build_ops_api",
+    "start_local_api",
+    "start_ops_api",
+]
+
+log = logging.getLogger(__name__)
 
 #: Largest body the local API accepts (publish payloads, KV values), bytes.
 MAX_BODY = 1024 * 1024
@@ -181,7 +199,32 @@ async def drain(request: web.Request) -> web.Response:
     return _json(200, {"drained": True, "waited_seconds": round(time.monotonic() - started, 3)})
 
 
+async def ops_drain(request: web.Request) -> web.Response:
+    """:func:`drain` for the ops listener: only with the configured token, never open."""
+    expected = request.app[API_KEY].settings.ops.drain_token
+    if not expected:
+        log.warning("drain on the ops listener refused: no drain token configured")
+        return _error(
+            403,
+            "drain_disabled",
+            "drain on the ops listener needs a token: start the sidecar with --drain-token "
+            f"(INTENT_DRAIN_TOKEN) and send it in the {DRAIN_HEADER} header",
+        )
+    given = request.headers.get(DRAIN_HEADER, "")
+    if not hmac.compare_digest(
+        given.encode(errors="surrogateescape"), expected.encode(errors="surrogateescape")
+    ):
+        log.warning(
+            "drain on the ops listener refused: missing or wrong token",
+            extra={"peer": request.remote, "header_present": DRAIN_HEADER in request.headers},
+        )
+        return _error(403, "forbidden", f"missing or wrong {DRAIN_HEADER} header")
+    log.info("drain requested on the ops listener", extra={"peer": request.remote})
+    return await drain(request)
+
+
 async def state(request: web.Request) -> web.Response:
+    """What an autoscaler needs of one pod: load against capacity, idle time, draining."""
     api = request.app[API_KEY]
     w = api.worker
     return _json(
@@ -189,6 +232,7 @@ async def state(request: web.Request) -> web.Response:
         {
             "goal": api.settings.claim.goal,
             "namespace": api.settings.claim.namespace,
+            "worker_id": api.settings.claim.worker_id,
             "in_flight": w.state.in_flight,
             "concurrency": api.settings.claim.concurrency,
             "idle_seconds": round(w.idle_seconds(), 3),
@@ -217,30 +261,72 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
-def build_local_api(api: LocalApi) -> web.Application:
+#: (method, path, handler) rows; each app is built from one table.
+Route = tuple[str, str, Handler]
+
+#: Read-only routes for probes, autoscaling and scraping: on both listeners.
+_OBSERVE: tuple[Route, ...] = (
+    ("GET", "/v1/state", state),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics),
+)
+
+#: The handler's API on 127.0.0.1 (acts with the API key: never on another address).
+LOCAL_ROUTES: tuple[Route, ...] = (
+    ("POST", "/v1/publish", publish),
+    ("GET", "/v1/kv/{key}", kv_get),
+    ("PUT", "/v1/kv/{key}", kv_put),
+    ("GET", "/v1/intents/{intent_id}", intent),
+    ("POST", "/v1/drain", drain),
+    *_OBSERVE,
+)
+
+#: The ops listener: no publish, KV or intents (404 there). Drain also answers GET,
+#: because the kubelet's httpGet preStop hook can only send GET.
+OPS_ROUTES: tuple[Route, ...] = (
+    ("GET", "/v1/drain", ops_drain),
+    ("POST", "/v1/drain", ops_drain),
+    *_OBSERVE,
+)
+
+
+def _build(api: LocalApi, routes: tuple[Route, ...]) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[API_KEY] = api
-    app.router.add_post("/v1/publish", publish)
-    app.router.add_get("/v1/kv/{key}", kv_get)
-    app.router.add_put("/v1/kv/{key}", kv_put)
-    app.router.add_get("/v1/intents/{intent_id}", intent)
-    app.router.add_post("/v1/drain", drain)
-    app.router.add_get("/v1/state", state)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     return app
 
 
-async def start_local_api(api: LocalApi) -> tuple[web.AppRunner, str]:
-    """Listen on the configured 127.0.0.1 port; returns the runner (to clean up) and the URL."""
-    runner = web.AppRunner(build_local_api(api), access_log=None)
+def build_local_api(api: LocalApi) -> web.Application:
+    return _build(api, LOCAL_ROUTES)
+
+
+def build_ops_api(api: LocalApi) -> web.Application:
+    return _build(api, OPS_ROUTES)
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, api.settings.api.host, api.settings.api.port)
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
+    bound_host, bound_port = runner.addresses[0][:2]
+    if ":" in bound_host:
+        bound_host = f"[{bound_host}]"
+    return runner, f"http://{bound_host}:{bound_port}"
+
+
+async def start_local_api(api: LocalApi) -> tuple[web.AppRunner, str]:
+    """Listen on the configured 127.0.0.1 port; returns the runner (to clean up) and the URL."""
+    return await _serve(build_local_api(api), api.settings.api.host, api.settings.api.port)
+
+
+async def start_ops_api(api: LocalApi) -> tuple[web.AppRunner, str]:
+    """Listen on ``--ops-listen``; returns the runner (to clean up) and the URL."""
+    return await _serve(build_ops_api(api), api.settings.ops.host, api.settings.ops.port)

@@ -1,4 +1,4 @@
-"""Running a sidecar: detect the bus, wait for the handler, claim, serve the local API, drain."""
+"""Running a sidecar: detect the bus, wait for the handler, claim, serve the APIs, drain."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import aiohttp
 from intent_fleet.protocol import BusClient, IntentBusError, ProtocolVersion
 
 from .app_channel import AppChannel
-from .local_api import LocalApi, start_local_api
+from .local_api import LocalApi, start_local_api, start_ops_api
 from .metrics import SidecarMetrics
 from .settings import SidecarSettings
 from .worker import DEFAULT_LEASE_SECONDS, Features, Worker
@@ -96,13 +96,22 @@ async def run_sidecar(
     async with aiohttp.ClientSession(connector=connector) as app_session:
         app = AppChannel(settings=settings.app, session=app_session)
         worker = Worker(settings=settings, bus=bus, app=app, features=features, metrics=metrics)
-        runner, url = await start_local_api(
-            LocalApi(settings=settings, bus=bus, worker=worker, metrics=metrics)
-        )
-        log.info("local API ready", extra={"url": url, "goal": settings.claim.goal})
-        if on_ready is not None:
-            on_ready(url)
-        try:
+        api = LocalApi(settings=settings, bus=bus, worker=worker, metrics=metrics)
+        async with contextlib.AsyncExitStack() as servers:
+            runner, url = await start_local_api(api)
+            servers.push_async_callback(runner.cleanup)
+            log.info("local API ready", extra={"url": url, "goal": settings.claim.goal})
+            if settings.ops.enabled:
+                ops_runner, ops_url = await start_ops_api(api)
+                servers.push_async_callback(ops_runner.cleanup)
+                log.info(
+                    "ops listener ready",
+                    extra={"url": ops_url, "drain_token_set": bool(settings.ops.drain_token)},
+                )
+                if not settings.ops.drain_token:
+                    log.warning("no drain token: /v1/drain on the ops listener is refused")
+            if on_ready is not None:
+                on_ready(url)
             async with asyncio.TaskGroup() as tg:
                 helpers = [
                     tg.create_task(
@@ -116,8 +125,9 @@ async def run_sidecar(
                     task.cancel()
                 if not drain.is_set():
                     # Drained through /v1/drain (a preStop hook): claim nothing, but keep
-                    # serving the local API to the handler, which is still shutting down;
-                    # the sidecar itself stops on SIGTERM, after the handler.
+                    # both listeners up (the handler, still shutting down, may use the local
+                    # API; probes go on); the sidecar itself stops on SIGTERM, after the
+                    # handler.
                     log.info("drained; serving the local API until told to stop")
                     await drain.wait()
                 # An abort may still be handing intents back (run() returns as soon
@@ -125,8 +135,6 @@ async def run_sidecar(
                 # out their leases.
                 if not abort.is_set():
                     aborter.cancel()
-        finally:
-            await runner.cleanup()
 
 
 async def _on(event: asyncio.Event, action: Callable[[], None]) -> None:

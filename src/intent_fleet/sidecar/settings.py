@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AppSettings", "ClaimSettings", "LocalApiSettings", "SidecarSettings"]
+__all__ = [
+    "DRAIN_HEADER",
+    "AppSettings",
+    "ClaimSettings",
+    "LocalApiSettings",
+    "OpsSettings",
+    "SidecarSettings",
+]
+
+#: Header that carries the drain token on the ops listener (the operator's preStop hook sends it).
+DRAIN_HEADER = "X-Intent-Drain-Token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +73,31 @@ class LocalApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OpsSettings:
+    """The ops listener: probes, state, metrics and drain for the kubelet, operator, Prometheus.
+
+    The kubelet runs probes and httpGet hooks against the pod IP, never 127.0.0.1, so these
+    routes need a second listener; publish, KV and intents (which act with the API key) stay
+    on the local API only.
+    """
+
+    #: Address to bind, e.g. ``0.0.0.0`` in a pod; empty = no ops listener (the default,
+    #: so nothing but 127.0.0.1 listens unless asked).
+    host: str = ""
+    #: Port of the ops listener (the operator renders 9090).
+    port: int = 9090
+    #: Token that ``/v1/drain`` on the ops listener requires in :data:`DRAIN_HEADER`;
+    #: empty = drain refused there. Kept out of ``repr`` so it never reaches a log line.
+    drain_token: str = field(default="", repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True, slots=True)
 class SidecarSettings:
     app: AppSettings = field(default_factory=AppSettings)
     claim: ClaimSettings = field(default_factory=ClaimSettings)
     api: LocalApiSettings = field(default_factory=LocalApiSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
