@@ -30,7 +30,12 @@ def build_registry() -> kopf.OperatorRegistry:
     """Every handler of the operator; the controller comes in through ``memo.controller``."""
     registry = kopf.OperatorRegistry()
 
-    @kopf.index(*RESOURCE, registry=registry)  # type: ignore[arg-type]
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A private registry has no default login: the pod's account first, then KUBECONFIG.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.index(*RESOURCE, id="workers", registry=registry)  # type: ignore[arg-type]
     def workers(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): body}
 

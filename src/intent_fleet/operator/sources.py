@@ -1,0 +1,104 @@
+"""Wire an IntentWorker's ``backlogSource`` to a :mod:`~intent_fleet.operator.backlog` source.
+
+Credentials come from the Secrets the IntentWorker names, read through the API server and
+cached briefly (a key rotation is picked up within ``SECRET_TTL``); bus clients are pooled
+per (URL, key) so a thousand workers on one bus share connections.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from intent_fleet.protocol import BusClient, ClientSettings
+
+from .backlog import BusStatsSource, MetricQuery, PrometheusSource, ScrapeAuth, SidecarsSource
+from .backlog.base import BacklogReading
+from .controller import BacklogReader
+from .errors import BacklogUnavailableError
+from .kube import KubeApi, KubeApiError
+from .render import RenderSettings, selector_labels
+from .scaling import Observation
+from .spec import WorkerSpec
+
+__all__ = ["SECRET_TTL", "SourceWiring", "reader_factory"]
+
+#: Seconds a Secret's value is reused before it is read again.
+SECRET_TTL = 60.0
+
+
+@dataclass
+class SourceWiring:
+    api: KubeApi
+    http: aiohttp.ClientSession
+    ops_port: int = RenderSettings().ops_port
+    clock: Callable[[], float] = time.monotonic
+    _secrets: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], BusClient] = field(default_factory=dict)
+
+    async def _secret(self, namespace: str, name: str, key: str, what: str) -> str:
+        cached = self._secrets.get((namespace, name, key))
+        if cached is not None and self.clock() - cached[0] < SECRET_TTL:
+            return cached[1]
+        try:
+            value = await self.api.secret_value(namespace, name, key)
+        except KubeApiError as error:
+            # The Kubernetes message names the Secret; never the value.
+            raise BacklogUnavailableError(f"{what}: secret {namespace}/{name}: {error}") from error
+        self._secrets[(namespace, name, key)] = (self.clock(), value)
+        return value
+
+    def _client(self, url: str, key: str) -> BusClient:
+        client = self._clients.get((url, key))
+        if client is None:
+            settings = ClientSettings(base_url=url, request_timeout=5.0, connect_timeout=2.0)
+            client = self._clients[(url, key)] = BusClient(
+                settings=settings, api_key=key, session=self.http
+            )
+        return client
+
+    async def read(self, worker: WorkerSpec) -> BacklogReading:
+        kind = worker.source.type
+        if kind == "busStats":
+            bus = worker.bus
+            key = await self._secret(worker.namespace, bus.secret_name, bus.secret_key, kind)
+            return await BusStatsSource(
+                client=self._client(bus.url, key),
+                bus_url=bus.url,
+                namespace=bus.namespace or "default",
+                goal=worker.goal,
+            ).read()
+        if kind == "prometheus" and worker.source.prometheus is not None:
+            prom = worker.source.prometheus
+            auth = ScrapeAuth()
+            if prom.auth_secret_name:
+                token = await self._secret(worker.namespace, prom.auth_secret_name, "token", kind)
+                auth = ScrapeAuth(bearer_token=token)
+            return await PrometheusSource(
+                session=self.http,
+                url=prom.url,
+                backlog=MetricQuery(prom.metric, dict(prom.labels)),
+                auth=auth,
+            ).read()
+        if kind == "sidecars":
+            selector = ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
+            pods = await self.api.pods(worker.namespace, selector)
+            urls = [
+                f"http://{p['status']['podIP']}:{self.ops_port}"
+                for p in pods
+                if (p.get("status") or {}).get("podIP")
+            ]
+            return await SidecarsSource(
+                session=self.http, pod_urls=urls, fallback_concurrency=worker.handler.concurrency
+            ).read()
+        raise BacklogUnavailableError(f"unknown backlog source {kind!r}")
+
+    async def observe(self, worker: WorkerSpec) -> Observation:
+        return (await self.read(worker)).observation()
+
+
+def reader_factory(api: KubeApi, http: aiohttp.ClientSession) -> BacklogReader:
+    return SourceWiring(api=api, http=http).observe

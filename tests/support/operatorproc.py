@@ -1,0 +1,77 @@
+"""`intent-fleet operator` as a real process against a real API server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    proc: subprocess.Popen[bytes]
+    listen: str
+    log_path: Path
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.listen}/readyz", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def start_operator(
+    kubeconfig: Path, log_path: Path, *args: str, timeout: float = 60.0
+) -> OperatorProcess:
+    """Start the operator and wait for its /readyz (it leads and its watches are up)."""
+    listen = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intent_fleet.cli.main", "operator", "--listen", listen, *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    log.close()
+    started = OperatorProcess(proc, listen, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"operator exited with {proc.returncode}:\n{started.logs()}")
+        if started.ready():
+            return started
+        time.sleep(0.2)
+    started.kill()
+    raise AssertionError(f"operator not ready after {timeout:.0f} s:\n{started.logs()}")
