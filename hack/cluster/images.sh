@@ -1,178 +1,313 @@
 #!/usr/bin/env bash
-# Container images for the local cluster, built with no registry and no network inside builds.
+# Container images for the local test cluster, made with no image registry and no Docker engine.
 #
-#   images.sh base            Debian base with python3 and nodejs (debootstrap; cached by inputs)
+#   images.sh base            Debian base (debootstrap: python3, python3-venv, nodejs) and a Go
+#                             build image holding the host's Go toolchain; both cached by inputs
 #   images.sh pause           the Kubernetes pause container, compiled from k8s.io/kubernetes
-#   images.sh project         sidecar and example-handler images from the repo's Dockerfiles
-#   images.sh all             the three above
-#   images.sh import SOCKET   import every current image into containerd's k8s.io namespace
+#   images.sh project         the sidecar and the example handlers (python, node, go), rebuilt
+#                             from the repo on every call
+#   images.sh all             base, pause and project
+#   images.sh import SOCKET   import every image built into containerd's k8s.io namespace
 #
-# Images live in a buildah store and as OCI archives under $CACHE/images; archives/current lists
-# "<name> <archive>" for what `import` loads. Builds run `buildah bud --pull=never --network=none`,
-# so Python packages come from a wheelhouse built on the host, and the Go example builds from a
-# toolchain image made of the host's own Go.
+# Images are built with buildah in a store of our own under $CACHE/images (nothing lands in the
+# system's /var/lib/containers), and saved as OCI archives in $CACHE/images/archives, where
+# `current` lists "<name> <archive> [<alias>...]" for `import`. Nothing is ever pulled: every
+# build runs `buildah bud --pull=never --network=none`, the sidecar installs from a wheelhouse
+# built on the host, and the Go handler compiles with the toolchain image.
+#
+# Environment:
+#   INTENT_FLEET_CACHE  the cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/intent-fleet)
+#   DEBIAN_MIRROR       the mirror for debootstrap (default: the host's apt sources for $BASE_SUITE)
+#   PYTHON              the Python that builds the wheelhouse (default: the repo's .venv)
+#   IMAGE_TAG           the tag of the project images (default dev)
+#   BUILDAH_ISOLATION   isolation for RUN steps (default oci, i.e. runc: chroot cannot do --network=none)
+#
+# Needs root, buildah, debootstrap, gcc, go, and for `import`, ctr (all from Debian bookworm).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR
 source "$here/versions.env"
 cache="${INTENT_FLEET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intent-fleet}"
 store="$cache/images"
 archives="$store/archives"
 python="${PYTHON:-$repo/.venv/bin/python}"
-mkdir -p "$archives"
+tag="${IMAGE_TAG:-dev}"
+isolation="${BUILDAH_ISOLATION:-oci}"
 
-# A store of our own: nothing lands in the system's /var/lib/containers.
 buildah=(buildah --root "$store/storage" --runroot "$store/run" --storage-driver overlay)
-BASE="localhost/intent-fleet/base:$BASE_SUITE"
+
+# What the base is made of; changing a line here (or the suite) makes a new base.
+base_packages="python3,python3-venv,ca-certificates,nodejs"
+base_recipe="1 $BASE_SUITE $base_packages $(dpkg --print-architecture)"
+base_key="$(printf '%s' "$base_recipe" | sha256sum | cut -c1-12)"
+BASE="localhost/intent-fleet/base:$BASE_SUITE-$base_key"
 GO_BUILD="localhost/intent-fleet/go-build:$(go env GOVERSION)"
 PAUSE="localhost/intent-fleet/pause:$PAUSE_TAG"
-TAG="${IMAGE_TAG:-dev}"
 
 log() { printf '%s images: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { printf 'images.sh: %s\n' "$*" >&2; exit 1; }
+
+# The working container and temporary directories, removed however the script ends.
+container=""
+scratch=()
+cleanup() {
+    local dir
+    if [[ -n "$container" ]]; then "${buildah[@]}" rm "$container" >/dev/null 2>&1 || true; fi
+    for dir in "${scratch[@]}"; do
+        # A debootstrap that failed half-way may leave /proc or /sys mounted in its target.
+        findmnt -rn -o TARGET | grep -F "$dir/" | sort -r | xargs -r umount -l || true
+        rm -rf "$dir"
+    done
+}
+trap cleanup EXIT
+
+# new_container FROM: a working container, its id in $container until `commit`.
+new_container() { container="$("${buildah[@]}" from --pull=never --quiet "$1")"; }
+
+# commit NAME [LABEL=VALUE...]: commit $container as NAME and remove the working container.
+commit() {
+    local name="$1" label
+    shift
+    for label in "$@"; do "${buildah[@]}" config --label "$label" "$container"; done
+    "${buildah[@]}" commit --quiet --rm "$container" "$name" >/dev/null
+    container=""
+}
+
+new_dir() {
+    local dir
+    dir="$(mktemp -d "$store/tmp.XXXXXX")"
+    scratch+=("$dir")
+    echo "$dir"
+}
 
 have_image() { "${buildah[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
-# record NAME: save NAME as an OCI archive and list it for `import`.
-record() {
-    local name="$1" file
-    file="$archives/$(echo "${name#localhost/intent-fleet/}" | tr ':/' '__').tar"
-    rm -f "$file.partial"
-    "${buildah[@]}" push --quiet "$name" "oci-archive:$file.partial:$name" >/dev/null
-    mv -f "$file.partial" "$file"
-    grep -v "^$name " "$archives/current" 2>/dev/null >"$archives/current.new" || true
-    echo "$name $file" >>"$archives/current.new"
-    mv -f "$archives/current.new" "$archives/current"
-    printf '%-52s %s (%s)\n' "$name" "$file" "$(du -h "$file" | cut -f1)"
+label_of() {
+    "${buildah[@]}" inspect --type image --format "{{index .OCIv1.Config.Labels \"$2\"}}" "$1" 2>/dev/null ||
+        true
 }
 
-# The host's own Debian mirror, read from its apt configuration (one-line or deb822 format).
-debian_mirror() {
-    local uri
-    uri="$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
-    if [[ -z "$uri" ]]; then
-        uri="$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
+archive_of() { echo "$archives/$(printf '%s' "${1#localhost/intent-fleet/}" | tr ':/' '__').tar"; }
+
+# record NAME [ALIAS...]: save NAME as an OCI archive and list it (and its aliases) for `import`.
+# An archive whose image did not change (cached, or a build served from the layer cache) is kept.
+record() {
+    local name="$1" file id
+    file="$(archive_of "$name")"
+    id="$("${buildah[@]}" images --noheading --no-trunc --format '{{.ID}}' "$name" | head -n1)"
+    if [[ ! -f "$file" || "$(cat "$file.id" 2>/dev/null)" != "$id" ]]; then
+        rm -f "$file.partial" "$file.id"
+        "${buildah[@]}" push --quiet "$name" "oci-archive:$file.partial:$name" >/dev/null
+        mv -f "$file.partial" "$file"
+        echo "$id" >"$file.id"
     fi
-    [[ -n "$uri" ]] || { echo "images.sh: no Debian mirror in /etc/apt" >&2; exit 1; }
+    { grep -v "^$name " "$archives/current" 2>/dev/null || true; echo "$name $file${2:+ ${*:2}}"; } \
+        >"$archives/current.new"
+    mv -f "$archives/current.new" "$archives/current"
+    printf '%-44s %s (%s)\n' "$name" "$file" "$(du -h "$file" | cut -f1)"
+}
+
+# The host's Debian mirror for $BASE_SUITE, from its apt sources (deb822 or one-line format).
+debian_mirror() {
+    if [[ -n "${DEBIAN_MIRROR:-}" ]]; then echo "$DEBIAN_MIRROR"; return; fi
+    local uri="" files=()
+    shopt -s nullglob
+    files=(/etc/apt/sources.list.d/*.sources)
+    shopt -u nullglob
+    if ((${#files[@]})); then
+        uri="$(awk -v suite="$BASE_SUITE" '
+            function flush() { if (deb && hit && uri != "" && first == "") first = uri; deb = hit = 0; uri = "" }
+            /^[[:space:]]*$/ { flush(); next }
+            /^Types:/ { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+            /^URIs:/ { uri = $2 }
+            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
+            /^Enabled:[[:space:]]*no/ { deb = 0 }
+            END { flush(); print first }' "${files[@]}")"
+    fi
+    if [[ -z "$uri" ]]; then
+        shopt -s nullglob
+        files=(/etc/apt/sources.list /etc/apt/sources.list.d/*.list)
+        shopt -u nullglob
+        if ((${#files[@]})); then
+            uri="$(sed -E 's/\[[^]]*\]//' "${files[@]}" |
+                awk -v suite="$BASE_SUITE" '$1 == "deb" && $3 == suite { print $2; exit }')"
+        fi
+    fi
+    [[ -n "$uri" ]] || die "no apt source for $BASE_SUITE in /etc/apt; set DEBIAN_MIRROR"
     echo "$uri"
 }
 
 build_base() {
-    local packages="python3,python3-venv,ca-certificates,nodejs"
-    local key stamp
-    key="$(printf '%s %s' "$BASE_SUITE" "$packages" | sha256sum | cut -c1-12)"
-    stamp="$store/base-$key.done"
-    if [[ -f "$stamp" ]] && have_image "$BASE"; then
+    local started=$SECONDS rootfs mirror mount
+    if have_image "$BASE"; then
         log "base $BASE cached"
-        return 0
+    else
+        rootfs="$(new_dir)/rootfs"
+        mirror="$(debian_mirror)"
+        log "debootstrap $BASE_SUITE from $mirror ($base_packages)"
+        debootstrap --variant=minbase --include="$base_packages" "$BASE_SUITE" "$rootfs" "$mirror" \
+            >"$store/debootstrap.log" 2>&1 ||
+            { tail -n 20 "$store/debootstrap.log" >&2; die "debootstrap failed; see $store/debootstrap.log"; }
+        # Dead weight in an image that never runs apt, and host files a container runtime provides.
+        (
+            cd "$rootfs"
+            rm -rf var/lib/apt/lists/* var/cache/apt/* var/cache/debconf/*-old var/lib/dpkg/*-old \
+                var/log/* usr/share/doc/* usr/share/man/* usr/share/info/* usr/share/locale/* \
+                dev/* run/* tmp/* etc/resolv.conf etc/hostname etc/machine-id
+        )
+        new_container scratch
+        mount="$("${buildah[@]}" mount "$container")"
+        cp -a "$rootfs/." "$mount/"
+        "${buildah[@]}" umount "$container" >/dev/null
+        "${buildah[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            --env LANG=C.UTF-8 --cmd /bin/bash "$container"
+        commit "$BASE" "io.intent-fleet.recipe=$base_recipe"
+        rm -rf "$rootfs"
+        log "base $BASE built in $((SECONDS - started)) s"
     fi
-    local started=$SECONDS rootfs container mount
-    rootfs="$(mktemp -d "$store/rootfs.XXXXXX")"
-    log "debootstrap $BASE_SUITE ($packages)"
-    debootstrap --variant=minbase --include="$packages" "$BASE_SUITE" "$rootfs" \
-        "$(debian_mirror)" >"$store/debootstrap.log" 2>&1 ||
-        { tail -n 20 "$store/debootstrap.log" >&2; rm -rf "$rootfs"; exit 1; }
-    # Package indexes and caches are dead weight in an image that never runs apt.
-    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/log/*.log \
-        "$rootfs"/usr/share/doc "$rootfs"/usr/share/man "$rootfs"/usr/share/locale
-    container="$("${buildah[@]}" from scratch)"
-    mount="$("${buildah[@]}" mount "$container")"
-    cp -a "$rootfs/." "$mount/"
-    "${buildah[@]}" umount "$container" >/dev/null
-    "${buildah[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --env LANG=C.UTF-8 --cmd /bin/bash "$container"
-    "${buildah[@]}" commit --quiet --rm "$container" "$BASE" >/dev/null
-    rm -rf "$rootfs"
-    touch "$stamp"
-    log "base built in $((SECONDS - started)) s"
+    record "$BASE"
+    build_go_toolchain
 }
 
+# The multi-stage builder: the base plus the host's own Go (no tests, docs or API lists), its
+# build cache warmed by compiling the Go example the way its Dockerfile does, so that a Go
+# handler build compiles its own code but not the standard library again.
 build_go_toolchain() {
-    have_image "$GO_BUILD" && return 0
-    local container mount goroot
+    local started=$SECONDS goroot mount
+    if [[ "$(label_of "$GO_BUILD" io.intent-fleet.base)" == "$BASE" ]]; then
+        log "go build image $GO_BUILD cached"
+        return 0
+    fi
     goroot="$(go env GOROOT)"
-    container="$("${buildah[@]}" from --pull=never "$BASE")"
+    new_container "$BASE"
     mount="$("${buildah[@]}" mount "$container")"
-    mkdir -p "$mount/usr/local"
-    cp -a "$goroot" "$mount/usr/local/go"
+    mkdir -p "$mount/usr/local/go"
+    tar -C "$goroot" --exclude=./test --exclude=./doc --exclude=./api --exclude=./misc -cf - . |
+        tar -C "$mount/usr/local/go" -xf -
     "${buildah[@]}" umount "$container" >/dev/null
-    "${buildah[@]}" config --env PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin \
-        --env GOTOOLCHAIN=local --env GOFLAGS=-mod=mod --env GOPROXY=off "$container"
-    "${buildah[@]}" commit --quiet --rm "$container" "$GO_BUILD" >/dev/null
-    log "go toolchain image $GO_BUILD"
+    "${buildah[@]}" config --env PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --env GOTOOLCHAIN=local --env GOPROXY=off "$container"
+    "${buildah[@]}" copy --quiet "$container" "$repo/examples/handlers/go" /tmp/warm >/dev/null
+    "${buildah[@]}" run --isolation="$isolation" --network=none "$container" -- sh -c \
+        'cd /tmp/warm && CGO_ENABLED=0 go build -trimpath -o /dev/null . && rm -rf /tmp/warm'
+    commit "$GO_BUILD" "io.intent-fleet.base=$BASE"
+    log "go build image $GO_BUILD built in $((SECONDS - started)) s"
+}
+
+# The name Debian's containerd uses for its sandbox image, from its built-in default config.
+default_sandbox_image() {
+    containerd config default 2>/dev/null |
+        sed -n -E 's/^[[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' | head -n1
 }
 
 build_pause() {
-    if have_image "$PAUSE" && grep -q "^$PAUSE " "$archives/current" 2>/dev/null; then
+    local started=$SECONDS source work default alias=()
+    default="$(default_sandbox_image)"
+    if [[ -n "$default" ]]; then
+        [[ "${default##*:}" == "$PAUSE_TAG" ]] ||
+            log "warning: containerd's default sandbox image is $default, not tag $PAUSE_TAG"
+        alias=("$default")
+    else
+        log "warning: no sandbox_image in \`containerd config default\`; only $PAUSE is named"
+    fi
+    if [[ "$(label_of "$PAUSE" io.intent-fleet.kubernetes)" == "$KUBERNETES_VERSION" ]]; then
         log "pause $PAUSE cached"
+        record "$PAUSE" "${alias[@]}"
         return 0
     fi
-    local source work container
     source="$(go env GOMODCACHE)/k8s.io/kubernetes@$KUBERNETES_VERSION/build/pause/linux/pause.c"
     if [[ ! -f "$source" ]]; then
-        (cd "$here/modules/kubernetes" && go mod download k8s.io/kubernetes)
+        log "go mod download k8s.io/kubernetes@$KUBERNETES_VERSION"
+        (cd / && GOFLAGS=-mod=mod go mod download "k8s.io/kubernetes@$KUBERNETES_VERSION")
     fi
-    work="$(mktemp -d)"
-    gcc -Os -static -Wall -Werror -DVERSION="$PAUSE_TAG-intent-fleet" -o "$work/pause" "$source"
+    work="$(new_dir)"
+    gcc -Os -static -Wall -Werror -DVERSION="v$PAUSE_TAG-intent-fleet" -o "$work/pause" "$source"
     strip "$work/pause"
-    container="$("${buildah[@]}" from scratch)"
+    new_container scratch
     "${buildah[@]}" copy --quiet "$container" "$work/pause" /pause >/dev/null
     "${buildah[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$container"
-    "${buildah[@]}" commit --quiet --rm "$container" "$PAUSE" >/dev/null
-    rm -rf "$work"
-    record "$PAUSE"
+    commit "$PAUSE" "io.intent-fleet.kubernetes=$KUBERNETES_VERSION"
+    if ((${#alias[@]})); then "${buildah[@]}" tag "$PAUSE" "${alias[@]}"; fi
+    log "pause built in $((SECONDS - started)) s"
+    record "$PAUSE" "${alias[@]}"
 }
 
 # bud NAME DOCKERFILE CONTEXT [BUILD-ARG...]
 bud() {
-    local name="$1" dockerfile="$2" context="$3" started=$SECONDS
+    local name="$1" dockerfile="$2" context="$3" started=$SECONDS arg args=()
     shift 3
-    local args=()
-    for arg in "$@"; do args+=(--build-arg "$arg"); done
-    "${buildah[@]}" bud --quiet --pull=never --network=none --isolation=oci --layers \
-        "${args[@]}" --build-arg "BASE_IMAGE=$BASE" -f "$dockerfile" -t "$name" "$context" \
-        >/dev/null
+    for arg in "BASE_IMAGE=$BASE" "$@"; do args+=(--build-arg "$arg"); done
+    "${buildah[@]}" bud --quiet --pull=never --network=none --isolation="$isolation" --layers \
+        "${args[@]}" -f "$dockerfile" -t "$name" "$context" >"$store/bud.log" 2>&1 ||
+        { tail -n 30 "$store/bud.log" >&2; die "building $name failed; see $store/bud.log"; }
     log "$name built in $((SECONDS - started)) s"
     record "$name"
 }
 
 build_project() {
-    have_image "$BASE" || build_base
-    build_go_toolchain
-    local context
-    context="$(mktemp -d)"
-    trap 'rm -rf "$context"' RETURN
+    local started=$SECONDS context lang
+    if ! have_image "$BASE" || ! have_image "$GO_BUILD"; then build_base; fi
     # The wheelhouse: the project and its runtime dependencies, for `pip install --no-index`.
-    "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$context/wheels" "$repo"
-    bud "localhost/intent-fleet/sidecar:$TAG" "$repo/sidecar/Dockerfile" "$context"
-    local lang
-    for lang in python node go; do
-        bud "localhost/intent-fleet/handler-$lang:$TAG" "$repo/examples/handlers/$lang/Dockerfile" \
-            "$repo/examples/handlers/$lang" "BUILD_IMAGE=$GO_BUILD"
+    # Built from a copy of the sources (no stale build/ of the checkout, nothing written into
+    # it) with fixed timestamps, so unchanged sources give the same bytes and the same layers.
+    context="$(new_dir)"
+    mkdir "$context/source"
+    tar -C "$repo" --exclude='*.egg-info' --exclude=__pycache__ -cf - pyproject.toml README.md src |
+        tar -C "$context/source" -xf -
+    SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --disable-pip-version-check \
+        --wheel-dir "$context/wheels" "$context/source"
+    touch -d @315532800 "$context/wheels" "$context"/wheels/*
+    cp "$repo/sidecar/Dockerfile" "$context/Dockerfile"
+    rm -rf "$context/source"
+    log "wheelhouse in $((SECONDS - started)) s"
+    bud "localhost/intent-fleet/sidecar:$tag" "$context/Dockerfile" "$context"
+    for lang in python node; do
+        bud "localhost/intent-fleet/handler-$lang:$tag" "$repo/examples/handlers/$lang/Dockerfile" \
+            "$repo/examples/handlers/$lang"
     done
+    bud "localhost/intent-fleet/handler-go:$tag" "$repo/examples/handlers/go/Dockerfile" \
+        "$repo/examples/handlers/go" "BUILD_IMAGE=$GO_BUILD"
+    log "project images in $((SECONDS - started)) s"
 }
 
 import_all() {
-    local socket="$1" name file
-    [[ -S "$socket" ]] || { echo "images.sh: no containerd socket at $socket" >&2; exit 1; }
-    [[ -f "$archives/current" ]] || { echo "images.sh: nothing built; run images.sh all" >&2; exit 1; }
-    while read -r name file; do
-        ctr --address "$socket" -n k8s.io images import --no-unpack=false \
-            --index-name "$name" "$file" >/dev/null
-        log "imported $name"
+    local socket="$1" name file rest aliases have wanted=()
+    [[ -S "$socket" ]] || die "no containerd socket at $socket"
+    [[ -s "$archives/current" ]] || die "nothing built in $archives; run images.sh all"
+    local ctr=(ctr --address "$socket" --namespace k8s.io)
+    while read -r name file rest; do
+        read -ra aliases <<<"$rest"
+        # buildah names the image in the archive's index.json (org.opencontainers.image.ref.name),
+        # and ctr imports it under that full name; --index-name would add a second record of
+        # the same name for the index, which ctr then fails to unpack.
+        "${ctr[@]}" images import "$file" >/dev/null
+        if ((${#aliases[@]})); then "${ctr[@]}" images tag --force "$name" "${aliases[@]}" >/dev/null; fi
+        wanted+=("$name" "${aliases[@]}")
+        log "imported $name${rest:+ (also $rest)}"
     done <"$archives/current"
+    have="$("${ctr[@]}" images ls -q)"
+    for name in "${wanted[@]}"; do
+        grep -qxF "$name" <<<"$have" || die "$name is not in containerd after the import"
+    done
 }
 
 started=$SECONDS
+case "${1:-}" in
+    base | pause | project | all)
+        mkdir -p "$archives"
+        # One build at a time per cache.
+        exec 9>"$store/.lock"
+        flock 9
+        ;;
+esac
 case "${1:-}" in
     base) build_base ;;
     pause) build_pause ;;
     project) build_project ;;
     all) build_base; build_pause; build_project ;;
     import) import_all "${2:?usage: images.sh import CONTAINERD_SOCKET}" ;;
-    *) echo "usage: images.sh base|pause|project|all|import SOCKET" >&2; exit 2 ;;
+    *) echo "usage: images.sh base|pause|project|all|import CONTAINERD_SOCKET" >&2; exit 2 ;;
 esac
-log "done in $((SECONDS - started)) s"
+log "${1} done in $((SECONDS - started)) s"
