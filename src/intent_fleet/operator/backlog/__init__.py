@@ -1,0 +1,60 @@
+"""Backlog sources: how much work an IntentWorker has, read one way or another.
+
+What belongs here: the :class:`BacklogSource` protocol and its reading and error
+(``base``), one module per source, in DESIGN.md's order of preference, and the
+small HTTP and text-format pieces they share:
+
+=============  ==============  ==========================  =============================
+source         module          backlog                     in flight
+=============  ==============  ==========================  =============================
+``busStats``   ``busstats``    ``ready`` of the goal       ``claimed`` of the goal
+``prometheus`` ``prometheus``  sum of the matched series   sum of a second query, or 0
+``sidecars``   ``sidecars``    always 0 (utilisation only) sum of the pods' ``in_flight``
+=============  ==============  ==========================  =============================
+
+``exposition`` parses the Prometheus text format; ``fetch`` is the one bounded
+GET of the scraping sources. Nothing here decides replicas (that is
+:mod:`intent_fleet.operator.scaling`) or reads Kubernetes objects: the caller
+passes URLs, credentials and pod addresses in. Every failure is a
+:class:`~intent_fleet.operator.errors.BacklogUnavailableError` naming the source,
+the URL and the cause.
+"""
+
+from .base import BacklogReading, BacklogSource, Clocks, SourceName, redact_url, unavailable
+from .busstats import BACKLOG_FEATURE, BusStatsSource
+from .exposition import Exposition, ExpositionError, MatchSum, Sample, parse_exposition
+from .prometheus import MetricQuery, PrometheusSource, ScrapeAuth, ScrapeSettings
+from .sidecars import (
+    STATE_PATH,
+    FanOutSettings,
+    PodFailure,
+    PodState,
+    SidecarsSource,
+    poll_sidecars,
+)
+
+__all__ = [
+    "BACKLOG_FEATURE",
+    "STATE_PATH",
+    "BacklogReading",
+    "BacklogSource",
+    "BusStatsSource",
+    "Clocks",
+    "Exposition",
+    "ExpositionError",
+    "FanOutSettings",
+    "MatchSum",
+    "MetricQuery",
+    "PodFailure",
+    "PodState",
+    "PrometheusSource",
+    "Sample",
+    "ScrapeAuth",
+    "ScrapeSettings",
+    "SidecarsSource",
+    "SourceName",
+    "parse_exposition",
+    "poll_sidecars",
+    "redact_url",
+    "unavailable",
+]

@@ -1,0 +1,153 @@
+"""What every backlog source promises: one async ``read()`` giving one :class:`BacklogReading`.
+
+A source is a small value built from an IntentWorker's spec and the long-lived
+things injected into it (a :class:`~intent_fleet.protocol.BusClient`, an aiohttp
+session, :class:`Clocks`). Building one is cheap, so the operator builds it again when its
+inputs change (the sidecars source takes the current pod URLs).
+
+Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError`
+whose message names the source, the URL (without user info) and the cause, so
+the ``BacklogAvailable`` condition tells a user what to fix. Messages never carry
+API keys or tokens: only the caller holds those, and nothing here formats them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+from intent_fleet.operator.errors import BacklogUnavailableError
+from intent_fleet.operator.scaling import Observation
+
+__all__ = [
+    "BacklogReading",
+    "BacklogSource",
+    "Clocks",
+    "SourceName",
+    "redact_url",
+    "unavailable",
+]
+
+
+class SourceName(StrEnum):
+    """The sources, spelled as ``spec.backlogSource.type`` spells them."""
+
+    BUS_STATS = "busStats"
+    PROMETHEUS = "prometheus"
+    SIDECARS = "sidecars"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BacklogReading:
+    """One successful read of a backlog source."""
+
+    #: Intents ready to be claimed now and waiting for a worker.
+    backlog: int
+    #: Intents claimed and being worked on: they still need the replicas running them.
+    in_flight: int
+    #: Wall-clock seconds (``Clocks.wall``) when the answer arrived; goes into
+    #: the status and feeds the scaler's ``now``.
+    observed_at: float
+    #: Which source answered (a :class:`SourceName` value).
+    source: str
+    #: Seconds the read took (``Clocks.monotonic``; exported as a metric).
+    latency_seconds: float
+    #: Handler slots of the pods that answered and still claim (sidecars source
+    #: only); ``None`` when the source does not know it.
+    capacity: int | None = None
+    #: Pods that gave no usable answer (sidecars source only).
+    unreachable: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be an integer >= 0, got {value!r}"
+            for name, value in (
+                ("backlog", self.backlog),
+                ("in_flight", self.in_flight),
+                ("unreachable", self.unreachable),
+            )
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ]
+        if self.capacity is not None and (
+            isinstance(self.capacity, bool) or not isinstance(self.capacity, int)
+        ):
+            problems.append(f"capacity must be an integer or None, got {self.capacity!r}")
+        if not (math.isfinite(self.latency_seconds) and self.latency_seconds >= 0):
+            problems.append(f"latency_seconds must be >= 0, got {self.latency_seconds!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def observation(self) -> Observation:
+        """What :func:`~intent_fleet.operator.scaling.decide` consumes."""
+        return Observation(backlog=self.backlog, in_flight=self.in_flight)
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """The two clocks a source reads, injected so tests control both."""
+
+    #: Wall-clock seconds for ``observed_at``: the scaler's ``now`` is wall-clock
+    #: because its state outlives the process.
+    wall: Callable[[], float] = time.time
+    #: Monotonic seconds for ``latency_seconds``, immune to wall-clock steps.
+    monotonic: Callable[[], float] = time.monotonic
+
+    def reading(
+        self,
+        *,
+        source: str,
+        started: float,
+        backlog: int,
+        in_flight: int,
+        capacity: int | None = None,
+        unreachable: int = 0,
+    ) -> BacklogReading:
+        """The reading of a read that began at ``started`` (a ``monotonic()`` value)."""
+        return BacklogReading(
+            backlog=backlog,
+            in_flight=in_flight,
+            observed_at=self.wall(),
+            source=source,
+            latency_seconds=max(0.0, self.monotonic() - started),
+            capacity=capacity,
+            unreachable=unreachable,
+        )
+
+
+@runtime_checkable
+class BacklogSource(Protocol):
+    """One way of learning how much work an IntentWorker has."""
+
+    @property
+    def name(self) -> str:
+        """The :class:`SourceName` value reported in readings and errors."""
+        ...
+
+    async def read(self) -> BacklogReading:
+        """Read the backlog now, or raise :class:`BacklogUnavailableError`."""
+        ...
+
+
+def redact_url(url: str) -> str:
+    """``url`` without ``user:password@``, fit for a condition message or a log line."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal lost its brackets in hostname
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unavailable(source: str, url: str, cause: str) -> BacklogUnavailableError:
+    """The one message shape: ``<source> backlog source at <url>: <cause>``."""
+    return BacklogUnavailableError(f"{source} backlog source at {redact_url(url)}: {cause}")
