@@ -6,12 +6,15 @@ machine.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import Cluster, ClusterManager
+from intent_fleet.protocol import AdminClient, ClientSettings
+from tests.support.busproc import BusProcess, start_bus
+from tests.support.cluster import REPO, Cluster, ClusterManager
 
 
 @pytest.fixture(scope="package")
@@ -50,3 +53,35 @@ def pod_namespace(node_cluster: Cluster) -> Iterator[str]:
     name = node_cluster.namespace("pods")
     yield name
     node_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- the operator's world: its CRD, a real bus and a tenant key on it -------------------------
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: Cluster) -> Cluster:
+    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "crd/intentworkers.intentbus.io", "--timeout=60s"
+    )
+    return control_plane
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusProcess]:
+    proc = start_bus(tmp_path_factory.mktemp("operator-bus"))
+    yield proc
+    assert proc.stop() == 0, proc.logs()
+
+
+@pytest.fixture(scope="module")
+def api_key(bus: BusProcess) -> str:
+    async def create() -> str:
+        async with AdminClient(
+            settings=ClientSettings(base_url=bus.url), admin_secret=bus.admin_secret
+        ) as admin:
+            created = await admin.generate_key("e2e-operator")
+        assert created.api_key is not None
+        return created.api_key
+
+    return asyncio.run(create())

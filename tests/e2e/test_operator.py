@@ -17,43 +17,12 @@ from typing import Any
 import pytest
 
 from intent_fleet.protocol import BusClient, ClientSettings
-from tests.support.busproc import BusProcess, start_bus
-from tests.support.cluster import REPO, Cluster, wait_until
+from tests.support.busproc import BusProcess
+from tests.support.cluster import Cluster, wait_until
 from tests.support.operatorproc import OperatorProcess, free_port, start_operator
 
 GOAL = "e2e.resize"
 RENDERED_SIDECAR = "intent-sidecar"
-
-
-@pytest.fixture(scope="module")
-def crd(control_plane: Cluster) -> Cluster:
-    control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/intentworkers.intentbus.io", "--timeout=60s"
-    )
-    return control_plane
-
-
-@pytest.fixture(scope="module")
-def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusProcess]:
-    proc = start_bus(tmp_path_factory.mktemp("operator-bus"))
-    yield proc
-    assert proc.stop() == 0, proc.logs()
-
-
-@pytest.fixture(scope="module")
-def api_key(bus: BusProcess) -> str:
-    from intent_fleet.protocol import AdminClient  # noqa: PLC0415
-
-    async def create() -> str:
-        async with AdminClient(
-            settings=ClientSettings(base_url=bus.url), admin_secret=bus.admin_secret
-        ) as admin:
-            created = await admin.generate_key("e2e-operator")
-        assert created.api_key is not None
-        return created.api_key
-
-    return asyncio.run(create())
 
 
 @pytest.fixture

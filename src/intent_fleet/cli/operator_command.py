@@ -75,6 +75,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=float(_env("INTENT_OPERATOR_WATCH_TIMEOUT", "300")),
         help="seconds before a watch is re-opened [env INTENT_OPERATOR_WATCH_TIMEOUT]",
     )
+    p.add_argument(
+        "--log-level",
+        default=_env("INTENT_LOG_LEVEL", "info"),
+        help="debug, info, warning or error [env INTENT_LOG_LEVEL]",
+    )
     p.set_defaults(func=command)
 
 

@@ -72,18 +72,13 @@ async def run_operator(
             http=http,
         )
         kopf_stop = asyncio.Event()
-        lost = False
+        # Created before kopf starts: kopf cancels the tasks born during its run when it stops
+        # (on SIGTERM it handles the signal itself), and a cancelled renewal is not a lost lease.
+        renewal = asyncio.ensure_future(elector.hold() if elector else asyncio.Event().wait())
+        stopping = asyncio.ensure_future(stop.wait())
 
         async def watch_leadership() -> None:
-            nonlocal lost
-            if elector is None:
-                await stop.wait()
-            else:
-                _done, _ = await asyncio.wait(
-                    {asyncio.ensure_future(elector.hold()), asyncio.ensure_future(stop.wait())},
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                lost = not stop.is_set()
+            await asyncio.wait({renewal, stopping}, return_when=asyncio.FIRST_COMPLETED)
             kopf_stop.set()
 
         guard = asyncio.ensure_future(watch_leadership())
@@ -97,7 +92,9 @@ async def run_operator(
             stop_flag=kopf_stop,
             ready_flag=probes.ready,
         )
-        guard.cancel()
+        lost = renewal.done() and not renewal.cancelled() and not stop.is_set()
+        for task in (guard, renewal, stopping):
+            task.cancel()
         return 1 if lost else 0
     finally:
         if elector is not None and probes.role == "leader":
