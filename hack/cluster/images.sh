@@ -4,7 +4,7 @@
 #   images.sh base            Debian base (debootstrap: python3, python3-venv, nodejs) and a Go
 #                             build image holding the host's Go toolchain; both cached by inputs
 #   images.sh pause           the Kubernetes pause container, compiled from k8s.io/kubernetes
-#   images.sh project         the sidecar and the example handlers (python, node, go), rebuilt
+#   images.sh project         the sidecar, the operator and the example handlers (python, node, go), rebuilt
 #                             from the repo on every call
 #   images.sh all             base, pause and project
 #   images.sh import SOCKET   import every image built into containerd's k8s.io namespace
@@ -257,12 +257,14 @@ build_project() {
     tar -C "$repo" --exclude='*.egg-info' --exclude=__pycache__ -cf - pyproject.toml README.md src |
         tar -C "$context/source" -xf -
     SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --disable-pip-version-check \
-        --wheel-dir "$context/wheels" "$context/source"
+        --wheel-dir "$context/wheels" "$context/source[operator]"
     touch -d @315532800 "$context/wheels" "$context"/wheels/*
     cp "$repo/sidecar/Dockerfile" "$context/Dockerfile"
+    cp "$repo/operator/Dockerfile" "$context/Dockerfile.operator"
     rm -rf "$context/source"
     log "wheelhouse in $((SECONDS - started)) s"
     bud "localhost/intent-fleet/sidecar:$tag" "$context/Dockerfile" "$context"
+    bud "localhost/intent-fleet/operator:$tag" "$context/Dockerfile.operator" "$context"
     for lang in python node; do
         bud "localhost/intent-fleet/handler-$lang:$tag" "$repo/examples/handlers/$lang/Dockerfile" \
             "$repo/examples/handlers/$lang"

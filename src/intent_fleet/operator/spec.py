@@ -128,7 +128,7 @@ def _bus(spec: Mapping[str, Any]) -> BusSpec:
         raise InvalidSpecError("spec.bus.capabilities must be a list of strings")
     return BusSpec(
         url=_str(bus, "url", "spec.bus"),
-        namespace=_str(bus, "namespace", "spec.bus", ""),
+        namespace=_str(bus, "namespace", "spec.bus", "default"),
         secret_name=_str(secret, "name", "spec.bus.credentialsSecretRef"),
         secret_key=_str(secret, "key", "spec.bus.credentialsSecretRef", "api-key"),
         capabilities=tuple(capabilities),
