@@ -1,0 +1,159 @@
+"""The whole product on a real node: IntentWorker -> operator -> pods (sidecar + handler) -> bus.
+
+The bus runs on the host, on the pod bridge's address; worker pods run the locally built
+sidecar and Python handler images. Intents published to the bus wake the worker from zero,
+every one is fulfilled by a real pod, and the worker goes back to zero, draining as it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleetcluster.settings import ClusterSettings
+from intent_fleet.protocol import BusClient, ClientSettings
+from tests.support.busproc import BusProcess, start_bus
+from tests.support.cluster import Cluster, wait_until
+from tests.support.operatorproc import OperatorProcess, start_operator
+
+GOAL = "e2e.node"
+COUNT = 30
+
+
+@pytest.fixture
+def pod_bus(node_cluster: Cluster, tmp_path: Path) -> Iterator[BusProcess]:
+    """A bus the pods can reach: bound to the node's bridge address, not to the outside."""
+    if node_cluster.external:
+        pytest.skip("needs the harness's node address for a bus on the host")
+    address = ClusterSettings().node_address
+    proc = start_bus(tmp_path / "bus", extra_args=["--host", address])
+    yield proc
+    assert proc.stop() == 0, proc.logs()
+
+
+@pytest.fixture
+def node_operator(
+    node_cluster: Cluster, crd: Cluster, pod_namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    proc = start_operator(
+        node_cluster.kubeconfig,
+        tmp_path / "operator.log",
+        "--no-leader-election",
+        "--namespaces",
+        pod_namespace,
+    )
+    yield proc
+    assert proc.stop() == 0, proc.logs()
+
+
+async def new_key(bus: BusProcess) -> str:
+    from intent_fleet.protocol import AdminClient  # noqa: PLC0415
+
+    async with AdminClient(
+        settings=ClientSettings(base_url=bus.url), admin_secret=bus.admin_secret
+    ) as admin:
+        created = await admin.generate_key("e2e-node")
+    assert created.api_key is not None
+    return created.api_key
+
+
+async def publish(bus: BusProcess, key: str) -> list[str]:
+    async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=key) as client:
+        receipts = await asyncio.gather(*(client.publish(GOAL, {"n": n}) for n in range(COUNT)))
+    return [r.id for r in receipts]
+
+
+async def statuses(bus: BusProcess, key: str, ids: list[str]) -> dict[str, int]:
+    async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=key) as client:
+        found = await asyncio.gather(*(client.status(i) for i in ids))
+    counts: dict[str, int] = {}
+    for status in found:
+        counts[status.status] = counts.get(status.status, 0) + 1
+    return counts
+
+
+def worker(namespace: str, bus_url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "intentbus.io/v1alpha1",
+        "kind": "IntentWorker",
+        "metadata": {"name": "node-worker", "namespace": namespace},
+        "spec": {
+            "goal": GOAL,
+            "bus": {"url": bus_url, "credentialsSecretRef": {"name": "bus-key"}},
+            "handler": {"port": 8080, "healthPath": "/healthz", "timeoutSeconds": 20},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "handler",
+                            "image": "localhost/intent-fleet/handler-python:dev",
+                            "imagePullPolicy": "Never",
+                        }
+                    ]
+                }
+            },
+            "sidecar": {"image": "localhost/intent-fleet/sidecar:dev"},
+            "scaling": {
+                "maxReplicas": 3,
+                "targetPerReplica": 10,
+                "pollingIntervalSeconds": 1,
+                "cooldownSeconds": 5,
+                "scaleDown": {"stabilizationWindowSeconds": 0},
+            },
+        },
+    }
+
+
+def test_intents_wake_real_workers_and_all_are_fulfilled(
+    node_cluster: Cluster,
+    pod_namespace: str,
+    pod_bus: BusProcess,
+    node_operator: OperatorProcess,
+) -> None:
+    key = asyncio.run(new_key(pod_bus))
+    node_cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "bus-key",
+        f"--from-literal=api-key={key}",
+        "-n",
+        pod_namespace,
+    )
+    node_cluster.apply(worker(pod_namespace, pod_bus.url))
+    wait_until(
+        lambda: node_cluster.get("deployment", "node-worker", "-n", pod_namespace),
+        30,
+        "the worker Deployment",
+    )
+    ids = asyncio.run(publish(pod_bus, key))
+
+    def running_pods() -> int:
+        pods = node_cluster.get(
+            "pods", "-l", "intentbus.io/worker=node-worker", "-n", pod_namespace
+        )
+        return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
+
+    wait_until(lambda: running_pods() >= 1, 120, "a worker pod to run")
+
+    def all_done() -> bool:
+        counts = asyncio.run(statuses(pod_bus, key, ids))
+        return counts.get("fulfilled", 0) == COUNT
+
+    wait_until(all_done, 180, f"all {COUNT} intents fulfilled by the pods", every=1)
+    wait_until(
+        lambda: (
+            not node_cluster.get(
+                "pods", "-l", "intentbus.io/worker=node-worker", "-n", pod_namespace
+            )["items"]
+        ),
+        180,
+        "the worker to go back to zero pods after the cooldown",
+        every=1,
+    )
+    events = node_cluster.kubectl("get", "events", "-n", pod_namespace).stdout
+    assert "Scaled" in events
