@@ -23,8 +23,7 @@ SYSTEM = "intent-fleet-system"
 
 @pytest.fixture
 def operator_account(crd: Cluster, tmp_path: Path) -> Iterator[Cluster]:
-    if crd.get("namespace", SYSTEM) is None:
-        crd.kubectl("create", "namespace", SYSTEM)
+    # The README's command, as written: it creates the namespace too.
     crd.kubectl("apply", "-f", str(REPO / "operator" / "rbac.yaml"))
     token = crd.kubectl(
         "create", "token", "intent-fleet-operator", "-n", SYSTEM, "--duration=1h"
