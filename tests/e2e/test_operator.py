@@ -276,3 +276,57 @@ def test_a_restarted_operator_converges(
     finally:
         assert second.stop() == 0, second.logs()
         asyncio.run(work_off(bus.url, api_key, 61))
+
+
+def test_a_prometheus_source_drives_scaling(
+    crd: Cluster, namespace: str, operator: OperatorProcess, bus: BusProcess, api_key: str
+) -> None:
+    """The bus's own /metrics as a Prometheus source: the route for buses without /stats."""
+    secret(crd, namespace, api_key)
+    # The bus serves /metrics to its admin token; the source sends it as a bearer token.
+    crd.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "scrape",
+        f"--from-literal=token={bus.admin_secret}",
+        "-n",
+        namespace,
+    )
+    goal = f"e2e.prom.{namespace}"
+    crd.apply(
+        intent_worker(
+            "prom",
+            namespace,
+            bus.url,
+            goal=goal,
+            backlogSource={
+                "type": "prometheus",
+                "prometheus": {
+                    "url": f"{bus.url}/metrics",
+                    "metric": "intent_bus_backlog",
+                    "labels": {"goal": goal, "state": "ready"},
+                    "authSecretRef": {"name": "scrape"},
+                },
+            },
+        )
+    )
+    wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 0, 30, "replicas 0")
+
+    async def publish_to_goal() -> None:
+        async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=api_key) as c:
+            await asyncio.gather(*(c.publish(goal, {"n": n}) for n in range(35)))
+
+    asyncio.run(publish_to_goal())
+    wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 4, 30, "4 replicas")
+    available = condition(crd, "prom", namespace, "BacklogAvailable")
+    assert available is not None and "prometheus" in available["message"]
+
+    async def drain_goal() -> None:
+        async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=api_key) as c:
+            while (outcome := await c.claim(goal, batch=16)).intents:
+                for intent in outcome.intents:
+                    await c.fulfill(intent.id, claim_token=intent.claim_token)
+
+    asyncio.run(drain_goal())
+    wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 0, 30, "back to zero")

@@ -93,6 +93,11 @@ def up_node(
     hostnet.require_tools("ip", "iptables", "ctr", "containerd", "runc", "buildah")
     if not (node.CNI_BIN_DIR / "bridge").exists():
         raise ClusterError(f"CNI plugins missing from {node.CNI_BIN_DIR}; run `make cluster-deps`")
+    if recorded_profile(settings) != "node" and hostnet.link_exists(settings.bridge):
+        raise ClusterError(
+            f"bridge {settings.bridge} exists: another node-profile cluster runs on this host "
+            "(one node per host; use the control-plane profile beside it)"
+        )
     say(f"kube-scheduler: {sup.start(controlplane.scheduler(settings, creds))}")
     hostnet.save_forwarding(settings.run_dir / "ip_forward.before")
     hostnet.ensure_bridge(settings.bridge, settings.node_address, node.subnet_prefix(settings))
@@ -133,17 +138,13 @@ def down(settings: ClusterSettings, keep_logs: Path | None) -> None:
             say(f"{name}: stopped")
     kill_orphan_shims(settings)
     unmounted = hostnet.unmount_all(settings.state_dir)
-    hostnet.remove_netns(netns)
-    cgroups = hostnet.remove_cgroups()
-    hostnet.remove_links_into(Path("/var/log/containers"), settings.state_dir)
-    hostnet.remove_empty_runtime_dirs()
-    hostnet.remove_bridge(settings.bridge)
-    hostnet.remove_firewall(settings.pod_subnet)
-    if recorded_profile(settings) == "node":
-        hostnet.remove_kubelet_chains()
-    hostnet.restore_forwarding(settings.run_dir / "ip_forward.before")
-    say(f"unmounted {len(unmounted)}, removed {len(netns)} netns and {len(cgroups)} cgroups")
-    left = leftovers(settings, sup)
+    # The bridge, firewall, cgroups and kubelet chains are the host's, shared by name with any
+    # other node-profile cluster: only a cluster that ran the node profile touches them.
+    node = recorded_profile(settings) == "node"
+    if node:
+        clean_node_host(settings, netns)
+    say(f"unmounted {len(unmounted)} mounts" + (", cleaned the node's host state" if node else ""))
+    left = leftovers(settings, sup, node)
     if keep_logs is not None and settings.log_dir.is_dir():
         shutil.rmtree(keep_logs, ignore_errors=True)
         shutil.copytree(settings.log_dir, keep_logs)
@@ -153,10 +154,23 @@ def down(settings: ClusterSettings, keep_logs: Path | None) -> None:
         raise ClusterError("down left things behind: " + "; ".join(left))
 
 
-def leftovers(settings: ClusterSettings, sup: Supervisor) -> list[str]:
+def clean_node_host(settings: ClusterSettings, netns: list[Path]) -> None:
+    hostnet.remove_netns(netns)
+    hostnet.remove_cgroups()
+    hostnet.remove_links_into(Path("/var/log/containers"), settings.state_dir)
+    hostnet.remove_empty_runtime_dirs()
+    hostnet.remove_bridge(settings.bridge)
+    hostnet.remove_firewall(settings.pod_subnet)
+    hostnet.remove_kubelet_chains()
+    hostnet.restore_forwarding(settings.run_dir / "ip_forward.before")
+
+
+def leftovers(settings: ClusterSettings, sup: Supervisor, node: bool) -> list[str]:
     """Whatever of ours is still on the host after a `down` (empty when it cleaned up)."""
     found = [f"process {name} (pid {sup.pid_of(name)})" for name in sup.names() if sup.pid_of(name)]
     found += [f"mount {point}" for point in hostnet.mounts_under(settings.state_dir)]
+    if not node:
+        return found
     found += [f"shim pid {pid}" for pid in shim_pids(settings)]
     if hostnet.link_exists(settings.bridge):
         found.append(f"bridge {settings.bridge}")
