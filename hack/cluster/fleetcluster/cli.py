@@ -98,6 +98,8 @@ def up_node(
             f"bridge {settings.bridge} exists: another node-profile cluster runs on this host "
             "(one node per host; use the control-plane profile beside it)"
         )
+    # Recorded before the host is touched, so a `down` after a failed `up` still cleans it.
+    settings.profile_file.write_text("node\n")
     say(f"kube-scheduler: {sup.start(controlplane.scheduler(settings, creds))}")
     hostnet.save_forwarding(settings.run_dir / "ip_forward.before")
     hostnet.ensure_bridge(settings.bridge, settings.node_address, node.subnet_prefix(settings))
