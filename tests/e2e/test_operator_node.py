@@ -8,6 +8,8 @@ every one is fulfilled by a real pod, and the worker goes back to zero, draining
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +159,86 @@ def test_intents_wake_real_workers_and_all_are_fulfilled(
     )
     events = node_cluster.kubectl("get", "events", "-n", pod_namespace).stdout
     assert "Scaled" in events
+
+
+def pod_state(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The sidecar's /v1/state through its ops listener, straight from the host."""
+    address = pod["status"].get("podIP")
+    if not address:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{address}:9090/v1/state", timeout=2) as answer:
+            return dict(json.load(answer))
+    except OSError:
+        return None
+
+
+def test_scale_in_removes_the_idle_pod_and_cuts_no_job_off(
+    node_cluster: Cluster,
+    pod_namespace: str,
+    pod_bus: BusProcess,
+    node_operator: OperatorProcess,
+) -> None:
+    key = asyncio.run(new_key(pod_bus))
+    node_cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "bus-key",
+        f"--from-literal=api-key={key}",
+        "-n",
+        pod_namespace,
+    )
+    spec = worker(pod_namespace, pod_bus.url)
+    spec["metadata"]["name"] = "careful"
+    spec["spec"]["goal"] = "e2e.careful"
+    spec["spec"]["scaling"].update(targetPerReplica=1, maxReplicas=2, cooldownSeconds=3)
+    node_cluster.apply(spec)
+    selector = "intentbus.io/worker=careful"
+
+    async def publish_pair() -> list[str]:
+        async with BusClient(settings=ClientSettings(base_url=pod_bus.url), api_key=key) as c:
+            long = await c.publish("e2e.careful", {"sleep": 12})
+            short = await c.publish("e2e.careful", {"sleep": 0.1})
+        return [long.id, short.id]
+
+    long_id, short_id = asyncio.run(publish_pair())
+    wait_until(
+        lambda: asyncio.run(statuses(pod_bus, key, [short_id])).get("fulfilled") == 1,
+        120,
+        "the short intent to be done",
+    )
+
+    def one_left() -> list[dict[str, Any]]:
+        pods = node_cluster.get("pods", "-l", selector, "-n", pod_namespace)["items"]
+        alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return alive if len(alive) == 1 else []
+
+    (survivor,) = wait_until(one_left, 60, "the scale-in to one pod")
+    # The pod kept is the one still working, and the operator said so before the scale-in.
+    state = pod_state(survivor)
+    assert state is not None and state["in_flight"] == 1, state
+    cost = (
+        survivor["metadata"]
+        .get("annotations", {})
+        .get("controller.kubernetes.io/pod-deletion-cost")
+    )
+    assert cost == "1"
+
+    wait_until(
+        lambda: asyncio.run(statuses(pod_bus, key, [long_id])).get("fulfilled") == 1,
+        90,
+        "the long intent to finish on the pod that kept it",
+    )
+
+    async def attempts() -> int:
+        async with BusClient(settings=ClientSettings(base_url=pod_bus.url), api_key=key) as c:
+            return (await c.status(long_id)).claim_attempts or 0
+
+    assert asyncio.run(attempts()) == 1  # never handed to a second worker
+    wait_until(
+        lambda: not node_cluster.get("pods", "-l", selector, "-n", pod_namespace)["items"],
+        120,
+        "zero pods after the cooldown",
+        every=1,
+    )
