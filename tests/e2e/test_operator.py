@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,71 @@ def test_a_prometheus_source_drives_scaling(
 
     asyncio.run(drain_goal())
     wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 0, 30, "back to zero")
+
+
+def test_spec_changes_roll_out_and_paused_holds(
+    crd: Cluster, namespace: str, operator: OperatorProcess, bus: BusProcess, api_key: str
+) -> None:
+    secret(crd, namespace, api_key)
+    crd.apply(intent_worker("rollout", namespace, bus.url))
+    wait_until(lambda: crd.get("deployment", "rollout", "-n", namespace), 30, "the Deployment")
+
+    crd.kubectl(
+        "patch",
+        "intentworker/rollout",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(
+            [
+                {
+                    "op": "replace",
+                    "path": "/spec/template/spec/containers/0/image",
+                    "value": "v2:1",
+                },
+                {"op": "replace", "path": "/spec/handler/timeoutSeconds", "value": 90},
+            ]
+        ),
+    )
+
+    def rolled_out() -> bool:
+        pod = crd.get("deployment", "rollout", "-n", namespace)["spec"]["template"]["spec"]
+        return bool(
+            pod["containers"][0]["image"] == "v2:1" and pod["terminationGracePeriodSeconds"] >= 90
+        )
+
+    wait_until(rolled_out, 30, "the new image and grace period in the Deployment")
+
+    crd.kubectl(
+        "patch",
+        "intentworker/rollout",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"paused": True}}),
+    )
+    wait_until(
+        lambda: (
+            (c := condition(crd, "rollout", namespace, "ScalingActive")) and c["reason"] == "Paused"
+        ),
+        30,
+        "ScalingActive to say Paused",
+    )
+    asyncio.run(publish(bus.url, api_key, 30))
+    # Paused: a backlog that would ask for 3 replicas changes nothing for a few polls.
+    for _ in range(4):
+        assert deployment_replicas(crd, "rollout", namespace) == 0
+        time.sleep(1)
+    crd.kubectl(
+        "patch",
+        "intentworker/rollout",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"paused": False}}),
+    )
+    wait_until(lambda: deployment_replicas(crd, "rollout", namespace) == 3, 30, "3 replicas")
+    asyncio.run(work_off(bus.url, api_key, 30))
