@@ -63,11 +63,13 @@ def build_registry() -> kopf.OperatorRegistry:
                 interval = await controller.tick(body)
             except InvalidSpecError as invalid:
                 log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, invalid)
+                kopf.warn(body, reason="InvalidSpec", message=str(invalid))
                 interval = 30.0
             except (TimeoutError, KubeApiError, OSError) as error:
                 log.warning(
                     "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
                 )
+                kopf.warn(body, reason="ScalingFailed", message=str(error))
                 interval = RETRY_SECONDS
             await stopped.wait(interval)
 
