@@ -19,6 +19,7 @@ import aiohttp
 
 from .errors import BacklogUnavailableError, InvalidSpecError
 from .kube import KubeApi, KubeNotFoundError
+from .metrics import OperatorMetrics
 from .render import RenderSettings, render_deployment, selector_labels
 from .scaling import Decision, Observation, ScalingState, decide
 from .spec import API_GROUP, API_VERSION, WorkerSpec, parse_worker
@@ -62,6 +63,7 @@ class Controller:
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     clock: Callable[[], float] = time.time
     http: aiohttp.ClientSession | None = None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _states: dict[str, ScalingState] = field(default_factory=dict)
     #: metadata.generation of each worker Deployment as our last apply left it.
@@ -73,6 +75,7 @@ class Controller:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._states.pop(uid, None)
+        self.metrics.forget(uid)
 
     async def _deployment(self, worker: WorkerSpec) -> dict[str, Any] | None:
         try:
@@ -109,6 +112,10 @@ class Controller:
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
         """Apply the Deployment for the current spec, keeping the replicas already decided."""
+        with self.metrics.reconciling():
+            await self._reconcile(body)
+
+    async def _reconcile(self, body: Mapping[str, Any]) -> None:
         worker = parse_worker(body)
         async with self._lock(worker):
             current = await self._deployment(worker)
@@ -127,9 +134,10 @@ class Controller:
 
     async def tick(self, body: Mapping[str, Any]) -> float:
         """One autoscaling step; returns the seconds until the next."""
-        worker = parse_worker(body)
-        async with self._lock(worker):
-            await self._tick(worker, body)
+        with self.metrics.reconciling():
+            worker = parse_worker(body)
+            async with self._lock(worker):
+                await self._tick(worker, body)
         return worker.polling_interval_seconds
 
     async def _tick(self, worker: WorkerSpec, body: Mapping[str, Any]) -> None:
@@ -140,35 +148,13 @@ class Controller:
             if current_deployment is None
             else int(current_deployment.get("spec", {}).get("replicas") or 0)
         )
-        extra: dict[str, Any] = {}
-        conditions: list[Condition] = []
         if worker.manual_replicas is not None or worker.paused:
-            target = worker.manual_replicas if worker.manual_replicas is not None else current
-            reason = "ManualReplicas" if worker.manual_replicas is not None else "Paused"
-            conditions.append(
-                Condition(SCALING_ACTIVE, False, reason, "autoscaling is off for this worker")
-            )
-            conditions.append(Condition(SCALING_LIMITED, False, reason, "autoscaling is off"))
-            extra["desiredReplicas"] = target
-            if target != current or current_deployment is None:
-                current_deployment = await self._apply(worker, target)
-            await self._patch_status(worker, body, current_deployment, extra, conditions)
+            await self._hold(worker, body, current, current_deployment)
             return
 
         state = self._state(worker, body)
-        started = time.monotonic()
-        try:
-            observation = await self.read_backlog(worker)
-            conditions.append(
-                Condition(BACKLOG_AVAILABLE, True, "SourceRead", f"{worker.source.type} answered")
-            )
-            extra["backlog"] = observation.backlog
-            extra["backlogObservedTime"] = rfc3339(now)
-        except BacklogUnavailableError as failed:
-            observation = Observation(backlog=None)
-            conditions.append(Condition(BACKLOG_AVAILABLE, False, "SourceFailed", str(failed)))
-        extra["backlogReadSeconds"] = round(time.monotonic() - started, 4)
-
+        observation, available, extra = await self._observe(worker, now)
+        conditions = [available]
         decision = decide(
             worker.policy,
             current_replicas=current,
@@ -188,6 +174,7 @@ class Controller:
             current_deployment = await self._apply(worker, decision.replicas)
             extra["lastScaleTime"] = rfc3339(now)
             if decision.replicas != current:
+                self.metrics.scaled(current, decision.replicas)
                 self.post_event(
                     body,
                     "Normal",
@@ -195,6 +182,48 @@ class Controller:
                     f"{current} -> {decision.replicas} replicas: {decision.reason}",
                 )
         await self._patch_status(worker, body, current_deployment, extra, conditions)
+
+    async def _hold(
+        self,
+        worker: WorkerSpec,
+        body: Mapping[str, Any],
+        current: int,
+        current_deployment: dict[str, Any] | None,
+    ) -> None:
+        """Manual or paused: keep the replicas asked for (or those there are), no autoscaling."""
+        target = worker.manual_replicas if worker.manual_replicas is not None else current
+        reason = "ManualReplicas" if worker.manual_replicas is not None else "Paused"
+        conditions = [
+            Condition(SCALING_ACTIVE, False, reason, "autoscaling is off for this worker"),
+            Condition(SCALING_LIMITED, False, reason, "autoscaling is off"),
+        ]
+        if target != current or current_deployment is None:
+            current_deployment = await self._apply(worker, target)
+        extra = {"desiredReplicas": target}
+        await self._patch_status(worker, body, current_deployment, extra, conditions)
+
+    async def _observe(
+        self, worker: WorkerSpec, now: float
+    ) -> tuple[Observation, Condition, dict[str, Any]]:
+        """Read the backlog once, timed: the observation, BacklogAvailable and status fields.
+
+        A failed source yields an unknown backlog (the scaler then holds replicas).
+        """
+        started = time.monotonic()
+        try:
+            observation = await self.read_backlog(worker)
+        except BacklogUnavailableError as failed:
+            observation = Observation(backlog=None)
+            available = Condition(BACKLOG_AVAILABLE, False, "SourceFailed", str(failed))
+            extra: dict[str, Any] = {}
+        else:
+            answered = f"{worker.source.type} answered"
+            available = Condition(BACKLOG_AVAILABLE, True, "SourceRead", answered)
+            extra = {"backlog": observation.backlog, "backlogObservedTime": rfc3339(now)}
+        seconds = time.monotonic() - started
+        extra["backlogReadSeconds"] = round(seconds, 4)
+        self.metrics.backlog_read(worker, seconds=seconds, observation=observation)
+        return observation, available, extra
 
     @staticmethod
     def _scaling_conditions(decision: Decision) -> list[Condition]:
@@ -257,13 +286,15 @@ class Controller:
     ) -> None:
         status = body.get("status") or {}
         dep_status = (deployment or {}).get("status") or {}
+        replicas = int(dep_status.get("replicas") or 0)
+        ready = int(dep_status.get("readyReplicas") or 0)
         updates = [deployment_ready(deployment, True), *(conditions or [])]
         patch = {
             "status": {
                 "observedGeneration": worker.generation,
                 "selector": _selector(worker),
-                "replicas": int(dep_status.get("replicas") or 0),
-                "readyReplicas": int(dep_status.get("readyReplicas") or 0),
+                "replicas": replicas,
+                "readyReplicas": ready,
                 **extra,
                 "conditions": merge_conditions(
                     status.get("conditions"), updates, worker.generation, self.clock()
@@ -274,3 +305,8 @@ class Controller:
             await self.api.merge_patch(_worker_path(worker) + "/status", patch)
         except KubeNotFoundError:
             log.info("intentworker %s/%s is gone", worker.namespace, worker.name)
+            # A pass that raced the deletion must not leave (or bring back) its series.
+            self.metrics.forget(worker.uid)
+            return
+        desired = extra.get("desiredReplicas")
+        self.metrics.worker_status(worker, replicas=replicas, ready=ready, desired=desired)

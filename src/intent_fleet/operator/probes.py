@@ -1,5 +1,5 @@
 """The operator's own HTTP endpoints: /healthz (the process serves), /readyz (it leads and its
-watches are up, or it stands by as a follower), for kubelet probes."""
+watches are up, or it stands by as a follower), for kubelet probes; /metrics for Prometheus."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from intent_fleet.telemetry import CONTENT_TYPE
+
+from .metrics import OperatorMetrics
 
 __all__ = ["ProbeState", "start_probes"]
 
@@ -18,7 +22,11 @@ class ProbeState:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def start_probes(state: ProbeState, listen: str) -> web.AppRunner:
+async def start_probes(
+    state: ProbeState, listen: str, *, metrics: OperatorMetrics
+) -> web.AppRunner:
+    """Serve the probes, and ``metrics`` rendered afresh per scrape, on ``listen`` (host:port)."""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "role": state.role})
 
@@ -27,9 +35,13 @@ async def start_probes(state: ProbeState, listen: str) -> web.AppRunner:
         ok = state.role == "follower" or (state.role == "leader" and state.ready.is_set())
         return web.json_response({"ready": ok, "role": state.role}, status=200 if ok else 503)
 
+    async def serve_metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", serve_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")

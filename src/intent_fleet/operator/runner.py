@@ -18,6 +18,7 @@ from .controller import BacklogReader, Controller
 from .handlers import build_registry
 from .kube import KubeApi, connect
 from .leader import LeaderElector
+from .metrics import OperatorMetrics
 from .probes import ProbeState, start_probes
 from .settings import OperatorSettings
 
@@ -49,7 +50,8 @@ async def run_operator(
     settings: OperatorSettings, reader_factory: ReaderFactory, stop: asyncio.Event
 ) -> int:
     probes = ProbeState()
-    probe_runner = await start_probes(probes, settings.listen)
+    metrics = OperatorMetrics()
+    probe_runner = await start_probes(probes, settings.listen, metrics=metrics)
     api = await connect()
     http = aiohttp.ClientSession()
     elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
@@ -64,12 +66,14 @@ async def run_operator(
                 return 0
             stopping.cancel()
         probes.role = "leader"
+        metrics.set_leader(True)
         controller = Controller(
             api=api,
             read_backlog=reader_factory(api, http),
             post_event=_post_event,
             render_settings=settings.render,
             http=http,
+            metrics=metrics,
         )
         kopf_stop = asyncio.Event()
         # Created before kopf starts: kopf cancels the tasks born during its run when it stops
@@ -97,6 +101,7 @@ async def run_operator(
             task.cancel()
         return 1 if lost else 0
     finally:
+        metrics.set_leader(False)
         if elector is not None and probes.role == "leader":
             await elector.release()
         await http.close()

@@ -1,0 +1,163 @@
+"""The operator's Prometheus metrics: per-worker gauges, reconcile outcomes, backlog reads.
+
+Label values come from small, known sets (results, error kinds, source types, directions) or
+are the namespace and name of an IntentWorker the operator manages; a worker's series are
+removed when it is deleted, so the series count follows the number of IntentWorkers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+
+from intent_fleet.telemetry import Counter, Gauge, Histogram, render
+
+from .backlog import SourceName
+from .errors import InvalidSpecError
+from .kube import KubeApiError
+from .scaling import Observation
+from .spec import WorkerSpec
+
+__all__ = ["BACKLOG_READ_BUCKETS", "OperatorMetrics", "error_reason"]
+
+PREFIX = "intent_fleet_operator"
+
+#: Histogram bounds (seconds) of one backlog read: a local HTTP answer takes milliseconds, a
+#: sidecars fan-out or a slow Prometheus up to the sources' timeouts (a few seconds).
+BACKLOG_READ_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+_SOURCES = frozenset(SourceName)
+
+
+def error_reason(error: BaseException) -> str:
+    """A bounded label for a failed reconcile: the kind of failure, never its message."""
+    if isinstance(error, InvalidSpecError):
+        return "InvalidSpec"
+    if isinstance(error, KubeApiError):
+        return "KubeApi"
+    if isinstance(error, TimeoutError):
+        return "Timeout"
+    if isinstance(error, OSError | aiohttp.ClientError):
+        return "Network"
+    return "Other"
+
+
+def _source_label(source: str) -> str:
+    # spec.backlogSource.type is an enum in the CRD; anything else must not mint a series.
+    return source if source in _SOURCES else "other"
+
+
+class OperatorMetrics:
+    """Every series the operator exports; one instance per process, shared by the controller
+    (which records) and the probes server (which renders)."""
+
+    def __init__(self) -> None:
+        self.backlog = Gauge(
+            f"{PREFIX}_worker_backlog", "Intents ready to claim, as last read, per IntentWorker."
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_worker_in_flight", "Intents claimed and not finished, as last read."
+        )
+        self.desired = Gauge(
+            f"{PREFIX}_worker_desired_replicas", "Replicas the operator last decided on."
+        )
+        self.replicas = Gauge(
+            f"{PREFIX}_worker_replicas", "Replicas of the worker Deployment (its status)."
+        )
+        self.ready = Gauge(
+            f"{PREFIX}_worker_ready_replicas", "Ready replicas of the worker Deployment."
+        )
+        self.reconciles = Counter(
+            f"{PREFIX}_reconcile_total",
+            "Reconcile passes (spec applies and autoscaling ticks) by result (ok, error).",
+        )
+        self.reconcile_errors = Counter(
+            f"{PREFIX}_reconcile_errors_total",
+            "Failed reconcile passes by reason (InvalidSpec, KubeApi, Timeout, Network, Other).",
+        )
+        self.backlog_read_seconds = Histogram(
+            f"{PREFIX}_backlog_read_seconds",
+            "Time one backlog read took, failed reads included, by source type.",
+            BACKLOG_READ_BUCKETS,
+        )
+        self.backlog_read_failures = Counter(
+            f"{PREFIX}_backlog_read_failures_total", "Backlog reads that failed, by source type."
+        )
+        self.scale_events = Counter(
+            f"{PREFIX}_scale_events_total",
+            "Replica changes the autoscaler made, by direction (up, down).",
+        )
+        self.leader = Gauge(f"{PREFIX}_leader", "1 while this replica leads and acts, else 0.")
+        self.leader.set(0)
+        #: uid -> (namespace, name) of every worker with series, so deletion can drop them.
+        self._workers: dict[str, tuple[str, str]] = {}
+
+    def _worker_gauges(self) -> tuple[Gauge, ...]:
+        return (self.backlog, self.in_flight, self.desired, self.replicas, self.ready)
+
+    def _labels(self, worker: WorkerSpec) -> dict[str, str]:
+        self._workers[worker.uid] = (worker.namespace, worker.name)
+        return {"namespace": worker.namespace, "name": worker.name}
+
+    @contextmanager
+    def reconciling(self) -> Iterator[None]:
+        """Count the pass run inside: ``ok``, or ``error`` with its reason (then re-raised)."""
+        try:
+            yield
+        except Exception as error:
+            self.reconciles.inc(result="error")
+            self.reconcile_errors.inc(reason=error_reason(error))
+            raise
+        self.reconciles.inc(result="ok")
+
+    def backlog_read(self, worker: WorkerSpec, *, seconds: float, observation: Observation) -> None:
+        """One read of the worker's source; a failed one (backlog None) keeps the last values."""
+        source = _source_label(worker.source.type)
+        self.backlog_read_seconds.observe(seconds, source=source)
+        if observation.backlog is None:
+            self.backlog_read_failures.inc(source=source)
+            return
+        labels = self._labels(worker)
+        self.backlog.set(observation.backlog, **labels)
+        self.in_flight.set(observation.in_flight, **labels)
+
+    def worker_status(
+        self, worker: WorkerSpec, *, replicas: int, ready: int, desired: int | None
+    ) -> None:
+        """What the status patch just said about the worker's replicas."""
+        labels = self._labels(worker)
+        self.replicas.set(replicas, **labels)
+        self.ready.set(ready, **labels)
+        if desired is not None:
+            self.desired.set(desired, **labels)
+
+    def scaled(self, current: int, target: int) -> None:
+        if target != current:
+            self.scale_events.inc(direction="up" if target > current else "down")
+
+    def forget(self, uid: str) -> None:
+        """Drop the series of a deleted worker."""
+        known = self._workers.pop(uid, None)
+        if known is None:
+            return
+        namespace, name = known
+        for gauge in self._worker_gauges():
+            gauge.remove(namespace=namespace, name=name)
+
+    def set_leader(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def render(self) -> str:
+        return render(
+            [
+                *self._worker_gauges(),
+                self.reconciles,
+                self.reconcile_errors,
+                self.backlog_read_seconds,
+                self.backlog_read_failures,
+                self.scale_events,
+                self.leader,
+            ]
+        )

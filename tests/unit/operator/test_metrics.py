@@ -1,0 +1,206 @@
+"""The operator's metrics: what OperatorMetrics renders, and what the controller records."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from intent_fleet.operator.controller import Controller
+from intent_fleet.operator.errors import BacklogUnavailableError, InvalidSpecError
+from intent_fleet.operator.kube import KubeApiError, KubeNotFoundError
+from intent_fleet.operator.metrics import OperatorMetrics, error_reason
+from intent_fleet.operator.scaling import Observation
+from intent_fleet.operator.spec import WorkerSpec, parse_worker
+from tests.unit.operator.test_render import worker_body
+
+SCALING = {"minReplicas": 0, "maxReplicas": 5, "targetPerReplica": 10}
+SERIES = 'name="resize",namespace="media"'
+
+
+def worker(**spec: Any) -> WorkerSpec:
+    return parse_worker(worker_body(**spec))
+
+
+def sample_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def test_worker_series_are_rendered_and_removed_with_the_worker() -> None:
+    metrics = OperatorMetrics()
+    resize = worker()
+    other_body = worker_body()
+    other_body["metadata"].update(name="other", uid="u-2")
+    other = parse_worker(other_body)
+    metrics.backlog_read(resize, seconds=0.02, observation=Observation(backlog=25, in_flight=4))
+    metrics.worker_status(resize, replicas=2, ready=1, desired=3)
+    metrics.worker_status(other, replicas=0, ready=0, desired=None)
+    text = metrics.render()
+    for line in (
+        f"intent_fleet_operator_worker_backlog{{{SERIES}}} 25",
+        f"intent_fleet_operator_worker_in_flight{{{SERIES}}} 4",
+        f"intent_fleet_operator_worker_desired_replicas{{{SERIES}}} 3",
+        f"intent_fleet_operator_worker_replicas{{{SERIES}}} 2",
+        f"intent_fleet_operator_worker_ready_replicas{{{SERIES}}} 1",
+        'intent_fleet_operator_worker_replicas{name="other",namespace="media"} 0',
+        'intent_fleet_operator_backlog_read_seconds_bucket{source="busStats",le="0.025"} 1',
+        'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1',
+        "intent_fleet_operator_leader 0",
+    ):
+        assert line in text.splitlines(), line
+    assert "# TYPE intent_fleet_operator_worker_backlog gauge" in text
+    assert "# TYPE intent_fleet_operator_backlog_read_seconds histogram" in text
+    # No desired replicas were decided for "other": no series is made up for it.
+    assert 'desired_replicas{name="other",namespace="media"}' not in text
+
+    metrics.forget(resize.uid)
+    metrics.forget("never-seen")
+    after = metrics.render()
+    assert 'name="resize"' not in after
+    assert 'intent_fleet_operator_worker_replicas{name="other",namespace="media"} 0' in after
+    # The process-wide series stay.
+    assert 'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1' in after
+
+
+def test_a_failed_read_is_timed_and_counted_and_keeps_the_last_backlog() -> None:
+    metrics = OperatorMetrics()
+    resize = worker()
+    metrics.backlog_read(resize, seconds=0.01, observation=Observation(backlog=7))
+    metrics.backlog_read(resize, seconds=5.0, observation=Observation(backlog=None))
+    assert metrics.backlog.get(namespace="media", name="resize") == 7
+    assert metrics.backlog_read_failures.get(source="busStats") == 1
+    assert metrics.backlog_read_seconds.count(source="busStats") == 2
+
+
+def test_an_unknown_source_type_does_not_mint_a_label_value() -> None:
+    metrics = OperatorMetrics()
+    odd = worker(backlogSource={"type": "anything-a-user-typed"})
+    metrics.backlog_read(odd, seconds=0.01, observation=Observation(backlog=None))
+    assert metrics.backlog_read_failures.values == {(("source", "other"),): 1.0}
+
+
+def test_reconcile_outcomes_scale_events_and_leadership() -> None:
+    metrics = OperatorMetrics()
+    with metrics.reconciling():
+        pass
+    for error in (KubeApiError("boom", 500), InvalidSpecError("bad"), RuntimeError("x")):
+        with pytest.raises(type(error)), metrics.reconciling():
+            raise error
+    metrics.scaled(0, 3)
+    metrics.scaled(3, 1)
+    metrics.scaled(2, 2)
+    metrics.set_leader(True)
+    lines = sample_lines(metrics.render())
+    for line in (
+        'intent_fleet_operator_reconcile_total{result="ok"} 1',
+        'intent_fleet_operator_reconcile_total{result="error"} 3',
+        'intent_fleet_operator_reconcile_errors_total{reason="KubeApi"} 1',
+        'intent_fleet_operator_reconcile_errors_total{reason="InvalidSpec"} 1',
+        'intent_fleet_operator_reconcile_errors_total{reason="Other"} 1',
+        'intent_fleet_operator_scale_events_total{direction="up"} 1',
+        'intent_fleet_operator_scale_events_total{direction="down"} 1',
+        "intent_fleet_operator_leader 1",
+    ):
+        assert line in lines, line
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (InvalidSpecError("x"), "InvalidSpec"),
+        (KubeNotFoundError("x", 404), "KubeApi"),
+        (TimeoutError(), "Timeout"),
+        (ConnectionResetError(), "Network"),
+        (ValueError("x"), "Other"),
+    ],
+)
+def test_error_reasons_are_a_small_fixed_set(error: Exception, reason: str) -> None:
+    assert error_reason(error) == reason
+
+
+# --- the controller records as it goes ------------------------------------------------------
+
+
+class FakeKube:
+    """The four calls the controller makes, against dicts; ``gone`` makes the worker vanish."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[str, dict[str, Any]] = {}
+        self.gone = False
+        self.fail_apply = False
+
+    async def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        if name not in self.deployments:
+            raise KubeNotFoundError("no deployment", 404)
+        return copy.deepcopy(self.deployments[name])
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        if self.fail_apply:
+            raise KubeApiError("apply refused", 500)
+        applied = {**copy.deepcopy(dict(obj)), "status": {"replicas": 1, "readyReplicas": 1}}
+        applied["metadata"]["generation"] = 1
+        self.deployments[obj["metadata"]["name"]] = applied
+        return applied
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> None:
+        if self.gone and path.endswith("/status"):
+            raise KubeNotFoundError("gone", 404)
+
+    async def pods(self, namespace: str, selector: str) -> list[Any]:
+        return []
+
+
+def controller(kube: FakeKube, backlog: int | None) -> Controller:
+    async def read(_worker: WorkerSpec) -> Observation:
+        if backlog is None:
+            raise BacklogUnavailableError("the source is down")
+        return Observation(backlog=backlog, in_flight=0)
+
+    return Controller(
+        api=kube,  # type: ignore[arg-type]
+        read_backlog=read,
+        post_event=lambda *_: None,
+        clock=lambda: 1_700_000_000.0,
+    )
+
+
+async def test_a_tick_records_backlog_replicas_and_a_scale_event_then_forget_drops_them() -> None:
+    kube = FakeKube()
+    ctl = controller(kube, backlog=25)
+    body = worker_body(scaling=SCALING)
+    await ctl.tick(body)
+    lines = sample_lines(ctl.metrics.render())
+    for line in (
+        f"intent_fleet_operator_worker_backlog{{{SERIES}}} 25",
+        f"intent_fleet_operator_worker_desired_replicas{{{SERIES}}} 3",
+        f"intent_fleet_operator_worker_replicas{{{SERIES}}} 1",
+        'intent_fleet_operator_scale_events_total{direction="up"} 1',
+        'intent_fleet_operator_reconcile_total{result="ok"} 1',
+        'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1',
+    ):
+        assert line in lines, line
+
+    ctl.forget("u-1")
+    assert 'name="resize"' not in ctl.metrics.render()
+
+
+async def test_a_dead_source_and_a_failed_apply_are_counted() -> None:
+    kube = FakeKube()
+    ctl = controller(kube, backlog=None)
+    await ctl.tick(worker_body(scaling=SCALING))
+    assert ctl.metrics.backlog_read_failures.get(source="busStats") == 1
+    kube.fail_apply = True
+    with pytest.raises(KubeApiError):
+        await ctl.reconcile(worker_body(scaling=SCALING))
+    assert ctl.metrics.reconciles.get(result="error") == 1
+    assert ctl.metrics.reconcile_errors.get(reason="KubeApi") == 1
+
+
+async def test_a_pass_that_finds_the_worker_deleted_leaves_no_series() -> None:
+    kube = FakeKube()
+    ctl = controller(kube, backlog=25)
+    kube.gone = True
+    await ctl.tick(worker_body(scaling=SCALING))
+    assert 'name="resize"' not in ctl.metrics.render()
