@@ -63,6 +63,14 @@ async def new_key(bus: BusProcess) -> str:
     return created.api_key
 
 
+def bus_key_secret(cluster: Cluster, namespace: str, bus: BusProcess) -> str:
+    """A tenant key on ``bus``, stored as the Secret the workers name."""
+    key = asyncio.run(new_key(bus))
+    secret = ("secret", "generic", "bus-key", f"--from-literal=api-key={key}")
+    cluster.kubectl("create", *secret, "-n", namespace)
+    return key
+
+
 async def publish(bus: BusProcess, key: str) -> list[str]:
     async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=key) as client:
         receipts = await asyncio.gather(*(client.publish(GOAL, {"n": n}) for n in range(COUNT)))
@@ -116,16 +124,7 @@ def test_intents_wake_real_workers_and_all_are_fulfilled(
     pod_bus: BusProcess,
     node_operator: OperatorProcess,
 ) -> None:
-    key = asyncio.run(new_key(pod_bus))
-    node_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "bus-key",
-        f"--from-literal=api-key={key}",
-        "-n",
-        pod_namespace,
-    )
+    key = bus_key_secret(node_cluster, pod_namespace, pod_bus)
     node_cluster.apply(worker(pod_namespace, pod_bus.url))
     wait_until(
         lambda: node_cluster.get("deployment", "node-worker", "-n", pod_namespace),
@@ -179,16 +178,7 @@ def test_scale_in_removes_the_idle_pod_and_cuts_no_job_off(
     pod_bus: BusProcess,
     node_operator: OperatorProcess,
 ) -> None:
-    key = asyncio.run(new_key(pod_bus))
-    node_cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "bus-key",
-        f"--from-literal=api-key={key}",
-        "-n",
-        pod_namespace,
-    )
+    key = bus_key_secret(node_cluster, pod_namespace, pod_bus)
     spec = worker(pod_namespace, pod_bus.url)
     spec["metadata"]["name"] = "careful"
     spec["spec"]["goal"] = "e2e.careful"
