@@ -9,6 +9,7 @@ up the cooldown and stabilisation window where the last one left them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from .backlog.sidecars import FanOutSettings, PodState, poll_sidecars
 from .errors import BacklogUnavailableError, InvalidSpecError
 from .kube import KubeApi, KubeNotFoundError
 from .metrics import OperatorMetrics
@@ -38,6 +40,8 @@ __all__ = ["BacklogReader", "Controller", "EventSink"]
 log = logging.getLogger("intent_fleet.operator")
 
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+#: Pods whose sidecar does not answer (or that have no address yet) go first.
+UNREACHABLE_COST = -1000
 
 #: Reads the backlog of a worker; raises BacklogUnavailableError when the source fails.
 BacklogReader = Callable[[WorkerSpec], Awaitable[Observation]]
@@ -251,30 +255,24 @@ class Controller:
             return
         pods = await self.api.pods(worker.namespace, _selector(worker))
         port = self.render_settings.ops_port
+        addressed = [p for p in pods if (p.get("status") or {}).get("podIP")]
+        urls = [f"http://{p['status']['podIP']}:{port}" for p in addressed]
+        answers = await poll_sidecars(self.http, urls, settings=FanOutSettings())
+        costs = {
+            p["metadata"]["name"]: a.in_flight if isinstance(a, PodState) else UNREACHABLE_COST
+            for p, a in zip(addressed, answers, strict=True)
+        }
 
-        async def cost(pod: Mapping[str, Any]) -> int:
-            address = (pod.get("status") or {}).get("podIP")
-            if not address:
-                return -1000
-            try:
-                async with self.http.get(  # type: ignore[union-attr]
-                    f"http://{address}:{port}/v1/state", timeout=aiohttp.ClientTimeout(total=1)
-                ) as answer:
-                    state = await answer.json()
-                return int(state.get("in_flight", 0))
-            except (aiohttp.ClientError, TimeoutError, ValueError, TypeError):
-                return -1000
-
-        costs = await asyncio.gather(*(cost(p) for p in pods))
-        for pod, value in zip(pods, costs, strict=True):
+        async def mark(pod: Mapping[str, Any]) -> None:
             name = pod["metadata"]["name"]
-            try:
+            cost = costs.get(name, UNREACHABLE_COST)
+            with contextlib.suppress(KubeNotFoundError):
                 await self.api.merge_patch(
                     f"/api/v1/namespaces/{worker.namespace}/pods/{name}",
-                    {"metadata": {"annotations": {DELETION_COST: str(value)}}},
+                    {"metadata": {"annotations": {DELETION_COST: str(cost)}}},
                 )
-            except KubeNotFoundError:
-                continue
+
+        await asyncio.gather(*(mark(p) for p in pods))
 
     async def _patch_status(
         self,
