@@ -519,7 +519,12 @@ def main() -> int:
     parser.add_argument("--load-interval", type=int, default=1, help="their polling seconds")
     parser.add_argument("--sample-seconds", type=float, default=30.0)
     parser.add_argument("--keep", action="store_true", help="leave everything running")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small smoke run (the test suite uses it)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.workers, args.rounds, args.load_workers, args.sample_seconds = 3, 2, 10, 3.0
     if not 1 <= args.workers <= args.load_workers <= 1000 or not 1 <= args.rounds <= 100:
         parser.error("need 1 <= --workers <= --load-workers <= 1000 and 1 <= --rounds <= 100")
     tmp = Path(tempfile.mkdtemp(prefix="intent-bench-operator-"))

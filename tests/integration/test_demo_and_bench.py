@@ -94,3 +94,12 @@ def test_sidecar_benchmark_prints_figures() -> None:
             "sidecar_rss_mib",
         ):
             assert medians[conc][key] > 0, (conc, key)
+
+
+def test_operator_benchmark_prints_figures() -> None:
+    """bench/operator.py brings up its own control plane, bus and operator, and tears them down."""
+    report = _bench("operator.py")
+    latency = report["latency_s"]
+    assert isinstance(latency, dict) and latency, report
+    medians = report["medians"]
+    assert isinstance(medians, dict) and medians, report
