@@ -96,7 +96,9 @@ archive_of() { echo "$archives/$(printf '%s' "${1#localhost/intent-fleet/}" | tr
 record() {
     local name="$1" file id
     file="$(archive_of "$name")"
-    id="$("${buildah[@]}" images --noheading --no-trunc --format '{{.ID}}' "$name" | head -n1)"
+    # No `| head`: under pipefail a reader that stops early fails the writer with SIGPIPE.
+    id="$("${buildah[@]}" images --noheading --no-trunc --format '{{.ID}}' "$name")"
+    id="${id%%$'\n'*}"
     if [[ ! -f "$file" || "$(cat "$file.id" 2>/dev/null)" != "$id" ]]; then
         rm -f "$file.partial" "$file.id"
         "${buildah[@]}" push --quiet "$name" "oci-archive:$file.partial:$name" >/dev/null
@@ -198,8 +200,10 @@ build_go_toolchain() {
 
 # The name Debian's containerd uses for its sandbox image, from its built-in default config.
 default_sandbox_image() {
-    containerd config default 2>/dev/null |
-        sed -n -E 's/^[[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' | head -n1
+    local config
+    config="$(containerd config default 2>/dev/null)"
+    # Read from a variable, not a pipe: an early-exiting reader would SIGPIPE containerd.
+    awk -F'"' '/^[[:space:]]*sandbox_image[[:space:]]*=/ { print $2; exit }' <<<"$config"
 }
 
 build_pause() {
