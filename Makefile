@@ -50,7 +50,7 @@ integration: setup
 bench: setup
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/sidecar.py
-	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/autoscale.py
 
 PROFILE ?= control-plane
 # What the node profile needs from Debian: the runtime, the CNI plugins, the image tools.

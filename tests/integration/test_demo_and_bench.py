@@ -97,8 +97,8 @@ def test_sidecar_benchmark_prints_figures() -> None:
 
 
 def test_operator_benchmark_prints_figures() -> None:
-    """bench/operator.py brings up its own control plane, bus and operator, and tears them down."""
-    report = _bench("operator.py")
+    """bench/autoscale.py brings up its own control plane, bus and operator, and tears them down."""
+    report = _bench("autoscale.py")
     latency = report["latency_s"]
     assert isinstance(latency, dict) and latency, report
     medians = report["medians"]

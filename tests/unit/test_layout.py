@@ -46,6 +46,11 @@ def test_the_check_sees_a_server_import(tmp_path: Path) -> None:
 
 def test_no_top_level_package_named_operator() -> None:
     assert not (SRC.parent / "operator").exists()
+    # Scripts run from bench/ and hack/cluster/ put their directory first on sys.path, where an
+    # operator.py would shadow the standard library's module for every sibling script.
+    root = SRC.parents[1]
+    for scripts in ("bench", "hack/cluster", "tests"):
+        assert not list((root / scripts).rglob("operator.py")), scripts
 
 
 def test_every_subpackage_documents_itself_and_exports() -> None:

@@ -5,8 +5,8 @@ shifted by 900, so no other cluster is touched; with KUBECONFIG set it uses that
 instead and starts none), a real ``intent-fleet bus`` and a real ``intent-fleet operator
 --no-leader-election`` watching one namespace. Prints a table, then one JSON line.
 
-    .venv/bin/python bench/operator.py
-    .venv/bin/python bench/operator.py --workers 5 --rounds 3 --load-workers 50 --sample-seconds 10
+    .venv/bin/python bench/autoscale.py
+    .venv/bin/python bench/autoscale.py --workers 5 --rounds 3 --load-workers 50 --sample-seconds 10
 
 1. Latency: ``--workers`` IntentWorkers polling every second. Each round publishes a burst
    to one worker's goal and times, from the first publish acknowledgement, until a watch on
@@ -21,25 +21,19 @@ instead and starts none), a real ``intent-fleet bus`` and a real ``intent-fleet 
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file shares its name with the standard library's `operator`, and running it as a script
-# puts bench/ first on sys.path: drop bench/ before anything imports `operator`.
-_HERE = os.path.dirname(os.path.realpath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _HERE]
-
 import argparse
 import asyncio
 import base64
 import contextlib
 import functools
 import json
+import os
 import random
 import re
 import shutil
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
