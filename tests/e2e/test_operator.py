@@ -85,17 +85,17 @@ def condition(cluster: Cluster, name: str, namespace: str, kind: str) -> dict[st
     return None
 
 
-async def publish(url: str, key: str, count: int) -> None:
+async def publish(url: str, key: str, count: int, goal: str = GOAL) -> None:
     async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
-        await asyncio.gather(*(client.publish(GOAL, {"n": n}) for n in range(count)))
+        await asyncio.gather(*(client.publish(goal, {"n": n}) for n in range(count)))
 
 
-async def work_off(url: str, key: str, count: int) -> None:
+async def work_off(url: str, key: str, count: int, goal: str = GOAL) -> None:
     """Be the worker fleet: claim and fulfil ``count`` intents."""
     async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
         done = 0
         while done < count:
-            outcome = await client.claim(GOAL, batch=16, wait=1)
+            outcome = await client.claim(goal, batch=16, wait=1)
             for intent in outcome.intents:
                 await client.fulfill(intent.id, claim_token=intent.claim_token)
                 done += 1
@@ -314,22 +314,12 @@ def test_a_prometheus_source_drives_scaling(
     )
     wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 0, 30, "replicas 0")
 
-    async def publish_to_goal() -> None:
-        async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=api_key) as c:
-            await asyncio.gather(*(c.publish(goal, {"n": n}) for n in range(35)))
-
-    asyncio.run(publish_to_goal())
+    asyncio.run(publish(bus.url, api_key, 35, goal))
     wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 4, 30, "4 replicas")
     available = condition(crd, "prom", namespace, "BacklogAvailable")
     assert available is not None and "prometheus" in available["message"]
 
-    async def drain_goal() -> None:
-        async with BusClient(settings=ClientSettings(base_url=bus.url), api_key=api_key) as c:
-            while (outcome := await c.claim(goal, batch=16)).intents:
-                for intent in outcome.intents:
-                    await c.fulfill(intent.id, claim_token=intent.claim_token)
-
-    asyncio.run(drain_goal())
+    asyncio.run(work_off(bus.url, api_key, 35, goal))
     wait_until(lambda: deployment_replicas(crd, "prom", namespace) == 0, 30, "back to zero")
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcluster.settings import ClusterSettings
+from tests.support.lifecycle import wait_until as lifecycle_wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "hack" / "cluster"
@@ -99,15 +99,16 @@ class Cluster:
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    """The suite's poll (tests.support.lifecycle), positional and slower, for API round trips."""
+    last: list[Any] = [None]
+
+    def probe() -> Any:
+        last[0] = check()
+        return last[0]
+
+    return lifecycle_wait_until(
+        probe, timeout=timeout, what=what, interval=every, detail=lambda: f"(last: {last[0]!r})"
+    )
 
 
 class ClusterManager:
