@@ -540,8 +540,7 @@ def main() -> int:
         namespace = cluster.namespace("bench-operator")
         bus = start_bus(tmp / "bus")
         api_key = asyncio.run(new_key(bus))
-        key = f"--from-literal=api-key={api_key}"
-        cluster.kubectl("create", "secret", "generic", "bus-key", key, "-n", namespace)
+        cluster.credentials_secret(namespace, "bus-key", **{"api-key": api_key})
         operator = start_operator(
             cluster.kubeconfig,
             tmp / "operator.log",

@@ -297,6 +297,21 @@ CEL_CASES: list[tuple[dict[str, Any], str, str]] = [
         "backlogSource.prometheus.labels keys must be Prometheus label names "
         "([a-zA-Z_][a-zA-Z0-9_]*)",
     ),
+    *[
+        (
+            {
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "h", "image": "h:1"}], field: True}
+                    }
+                }
+            },
+            f"spec.template.spec.{field}",
+            "hostNetwork, hostPID, hostIPC and shareProcessNamespace are refused: the sidecar's "
+            "local API signs with the bus key",
+        )
+        for field in ("hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace")
+    ],
     (
         {"metadata": {"name": "w" * 64}},
         "metadata.name",

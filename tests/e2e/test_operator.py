@@ -37,9 +37,7 @@ def operator(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorP
 
 
 def secret(cluster: Cluster, namespace: str, key: str) -> None:
-    cluster.kubectl(
-        "create", "secret", "generic", "bus-key", f"--from-literal=api-key={key}", "-n", namespace
-    )
+    cluster.credentials_secret(namespace, "bus-key", **{"api-key": key})
 
 
 def intent_worker(name: str, namespace: str, bus_url: str, **spec: Any) -> dict[str, Any]:
@@ -285,15 +283,7 @@ def test_a_prometheus_source_drives_scaling(
     """The bus's own /metrics as a Prometheus source: the route for buses without /stats."""
     secret(crd, namespace, api_key)
     # The bus serves /metrics to its admin token; the source sends it as a bearer token.
-    crd.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "scrape",
-        f"--from-literal=token={bus.admin_secret}",
-        "-n",
-        namespace,
-    )
+    crd.credentials_secret(namespace, "scrape", token=bus.admin_secret)
     goal = f"e2e.prom.{namespace}"
     crd.apply(
         intent_worker(

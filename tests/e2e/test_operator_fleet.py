@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from intent_fleet.protocol import BusClient, ClientSettings
+from tests.e2e.test_operator import secret
 from tests.support.busproc import BusProcess
 from tests.support.cluster import Cluster, wait_until
 from tests.support.operatorproc import OperatorProcess, start_operator
@@ -34,12 +35,6 @@ def worker(name: str, namespace: str, bus_url: str, goal: str, **scaling: Any) -
             "scaling": {"pollingIntervalSeconds": 1, "targetPerReplica": 5, **scaling},
         },
     }
-
-
-def secret(cluster: Cluster, namespace: str, key: str) -> None:
-    cluster.kubectl(
-        "create", "secret", "generic", "bus-key", f"--from-literal=api-key={key}", "-n", namespace
-    )
 
 
 def replicas(cluster: Cluster, name: str, namespace: str) -> int | None:

@@ -66,8 +66,7 @@ async def new_key(bus: BusProcess) -> str:
 def bus_key_secret(cluster: Cluster, namespace: str, bus: BusProcess) -> str:
     """A tenant key on ``bus``, stored as the Secret the workers name."""
     key = asyncio.run(new_key(bus))
-    secret = ("secret", "generic", "bus-key", f"--from-literal=api-key={key}")
-    cluster.kubectl("create", *secret, "-n", namespace)
+    cluster.credentials_secret(namespace, "bus-key", **{"api-key": key})
     return key
 
 

@@ -55,15 +55,7 @@ def test_operator_needs_nothing_beyond_its_rbac(
         f"rbac-test-{namespace}",
     )
     try:
-        crd.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "bus-key",
-            f"--from-literal=api-key={api_key}",
-            "-n",
-            namespace,
-        )
+        crd.credentials_secret(namespace, "bus-key", **{"api-key": api_key})
         crd.apply(
             {
                 "apiVersion": "intentbus.io/v1alpha1",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcluster.settings import ClusterSettings
+from intent_fleet.operator.credentials import OPT_IN_LABEL
 from tests.support.lifecycle import wait_until as lifecycle_wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +71,15 @@ class Cluster:
                 return None
             raise ClusterCommandError(f"kubectl get {' '.join(args)}: {done.stderr.strip()}")
         return json.loads(done.stdout)
+
+    def credentials_secret(
+        self, namespace: str, name: str, *, opt_in: bool = True, **data: str
+    ) -> None:
+        """A Secret of ``data``, labelled so the operator may use it (unless ``opt_in=False``)."""
+        literals = [f"--from-literal={key}={value}" for key, value in data.items()]
+        self.kubectl("create", "secret", "generic", name, *literals, "-n", namespace)
+        if opt_in:
+            self.kubectl("label", "secret", name, "-n", namespace, f"{OPT_IN_LABEL}=true")
 
     def with_token(self, token: str, path: Path) -> Cluster:
         """The same cluster seen by whoever holds ``token`` (no client certificate)."""

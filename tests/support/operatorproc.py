@@ -51,11 +51,24 @@ class OperatorProcess:
         self.proc.wait()
 
 
+#: The tests' buses listen on this host's loopback, which the operator refuses unless an entry
+#: as narrow as /32 admits it; 0.0.0.0/0 keeps every other address (but metadata) reachable.
+LOOPBACK_BUS = ("--backlog-allow", "127.0.0.1/32,0.0.0.0/0")
+
+
 def start_operator(
-    kubeconfig: Path, log_path: Path, *args: str, timeout: float = 60.0
+    kubeconfig: Path,
+    log_path: Path,
+    *args: str,
+    timeout: float = 60.0,
+    egress: tuple[str, ...] = LOOPBACK_BUS,
 ) -> OperatorProcess:
-    """Start the operator and wait for its /readyz (it leads and its watches are up)."""
+    """Start the operator and wait for its /readyz (it leads and its watches are up).
+
+    ``egress`` are its allow-list flags: by default the loopback bus of the tests is allowed.
+    """
     listen = f"127.0.0.1:{free_port()}"
+    args = (*egress, *args)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     log = log_path.open("ab")
     proc = subprocess.Popen(

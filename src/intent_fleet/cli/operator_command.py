@@ -76,6 +76,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds before a watch is re-opened [env INTENT_OPERATOR_WATCH_TIMEOUT]",
     )
     p.add_argument(
+        "--credentials-opt-in",
+        action=argparse.BooleanOptionalAction,
+        default=_env("INTENT_OPERATOR_CREDENTIALS_OPT_IN", "true").lower() in ("1", "true", "yes"),
+        help="use only Secrets and ServiceAccounts labelled intentbus.io/credentials=true; "
+        "--no-credentials-opt-in lets any IntentWorker author use every Secret the operator "
+        "can read in their namespace [env INTENT_OPERATOR_CREDENTIALS_OPT_IN]",
+    )
+    p.add_argument(
+        "--backlog-allow",
+        default=_env("INTENT_OPERATOR_BACKLOG_ALLOW", ""),
+        help="comma list of CIDRs and host names that backlog reads may reach; empty = any "
+        "address but link-local, cloud metadata and loopback, which only an entry at least "
+        "as narrow admits (e.g. 127.0.0.1/32 for a bus on this host) "
+        "[env INTENT_OPERATOR_BACKLOG_ALLOW]",
+    )
+    p.add_argument(
         "--log-level",
         default=_env("INTENT_LOG_LEVEL", "info"),
         help="debug, info, warning or error [env INTENT_LOG_LEVEL]",
@@ -85,6 +101,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def command(args: argparse.Namespace) -> int:
     try:
+        from intent_fleet.operator.credentials import CredentialSettings  # noqa: PLC0415
+        from intent_fleet.operator.egress import parse_allow_list  # noqa: PLC0415
         from intent_fleet.operator.render import RenderSettings  # noqa: PLC0415
         from intent_fleet.operator.runner import run_operator  # noqa: PLC0415
         from intent_fleet.operator.settings import (  # noqa: PLC0415
@@ -98,6 +116,10 @@ def command(args: argparse.Namespace) -> int:
         ) from missing
     if args.watch_timeout <= 0:
         raise UsageError(f"--watch-timeout must be > 0, got {args.watch_timeout}")
+    try:
+        egress = parse_allow_list(args.backlog_allow.split(","))
+    except ValueError as bad:
+        raise UsageError(f"--backlog-allow: {bad}") from bad
     settings = OperatorSettings(
         namespaces=tuple(n.strip() for n in args.namespaces.split(",") if n.strip()),
         listen=args.listen,
@@ -110,6 +132,8 @@ def command(args: argparse.Namespace) -> int:
             lease_namespace=args.lease_namespace,
             identity=args.identity,
         ),
+        credentials=CredentialSettings(require_opt_in=args.credentials_opt_in),
+        egress=egress,
     )
 
     async def main() -> int:

@@ -4,6 +4,11 @@ Exactly one writer sets the Deployment's replicas: this controller, through serv
 under one field manager, serialised per IntentWorker so a spec change and a scaling decision
 never race. The scaling state lives in the IntentWorker's status, so a restarted operator picks
 up the cooldown and stabilisation window where the last one left them.
+
+Before anything is applied, a worker must pass three gates: its spec parses (names, pod
+guardrails), every Secret and ServiceAccount it uses has opted in, and a Deployment of its name
+is either absent or its own. A worker that fails one gets ``Ready=False`` with the gate's reason
+and one Warning event per distinct refusal, and nothing is touched.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from typing import Any
 import aiohttp
 
 from .backlog.sidecars import FanOutSettings, PodState, poll_sidecars
-from .errors import BacklogUnavailableError, InvalidSpecError
-from .kube import KubeApi, KubeNotFoundError
+from .errors import BacklogUnavailableError, InvalidSpecError, KubeNotFoundError, NotOwnedError
+from .kube import DEPLOYMENTS, PODS, KubeApi, Resource
 from .metrics import OperatorMetrics
 from .render import RenderSettings, render_deployment, selector_labels
 from .scaling import Decision, Observation, ScalingState, decide
-from .spec import API_GROUP, API_VERSION, WorkerSpec, parse_worker
+from .spec import API_GROUP, API_VERSION, KIND, WorkerSpec, parse_worker
 from .status import (
     BACKLOG_AVAILABLE,
+    READY,
     SCALING_ACTIVE,
     SCALING_LIMITED,
     Condition,
@@ -35,7 +41,7 @@ from .status import (
     rfc3339,
 )
 
-__all__ = ["BacklogReader", "Controller", "EventSink"]
+__all__ = ["INTENT_WORKERS", "BacklogReader", "Controller", "CredentialCheck", "EventSink"]
 
 log = logging.getLogger("intent_fleet.operator")
 
@@ -43,20 +49,34 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 #: Pods whose sidecar does not answer (or that have no address yet) go first.
 UNREACHABLE_COST = -1000
 
+#: Seconds before a refused worker is looked at again (a label may have been added since).
+REFUSED_RETRY_SECONDS = 10.0
+
+INTENT_WORKERS = Resource(f"{API_GROUP}/{API_VERSION}", "intentworkers", KIND)
+
 #: Reads the backlog of a worker; raises BacklogUnavailableError when the source fails.
 BacklogReader = Callable[[WorkerSpec], Awaitable[Observation]]
+#: Raises NotPermittedError unless every credential the worker uses has opted in.
+CredentialCheck = Callable[[WorkerSpec], Awaitable[None]]
 #: Posts a Kubernetes Event about the IntentWorker: (body, type, reason, message).
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 
-def _worker_path(worker: WorkerSpec) -> str:
-    return (
-        f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{worker.namespace}/intentworkers/{worker.name}"
-    )
-
-
 def _selector(worker: WorkerSpec) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
+
+
+def _check_owned(worker: WorkerSpec, deployment: Mapping[str, Any] | None) -> None:
+    """A Deployment of the worker's name that this IntentWorker does not control is not ours."""
+    if deployment is None:
+        return
+    owners = (deployment.get("metadata") or {}).get("ownerReferences") or []
+    if not any(o.get("uid") == worker.uid and o.get("controller") is True for o in owners):
+        raise NotOwnedError(
+            f"a Deployment named {worker.name!r} exists and is not controlled by this "
+            "IntentWorker; it is left alone: delete or rename that Deployment, or give the "
+            "IntentWorker another name"
+        )
 
 
 @dataclass
@@ -64,6 +84,7 @@ class Controller:
     api: KubeApi
     read_backlog: BacklogReader
     post_event: EventSink
+    check_credentials: CredentialCheck
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     clock: Callable[[], float] = time.time
     http: aiohttp.ClientSession | None = None
@@ -72,6 +93,8 @@ class Controller:
     _states: dict[str, ScalingState] = field(default_factory=dict)
     #: metadata.generation of each worker Deployment as our last apply left it.
     _generations: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: The refusal last reported per worker uid, so concurrent passes report it once.
+    _refusals: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def _lock(self, worker: WorkerSpec) -> asyncio.Lock:
         return self._locks.setdefault(worker.uid, asyncio.Lock())
@@ -79,13 +102,15 @@ class Controller:
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._states.pop(uid, None)
+        self._refusals.pop(uid, None)
         self.metrics.forget(uid)
 
     async def _deployment(self, worker: WorkerSpec) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self.api.deployment(worker.namespace, worker.name)
+            found: dict[str, Any] = await self.api.get(DEPLOYMENTS, worker.namespace, worker.name)
         except KubeNotFoundError:
             return None
+        _check_owned(worker, found)
         return found
 
     async def _apply(self, worker: WorkerSpec, replicas: int) -> dict[str, Any]:
@@ -116,13 +141,19 @@ class Controller:
 
     async def reconcile(self, body: Mapping[str, Any]) -> None:
         """Apply the Deployment for the current spec, keeping the replicas already decided."""
-        with self.metrics.reconciling():
-            await self._reconcile(body)
+        try:
+            with self.metrics.reconciling():
+                await self._reconcile(body)
+        except InvalidSpecError as refused:
+            await self._refuse(body, refused)
+        else:
+            self._refusals.pop(str((body.get("metadata") or {}).get("uid")), None)
 
     async def _reconcile(self, body: Mapping[str, Any]) -> None:
         worker = parse_worker(body)
         async with self._lock(worker):
             current = await self._deployment(worker)
+            await self.check_credentials(worker)
             if worker.manual_replicas is not None:
                 replicas = worker.manual_replicas
             elif current is not None:
@@ -138,15 +169,49 @@ class Controller:
 
     async def tick(self, body: Mapping[str, Any]) -> float:
         """One autoscaling step; returns the seconds until the next."""
-        with self.metrics.reconciling():
-            worker = parse_worker(body)
-            async with self._lock(worker):
-                await self._tick(worker, body)
+        try:
+            with self.metrics.reconciling():
+                worker = parse_worker(body)
+                async with self._lock(worker):
+                    await self._tick(worker, body)
+        except InvalidSpecError as refused:
+            await self._refuse(body, refused)
+            return REFUSED_RETRY_SECONDS
+        self._refusals.pop(worker.uid, None)
         return worker.polling_interval_seconds
+
+    async def _refuse(self, body: Mapping[str, Any], refused: InvalidSpecError) -> None:
+        """Report a refusal once: ``Ready=False`` with its reason, one Warning event, one log."""
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        message = str(refused)
+        status = body.get("status") or {}
+        conditions_now = status.get("conditions") or ()
+        ready: Mapping[str, Any] = next((c for c in conditions_now if c.get("type") == READY), {})
+        refusal = (refused.reason, message)
+        uid = str(meta.get("uid"))
+        if self._refusals.get(uid) == refusal or (ready.get("reason"), ready.get("message")) == (
+            refusal
+        ):
+            return
+        self._refusals[uid] = refusal
+        log.warning("%s/%s refused (%s): %s", namespace, name, refused.reason, message)
+        self.post_event(body, "Warning", refused.reason, message)
+        generation = int(meta.get("generation") or 0)
+        conditions = merge_conditions(
+            status.get("conditions"),
+            [Condition(READY, False, refused.reason, message)],
+            generation,
+            self.clock(),
+        )
+        patch = {"status": {"observedGeneration": generation, "conditions": conditions}}
+        with contextlib.suppress(KubeNotFoundError):
+            await self.api.merge_patch(INTENT_WORKERS, namespace, name, patch, subresource="status")
 
     async def _tick(self, worker: WorkerSpec, body: Mapping[str, Any]) -> None:
         now = self.clock()
         current_deployment = await self._deployment(worker)
+        await self.check_credentials(worker)
         current = (
             worker.policy.min_replicas
             if current_deployment is None
@@ -253,7 +318,7 @@ class Controller:
         """
         if self.http is None:
             return
-        pods = await self.api.pods(worker.namespace, _selector(worker))
+        pods = await self.api.list(PODS, worker.namespace, _selector(worker))
         port = self.render_settings.ops_port
         addressed = [p for p in pods if (p.get("status") or {}).get("podIP")]
         urls = [f"http://{p['status']['podIP']}:{port}" for p in addressed]
@@ -268,7 +333,9 @@ class Controller:
             cost = costs.get(name, UNREACHABLE_COST)
             with contextlib.suppress(KubeNotFoundError):
                 await self.api.merge_patch(
-                    f"/api/v1/namespaces/{worker.namespace}/pods/{name}",
+                    PODS,
+                    worker.namespace,
+                    name,
                     {"metadata": {"annotations": {DELETION_COST: str(cost)}}},
                 )
 
@@ -300,7 +367,9 @@ class Controller:
             }
         }
         try:
-            await self.api.merge_patch(_worker_path(worker) + "/status", patch)
+            await self.api.merge_patch(
+                INTENT_WORKERS, worker.namespace, worker.name, patch, subresource="status"
+            )
         except KubeNotFoundError:
             log.info("intentworker %s/%s is gone", worker.namespace, worker.name)
             # A pass that raced the deletion must not leave (or bring back) its series.

@@ -12,8 +12,7 @@ from typing import Any
 import kopf
 
 from .controller import Controller
-from .errors import InvalidSpecError
-from .kube import KubeApiError
+from .errors import KubeApiError
 from .render import WORKER_LABEL
 from .spec import API_GROUP, API_VERSION
 
@@ -43,11 +42,9 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        try:
-            await _controller(memo).reconcile(body)
-        except InvalidSpecError as invalid:
-            # Retrying cannot fix a spec; the event tells the user what to change.
-            raise kopf.PermanentError(str(invalid)) from invalid
+        # A refused spec is reported by the controller (condition + event), not raised: kopf
+        # retrying cannot fix it, and the autoscale daemon looks at it again.
+        await _controller(memo).reconcile(body)
 
     @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
     async def forget(uid: str, memo: kopf.Memo, **_: Any) -> None:
@@ -61,10 +58,6 @@ def build_registry() -> kopf.OperatorRegistry:
         while not stopped:
             try:
                 interval = await controller.tick(body)
-            except InvalidSpecError as invalid:
-                log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, invalid)
-                kopf.warn(body, reason="InvalidSpec", message=str(invalid))
-                interval = 30.0
             except (TimeoutError, KubeApiError, OSError) as error:
                 log.warning(
                     "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
@@ -90,7 +83,7 @@ def build_registry() -> kopf.OperatorRegistry:
             for body in found:
                 try:
                     await controller.reconcile(body)
-                except (InvalidSpecError, KubeApiError) as error:
+                except KubeApiError as error:
                     log.warning("re-applying %s/%s failed: %s", meta.get("namespace"), owner, error)
 
     return registry

@@ -12,29 +12,79 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 import kopf
 import orjson
+import yarl
 
-from .errors import OperatorError
+from .errors import InvalidNameError, KubeApiError, KubeNotFoundError, OperatorError
+from .names import check_label, check_subdomain
 
-__all__ = ["KubeApi", "KubeApiError", "KubeNotFoundError", "connect"]
+__all__ = [
+    "DEPLOYMENTS",
+    "LEASES",
+    "PODS",
+    "SECRETS",
+    "SERVICE_ACCOUNTS",
+    "KubeApi",
+    "KubeApiError",
+    "KubeNotFoundError",
+    "Resource",
+    "connect",
+    "secret_value",
+]
 
 FIELD_MANAGER = "intent-fleet-operator"
 
-
-class KubeApiError(OperatorError):
-    """The API server refused a call; ``status`` is its HTTP code."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+#: Asks the API server for an object's metadata only (no data, no spec): enough to check a label.
+_METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
-class KubeNotFoundError(KubeApiError):
-    pass
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A namespaced resource type: where its objects live in the API.
+
+    Paths are built only here, from checked names, one percent-encoded segment each, so no
+    value can add, remove or climb a segment (see :mod:`~intent_fleet.operator.names`).
+    """
+
+    #: ``v1`` for the core group, else ``group/version``.
+    api_version: str
+    #: The resource's plural, as the API spells it (a fixed table, not ``kind.lower() + "s"``).
+    plural: str
+    kind: str
+
+    def collection(self, namespace: str) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        ns = _segment(check_label(namespace, "namespace"))
+        return f"{base}/namespaces/{ns}/{self.plural}"
+
+    def item(self, namespace: str, name: str, subresource: str = "") -> str:
+        checked = check_subdomain(name, f"{self.kind} name")
+        path = f"{self.collection(namespace)}/{_segment(checked)}"
+        return f"{path}/{_segment(subresource)}" if subresource else path
+
+
+def _segment(value: str) -> str:
+    # Checked names never need it; encoding anyway means a future caller that skips the check
+    # still cannot smuggle '/' or '%2F' into the path. Dot segments survive encoding ('.' is
+    # unreserved), so they are refused outright.
+    if value in ("", ".", ".."):
+        raise InvalidNameError("an API path segment must not be empty, '.' or '..'")
+    return quote(value, safe="")
+
+
+DEPLOYMENTS: Final = Resource("apps/v1", "deployments", "Deployment")
+PODS: Final = Resource("v1", "pods", "Pod")
+SECRETS: Final = Resource("v1", "secrets", "Secret")
+SERVICE_ACCOUNTS: Final = Resource("v1", "serviceaccounts", "ServiceAccount")
+LEASES: Final = Resource("coordination.k8s.io/v1", "leases", "Lease")
+
+#: What :meth:`KubeApi.apply` may apply, by (apiVersion, kind).
+_APPLICABLE: Final = {(r.api_version, r.kind): r for r in (DEPLOYMENTS,)}
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
@@ -73,7 +123,11 @@ def _headers(info: kopf.ConnectionInfo) -> dict[str, str]:
 
 @dataclass
 class KubeApi:
-    """Typed-enough wrappers for the calls the reconciler and autoscaler need."""
+    """The calls the reconciler, the autoscaler and the leader election need.
+
+    Every path comes from a :class:`Resource`; the request URL is handed to aiohttp already
+    encoded, so nothing re-normalises it on the way out.
+    """
 
     session: aiohttp.ClientSession
     server: str
@@ -81,19 +135,24 @@ class KubeApi:
     async def close(self) -> None:
         await self.session.close()
 
-    async def request(
+    async def _request(
         self,
         method: str,
         path: str,
         body: Any = None,
+        *,
         content_type: str = "application/json",
+        accept: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> Any:
         data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else {}
-        async with self.session.request(
-            method, self.server + path, data=data, headers=headers, params=params
-        ) as answer:
+        headers = {"Accept": accept}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        url = yarl.URL(self.server + path, encoded=True)
+        if params:
+            url = url.update_query(params)
+        async with self.session.request(method, url, data=data, headers=headers) as answer:
             text = await answer.read()
             if answer.status >= 400:
                 try:
@@ -104,37 +163,69 @@ class KubeApi:
                 raise error(f"{method} {path}: {answer.status} {message}", answer.status)
             return orjson.loads(text) if text else None
 
-    async def apply(self, obj: Mapping[str, Any], force: bool = True) -> Any:
-        """Server-side apply under the operator's one field manager."""
-        meta = obj["metadata"]
-        group_version = obj["apiVersion"]
-        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
-        plural = obj["kind"].lower() + "s"
-        path = f"{base}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
-        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        return await self.request("PATCH", path, obj, "application/apply-patch+yaml", params)
+    async def get(self, resource: Resource, namespace: str, name: str) -> Any:
+        return await self._request("GET", resource.item(namespace, name))
 
-    async def get(self, path: str) -> Any:
-        return await self.request("GET", path)
+    async def metadata(self, resource: Resource, namespace: str, name: str) -> Mapping[str, Any]:
+        """An object's ``metadata`` only (labels, owners): no Secret value is transferred."""
+        found = await self._request("GET", resource.item(namespace, name), accept=_METADATA_ONLY)
+        meta = (found or {}).get("metadata")
+        return meta if isinstance(meta, Mapping) else {}
 
-    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> Any:
-        return await self.request("PATCH", path, patch, "application/merge-patch+json")
-
-    async def deployment(self, namespace: str, name: str) -> Any:
-        return await self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-
-    async def pods(self, namespace: str, selector: str) -> list[Any]:
-        answer = await self.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
+    async def list(self, resource: Resource, namespace: str, selector: str) -> list[Any]:
+        answer = await self._request(
+            "GET", resource.collection(namespace), params={"labelSelector": selector}
         )
         return list(answer.get("items", []))
 
-    async def secret_value(self, namespace: str, name: str, key: str) -> str:
-        secret = await self.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        data = (secret.get("data") or {}).get(key)
-        if data is None:
-            raise KubeNotFoundError(f"secret {namespace}/{name} has no key {key!r}", 404)
-        return base64.b64decode(data).decode().strip()
+    async def create(self, resource: Resource, namespace: str, body: Mapping[str, Any]) -> Any:
+        return await self._request("POST", resource.collection(namespace), body)
+
+    async def replace(
+        self, resource: Resource, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> Any:
+        return await self._request("PUT", resource.item(namespace, name), body)
+
+    async def merge_patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        subresource: str = "",
+    ) -> Any:
+        path = resource.item(namespace, name, subresource)
+        return await self._request(
+            "PATCH", path, patch, content_type="application/merge-patch+json"
+        )
+
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> Any:
+        """Server-side apply under the operator's one field manager."""
+        resource = _APPLICABLE.get((obj["apiVersion"], obj["kind"]))
+        if resource is None:
+            raise OperatorError(f"the operator does not apply {obj['kind']} objects")
+        meta = obj["metadata"]
+        params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        return await self._request(
+            "PATCH",
+            resource.item(meta["namespace"], meta["name"]),
+            obj,
+            content_type="application/apply-patch+yaml",
+            params=params,
+        )
+
+    async def secret(self, namespace: str, name: str) -> Mapping[str, Any]:
+        found: Mapping[str, Any] = await self.get(SECRETS, namespace, name)
+        return found
+
+
+def secret_value(secret: Mapping[str, Any], key: str) -> str | None:
+    """The decoded value of ``key`` in a Secret object, or None when it has no such key."""
+    data = (secret.get("data") or {}).get(key)
+    if not isinstance(data, str):
+        return None
+    return base64.b64decode(data).decode(errors="replace").strip()
 
 
 async def connect(request_timeout: float = 30.0) -> KubeApi:

@@ -12,11 +12,12 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kube import KubeApi, KubeApiError, KubeNotFoundError
+from .errors import KubeApiError, KubeNotFoundError
+from .kube import LEASES, KubeApi
 from .settings import LeaderSettings
 
 __all__ = ["LeaderElector"]
@@ -43,10 +44,12 @@ class LeaderElector:
     clock: Callable[[], float] = time.time
     _renewed: float = field(default=0.0, init=False)
 
-    @property
-    def _path(self) -> str:
+    async def _get(self) -> Any:
+        return await self.api.get(LEASES, self.settings.lease_namespace, self.settings.lease_name)
+
+    async def _put(self, lease: Mapping[str, Any]) -> None:
         s = self.settings
-        return f"/apis/coordination.k8s.io/v1/namespaces/{s.lease_namespace}/leases/{s.lease_name}"
+        await self.api.replace(LEASES, s.lease_namespace, s.lease_name, lease)
 
     def _spec(self, transitions: int, acquired: float | None = None) -> dict[str, Any]:
         now = self.clock()
@@ -65,7 +68,7 @@ class LeaderElector:
         s = self.settings
         now = self.clock()
         try:
-            lease = await self.api.get(self._path)
+            lease = await self._get()
         except KubeNotFoundError:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -74,11 +77,7 @@ class LeaderElector:
                 "spec": self._spec(0, now),
             }
             try:
-                await self.api.request(
-                    "POST",
-                    f"/apis/coordination.k8s.io/v1/namespaces/{s.lease_namespace}/leases",
-                    body,
-                )
+                await self.api.create(LEASES, s.lease_namespace, body)
             except KubeApiError as lost:
                 if lost.status == 409:
                     return False
@@ -97,7 +96,7 @@ class LeaderElector:
         if mine:
             lease["spec"]["acquireTime"] = spec.get("acquireTime")
         try:
-            await self.api.request("PUT", self._path, lease)
+            await self._put(lease)
         except KubeApiError as lost:
             if lost.status == 409:
                 return False
@@ -140,11 +139,11 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the Lease up on a clean shutdown so a follower takes over at once."""
         try:
-            lease = await self.api.get(self._path)
+            lease = await self._get()
             if (lease.get("spec") or {}).get("holderIdentity") != self.settings.identity:
                 return
             lease["spec"]["holderIdentity"] = None
             lease["spec"]["leaseDurationSeconds"] = 1
-            await self.api.request("PUT", self._path, lease)
+            await self._put(lease)
         except (KubeApiError, OSError, TimeoutError) as error:
             log.warning("could not release the lease: %s", error)

@@ -15,8 +15,7 @@ import aiohttp
 from intent_fleet.telemetry import Counter, Gauge, Histogram, render
 
 from .backlog import SourceName
-from .errors import InvalidSpecError
-from .kube import KubeApiError
+from .errors import InvalidSpecError, KubeApiError
 from .scaling import Observation
 from .spec import WorkerSpec
 
@@ -34,7 +33,7 @@ _SOURCES = frozenset(SourceName)
 def error_reason(error: BaseException) -> str:
     """A bounded label for a failed reconcile: the kind of failure, never its message."""
     if isinstance(error, InvalidSpecError):
-        return "InvalidSpec"
+        return error.reason
     if isinstance(error, KubeApiError):
         return "KubeApi"
     if isinstance(error, TimeoutError):
@@ -75,7 +74,8 @@ class OperatorMetrics:
         )
         self.reconcile_errors = Counter(
             f"{PREFIX}_reconcile_errors_total",
-            "Failed reconcile passes by reason (InvalidSpec, KubeApi, Timeout, Network, Other).",
+            "Failed reconcile passes by reason (InvalidSpec, PodNotAllowed, "
+            "CredentialsNotPermitted, DeploymentNotOwned, KubeApi, Timeout, Network, Other).",
         )
         self.backlog_read_seconds = Histogram(
             f"{PREFIX}_backlog_read_seconds",

@@ -6,7 +6,8 @@
   ops listener: the kubelet runs the hook against the pod IP, it works in any handler image
   (no shell or curl needed), and the handler gets SIGTERM only once in-flight work is done.
 - The grace period covers the handler timeout plus a margin, so a drain is never cut short.
-- The API key is a Secret volume mounted into the sidecar only.
+- The API key is a Secret volume mounted into the sidecar only; the template may not touch it
+  (:mod:`~intent_fleet.operator.podpolicy`, which also fills in the restricted defaults).
 
 Everything here is pure: the same IntentWorker and replica count always give the same object,
 which is what makes server-side apply a no-op when nothing changed.
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .podpolicy import harden
 from .spec import API_GROUP, API_VERSION, KIND, WorkerSpec
 
 __all__ = [
@@ -120,7 +122,7 @@ def _probe(path: str, settings: RenderSettings, **timing: int) -> dict[str, Any]
     return {"httpGet": {"path": path, "port": settings.ops_port}, **timing}
 
 
-def _sidecar(worker: WorkerSpec, settings: RenderSettings, group: int) -> dict[str, Any]:
+def _sidecar(worker: WorkerSpec, settings: RenderSettings) -> dict[str, Any]:
     resources = worker.sidecar.resources or {
         "requests": {
             "cpu": settings.sidecar_requests_cpu,
@@ -148,8 +150,9 @@ def _sidecar(worker: WorkerSpec, settings: RenderSettings, group: int) -> dict[s
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": NONROOT,
-            # The pod's fsGroup owns the Secret volume (mode 0440): read it as that group.
-            "runAsGroup": group,
+            # Its own group, whatever the template says: the pod's fsGroup, which owns the
+            # Secret volume (mode 0440), reaches the sidecar as a supplemental group anyway.
+            "runAsGroup": NONROOT,
             "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -181,7 +184,7 @@ def render_deployment(
     """The Deployment to server-side apply for ``worker`` at ``replicas``."""
     settings = settings or RenderSettings()
     template = copy.deepcopy(dict(worker.template))
-    pod = dict(template.get("spec") or {})
+    pod = harden(template.get("spec") or {})
     meta = dict(template.get("metadata") or {})
     labels = _labels(worker)
     meta["labels"] = {**dict(meta.get("labels") or {}), **labels}
@@ -190,10 +193,8 @@ def render_deployment(
     # The first container is the handler (the one the sidecar forwards to).
     containers[0] = _with_drain_hook(containers[0], worker, settings)
     pod["containers"] = containers
-    security = dict(pod.get("securityContext") or {})
-    security.setdefault("fsGroup", NONROOT)
-    pod["securityContext"] = security
-    sidecar = _sidecar(worker, settings, int(security["fsGroup"]))
+    pod["securityContext"].setdefault("fsGroup", NONROOT)
+    sidecar = _sidecar(worker, settings)
     pod["initContainers"] = [sidecar, *pod.get("initContainers", [])]
     pod["volumes"] = [
         *pod.get("volumes", []),

@@ -11,10 +11,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import aiohttp
 import kopf
 
 from .controller import BacklogReader, Controller
+from .credentials import CredentialGate
+from .egress import GuardedSessions
 from .handlers import build_registry
 from .kube import KubeApi, connect
 from .leader import LeaderElector
@@ -27,7 +28,7 @@ __all__ = ["run_operator"]
 log = logging.getLogger("intent_fleet.operator")
 
 #: Builds the backlog reader once the API client and an HTTP session exist.
-ReaderFactory = Callable[[KubeApi, aiohttp.ClientSession], BacklogReader]
+ReaderFactory = Callable[[KubeApi, GuardedSessions, CredentialGate], BacklogReader]
 
 
 def _kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -53,7 +54,9 @@ async def run_operator(
     metrics = OperatorMetrics()
     probe_runner = await start_probes(probes, settings.listen, metrics=metrics)
     api = await connect()
-    http = aiohttp.ClientSession()
+    # Every request the operator makes on an IntentWorker's behalf goes through the egress policy.
+    sessions = GuardedSessions.open(settings.egress)
+    gate = CredentialGate(api, settings.credentials)
     elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
     try:
         if elector is not None:
@@ -69,10 +72,11 @@ async def run_operator(
         metrics.set_leader(True)
         controller = Controller(
             api=api,
-            read_backlog=reader_factory(api, http),
+            read_backlog=reader_factory(api, sessions, gate),
             post_event=_post_event,
+            check_credentials=gate.check,
             render_settings=settings.render,
-            http=http,
+            http=sessions.pods,
             metrics=metrics,
         )
         kopf_stop = asyncio.Event()
@@ -104,7 +108,7 @@ async def run_operator(
         metrics.set_leader(False)
         if elector is not None and probes.role == "leader":
             await elector.release()
-        await http.close()
+        await sessions.close()
         await api.close()
         with contextlib.suppress(Exception):
             await probe_runner.cleanup()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .credentials import CredentialSettings
+from .egress import EgressPolicy
 from .render import RenderSettings
 
 __all__ = ["LeaderSettings", "OperatorSettings"]
@@ -42,3 +44,6 @@ class OperatorSettings:
     watch_client_timeout: float = 330.0
     render: RenderSettings = field(default_factory=RenderSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    #: Where backlog reads and sidecar polls may connect (see operator.egress).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)

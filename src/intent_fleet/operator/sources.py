@@ -1,14 +1,13 @@
 """Wire an IntentWorker's ``backlogSource`` to a :mod:`~intent_fleet.operator.backlog` source.
 
-Credentials come from the Secrets the IntentWorker names, read through the API server and
-cached briefly (a key rotation is picked up within ``SECRET_TTL``); bus clients are pooled
-per (URL, key) so a thousand workers on one bus share connections.
+Credentials come from the Secrets the IntentWorker names, through the
+:class:`~intent_fleet.operator.credentials.CredentialGate` (opted-in Secrets only, cached
+briefly); every request goes through the operator's egress-guarded session; bus clients are
+pooled per (URL, key) so a thousand workers on one bus share connections.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -18,38 +17,34 @@ from intent_fleet.protocol import BusClient, ClientSettings
 from .backlog import BusStatsSource, MetricQuery, PrometheusSource, ScrapeAuth, SidecarsSource
 from .backlog.base import BacklogReading
 from .controller import BacklogReader
-from .errors import BacklogUnavailableError
-from .kube import KubeApi, KubeApiError
+from .credentials import CredentialGate
+from .egress import GuardedSessions
+from .errors import BacklogUnavailableError, KubeApiError
+from .kube import PODS, KubeApi
 from .render import RenderSettings, selector_labels
 from .scaling import Observation
 from .spec import WorkerSpec
 
-__all__ = ["SECRET_TTL", "SourceWiring", "reader_factory"]
-
-#: Seconds a Secret's value is reused before it is read again.
-SECRET_TTL = 60.0
+__all__ = ["SourceWiring", "reader_factory"]
 
 
 @dataclass
 class SourceWiring:
     api: KubeApi
+    #: For the URLs the spec names.
     http: aiohttp.ClientSession
+    #: For worker pods' ops listeners.
+    pod_http: aiohttp.ClientSession
+    gate: CredentialGate
     ops_port: int = RenderSettings().ops_port
-    clock: Callable[[], float] = time.monotonic
-    _secrets: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
     _clients: dict[tuple[str, str], BusClient] = field(default_factory=dict)
 
     async def _secret(self, namespace: str, name: str, key: str, what: str) -> str:
-        cached = self._secrets.get((namespace, name, key))
-        if cached is not None and self.clock() - cached[0] < SECRET_TTL:
-            return cached[1]
         try:
-            value = await self.api.secret_value(namespace, name, key)
+            return await self.gate.secret_value(namespace, name, key)
         except KubeApiError as error:
             # The Kubernetes message names the Secret; never the value.
-            raise BacklogUnavailableError(f"{what}: secret {namespace}/{name}: {error}") from error
-        self._secrets[(namespace, name, key)] = (self.clock(), value)
-        return value
+            raise BacklogUnavailableError(f"{what}: secret {name}: {error}") from error
 
     def _client(self, url: str, key: str) -> BusClient:
         client = self._clients.get((url, key))
@@ -85,14 +80,16 @@ class SourceWiring:
             ).read()
         if kind == "sidecars":
             selector = ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
-            pods = await self.api.pods(worker.namespace, selector)
+            pods = await self.api.list(PODS, worker.namespace, selector)
             urls = [
                 f"http://{p['status']['podIP']}:{self.ops_port}"
                 for p in pods
                 if (p.get("status") or {}).get("podIP")
             ]
             return await SidecarsSource(
-                session=self.http, pod_urls=urls, fallback_concurrency=worker.handler.concurrency
+                session=self.pod_http,
+                pod_urls=urls,
+                fallback_concurrency=worker.handler.concurrency,
             ).read()
         raise BacklogUnavailableError(f"unknown backlog source {kind!r}")
 
@@ -100,5 +97,5 @@ class SourceWiring:
         return (await self.read(worker)).observation()
 
 
-def reader_factory(api: KubeApi, http: aiohttp.ClientSession) -> BacklogReader:
-    return SourceWiring(api=api, http=http).observe
+def reader_factory(api: KubeApi, sessions: GuardedSessions, gate: CredentialGate) -> BacklogReader:
+    return SourceWiring(api=api, http=sessions.spec, pod_http=sessions.pods, gate=gate).observe

@@ -1,17 +1,22 @@
 """An IntentWorker as typed values: what the renderer and the autoscaler act on.
 
-The API server has already applied the CRD's schema, defaults and CEL rules, so parsing here
-is about types, not policy; what the schema cannot say (a template without a usable handler
-container, say) is an :class:`InvalidSpecError` whose message names the field.
+The API server has already applied the CRD's schema, defaults and CEL rules; parsing checks
+again what the operator's safety rests on (every name that goes into an API path, the pod
+guardrails of :mod:`~intent_fleet.operator.podpolicy`), because a CRD can be older or looser
+than this code. What the schema cannot say (a template without a usable handler container, say)
+is an :class:`InvalidSpecError` whose message names the field.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from .errors import InvalidSpecError
+from .names import check_label, check_subdomain
+from .podpolicy import check_template
 from .scaling import ScalingPolicy
 
 __all__ = [
@@ -26,6 +31,9 @@ __all__ = [
     "WorkerSpec",
     "parse_worker",
 ]
+
+#: A Secret data key (apimachinery's IsConfigMapKey).
+_SECRET_KEY: Final = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 API_GROUP = "intentbus.io"
 API_VERSION = "v1alpha1"
@@ -129,11 +137,23 @@ def _bus(spec: Mapping[str, Any]) -> BusSpec:
     return BusSpec(
         url=_str(bus, "url", "spec.bus"),
         namespace=_str(bus, "namespace", "spec.bus", "default"),
-        secret_name=_str(secret, "name", "spec.bus.credentialsSecretRef"),
-        secret_key=_str(secret, "key", "spec.bus.credentialsSecretRef", "api-key"),
+        secret_name=check_subdomain(
+            _str(secret, "name", "spec.bus.credentialsSecretRef"),
+            "spec.bus.credentialsSecretRef.name",
+        ),
+        secret_key=_secret_key(secret, "spec.bus.credentialsSecretRef"),
         capabilities=tuple(capabilities),
         protocol=_str(bus, "protocol", "spec.bus", "auto"),
     )
+
+
+def _secret_key(ref: Mapping[str, Any], where: str) -> str:
+    key = _str(ref, "key", where, "api-key")
+    if not _SECRET_KEY.fullmatch(key):
+        raise InvalidSpecError(
+            f"{where}.key must be 1-253 letters, digits, '-', '_' or '.' (a Secret data key)"
+        )
+    return key
 
 
 def _handler(spec: Mapping[str, Any]) -> HandlerSpec:
@@ -190,9 +210,14 @@ def _source(spec: Mapping[str, Any]) -> BacklogSourceSpec:
             url=_str(prom, "url", where),
             metric=_str(prom, "metric", where),
             labels=dict(labels),
-            auth_secret_name=_str(auth, "name", f"{where}.authSecretRef", ""),
+            auth_secret_name=_optional_name(auth, f"{where}.authSecretRef"),
         ),
     )
+
+
+def _optional_name(ref: Mapping[str, Any], where: str) -> str:
+    name = _str(ref, "name", where, "")
+    return check_subdomain(name, f"{where}.name") if ref else ""
 
 
 def _template(spec: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -215,15 +240,18 @@ def parse_worker(body: Mapping[str, Any]) -> WorkerSpec:
     resources = sidecar.get("resources")
     policy, interval = _policy(spec)
     replicas = spec.get("replicas")
+    bus = _bus(spec)
+    template = _template(spec)
+    check_template(template, credentials_secret=bus.secret_name)
     return WorkerSpec(
-        name=_str(meta, "name", "metadata"),
-        namespace=_str(meta, "namespace", "metadata"),
+        name=check_subdomain(_str(meta, "name", "metadata"), "metadata.name"),
+        namespace=check_label(_str(meta, "namespace", "metadata"), "metadata.namespace"),
         uid=_str(meta, "uid", "metadata", ""),
         generation=_int(meta, "generation", "metadata", 0),
         goal=_str(spec, "goal", "spec"),
-        bus=_bus(spec),
+        bus=bus,
         handler=_handler(spec),
-        template=_template(spec),
+        template=template,
         sidecar=SidecarSpec(
             image=_str(sidecar, "image", "spec.sidecar", ""),
             resources=resources if isinstance(resources, Mapping) else None,

@@ -10,7 +10,7 @@ import pytest
 
 from intent_fleet.operator.controller import Controller
 from intent_fleet.operator.errors import BacklogUnavailableError, InvalidSpecError
-from intent_fleet.operator.kube import KubeApiError, KubeNotFoundError
+from intent_fleet.operator.kube import DEPLOYMENTS, KubeApiError, KubeNotFoundError, Resource
 from intent_fleet.operator.metrics import OperatorMetrics, error_reason
 from intent_fleet.operator.scaling import Observation
 from intent_fleet.operator.spec import WorkerSpec, parse_worker
@@ -130,8 +130,10 @@ class FakeKube:
         self.deployments: dict[str, dict[str, Any]] = {}
         self.gone = False
         self.fail_apply = False
+        self.status_patches: list[Mapping[str, Any]] = []
 
-    async def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+    async def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any]:
+        assert resource is DEPLOYMENTS
         if name not in self.deployments:
             raise KubeNotFoundError("no deployment", 404)
         return copy.deepcopy(self.deployments[name])
@@ -144,11 +146,21 @@ class FakeKube:
         self.deployments[obj["metadata"]["name"]] = applied
         return applied
 
-    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> None:
-        if self.gone and path.endswith("/status"):
-            raise KubeNotFoundError("gone", 404)
+    async def merge_patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        subresource: str = "",
+    ) -> None:
+        if subresource == "status":
+            if self.gone:
+                raise KubeNotFoundError("gone", 404)
+            self.status_patches.append(patch)
 
-    async def pods(self, namespace: str, selector: str) -> list[Any]:
+    async def list(self, resource: Resource, namespace: str, selector: str) -> list[Any]:
         return []
 
 
@@ -158,10 +170,14 @@ def controller(kube: FakeKube, backlog: int | None) -> Controller:
             raise BacklogUnavailableError("the source is down")
         return Observation(backlog=backlog, in_flight=0)
 
+    async def anything_goes(_worker: WorkerSpec) -> None:
+        return None
+
     return Controller(
         api=kube,  # type: ignore[arg-type]
         read_backlog=read,
         post_event=lambda *_: None,
+        check_credentials=anything_goes,
         clock=lambda: 1_700_000_000.0,
     )
 

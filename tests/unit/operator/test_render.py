@@ -108,17 +108,19 @@ def test_the_api_key_reaches_the_sidecar_only() -> None:
     assert "INTENT_API_KEY" not in env
 
 
-def test_sidecar_reads_the_key_as_the_pod_fs_group() -> None:
+def test_sidecar_keeps_its_own_group_and_reads_the_key_through_the_fs_group() -> None:
+    # The Secret volume is owned by the pod's fsGroup (mode 0440), which Kubernetes adds to
+    # every container's supplemental groups: the sidecar never has to run as that group.
     pod = pod_spec(render(worker_body()))
-    assert (
-        pod["initContainers"][0]["securityContext"]["runAsGroup"]
-        == pod["securityContext"]["fsGroup"]
-    )
+    sidecar = pod["initContainers"][0]["securityContext"]
+    assert sidecar["runAsGroup"] == pod["securityContext"]["fsGroup"] == 65532
     body = worker_body()
     body["spec"]["template"]["spec"]["securityContext"] = {"fsGroup": 2000}
     pod = pod_spec(render(body))
     assert pod["securityContext"]["fsGroup"] == 2000
-    assert pod["initContainers"][0]["securityContext"]["runAsGroup"] == 2000
+    assert pod["initContainers"][0]["securityContext"]["runAsGroup"] == 65532
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"]["defaultMode"] == 0o440
 
 
 def test_sidecar_is_locked_down() -> None:

@@ -1,0 +1,127 @@
+"""The Secrets and ServiceAccounts an IntentWorker may use: only those that opt in.
+
+The operator may read every Secret its RBAC allows, and it sends the bus key to the URL the
+IntentWorker names. Without a gate, whoever may create an IntentWorker, but not read Secrets,
+could have any Secret of the namespace sent to a server of theirs (a confused deputy). So by
+default the operator uses a Secret, for its own backlog reads or wired into a worker pod, and a
+ServiceAccount whose token a worker pod would get, only when the object carries the label
+``intentbus.io/credentials: "true"``: whoever labels it may read it, and says so.
+
+``CredentialSettings.require_opt_in = False`` (``--no-credentials-opt-in``) turns the gate off,
+as KEDA's ``permissions.operator.restrict.secret: false`` does: then anyone who may create an
+IntentWorker in a namespace can use every Secret there.
+
+A missing object and an unlabelled one get the same message, so the condition tells an
+IntentWorker's author nothing about Secrets they could not read themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .errors import KubeApiError, KubeNotFoundError, NotPermittedError
+from .kube import SECRETS, SERVICE_ACCOUNTS, KubeApi, Resource, secret_value
+from .podpolicy import referenced_secrets, token_service_account
+from .spec import WorkerSpec
+
+__all__ = ["OPT_IN_LABEL", "CredentialGate", "CredentialSettings"]
+
+OPT_IN_LABEL: Final = "intentbus.io/credentials"
+OPT_IN_VALUE: Final = "true"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSettings:
+    """How the operator decides which credentials an IntentWorker may use."""
+
+    #: Use only Secrets and ServiceAccounts labelled ``intentbus.io/credentials=true``.
+    #: Off means every Secret the operator can read is usable by any IntentWorker author.
+    require_opt_in: bool = True
+    #: Seconds a Secret's value, or a granted opt-in, is reused before it is read again: a key
+    #: rotation or a removed label takes effect within this time. Refusals are never cached,
+    #: so adding the label takes effect at the next pass.
+    cache_seconds: float = 60.0
+
+
+def _refusal(kind: str, namespace: str, name: str) -> NotPermittedError:
+    return NotPermittedError(
+        f"{kind} {name!r} is missing or has not opted in to IntentWorkers; whoever may read it "
+        f"can allow it: kubectl label {kind.lower()} {name} -n {namespace} "
+        f"{OPT_IN_LABEL}={OPT_IN_VALUE}"
+    )
+
+
+@dataclass
+class CredentialGate:
+    """Checks opt-ins and reads Secret values, caching what it was allowed to see."""
+
+    api: KubeApi
+    settings: CredentialSettings = field(default_factory=CredentialSettings)
+    clock: Callable[[], float] = time.monotonic
+    _granted: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _secrets: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def _fresh(self, at: float) -> bool:
+        return self.clock() - at < self.settings.cache_seconds
+
+    def _opted_in(self, meta: Mapping[str, Any]) -> bool:
+        if not self.settings.require_opt_in:
+            return True
+        return (meta.get("labels") or {}).get(OPT_IN_LABEL) == OPT_IN_VALUE
+
+    async def _check(self, resource: Resource, namespace: str, name: str) -> None:
+        key = (resource.plural, namespace, name)
+        granted = self._granted.get(key)
+        if granted is not None and self._fresh(granted):
+            return
+        try:
+            meta = await self.api.metadata(resource, namespace, name)
+        except KubeNotFoundError:
+            meta = None
+        except KubeApiError as error:
+            if error.status != 403:
+                raise
+            # The operator's RBAC does not reach it: the same answer as "missing".
+            meta = None
+        if meta is None or not self._opted_in(meta):
+            self._granted.pop(key, None)
+            raise _refusal(resource.kind, namespace, name)
+        self._granted[key] = self.clock()
+
+    async def check(self, worker: WorkerSpec) -> None:
+        """Raise :class:`NotPermittedError` unless every credential the worker uses opted in."""
+        pod = worker.template.get("spec") or {}
+        secrets = {worker.bus.secret_name, *referenced_secrets(pod)}
+        if worker.source.prometheus is not None and worker.source.prometheus.auth_secret_name:
+            secrets.add(worker.source.prometheus.auth_secret_name)
+        for name in sorted(secrets):
+            await self._check(SECRETS, worker.namespace, name)
+        account = token_service_account(pod)
+        if account is not None:
+            await self._check(SERVICE_ACCOUNTS, worker.namespace, account)
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """The value of ``key`` in an opted-in Secret; :class:`NotPermittedError` otherwise."""
+        cached = self._secrets.get((namespace, name))
+        if cached is not None and self._fresh(cached[0]):
+            secret = cached[1]
+        else:
+            try:
+                secret = await self.api.secret(namespace, name)
+            except KubeNotFoundError:
+                raise _refusal("Secret", namespace, name) from None
+            except KubeApiError as error:
+                if error.status != 403:
+                    raise
+                raise _refusal("Secret", namespace, name) from None
+            if not self._opted_in(secret.get("metadata") or {}):
+                self._secrets.pop((namespace, name), None)
+                raise _refusal("Secret", namespace, name)
+            self._secrets[(namespace, name)] = (self.clock(), secret)
+        value = secret_value(secret, key)
+        if value is None:
+            raise NotPermittedError(f"Secret {name!r} has no key {key!r}")
+        return value
