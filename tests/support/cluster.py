@@ -40,6 +40,8 @@ class Cluster:
     profile: str
     external: bool
     namespaces: list[str] = field(default_factory=list)
+    #: The API server's audit log (Secrets and ServiceAccounts); None on someone else's cluster.
+    audit_log: Path | None = None
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
@@ -88,7 +90,20 @@ class Cluster:
         view["contexts"][0]["context"]["user"] = "token"
         path.write_text(json.dumps(view))
         path.chmod(0o600)
-        return Cluster(path, self.kubectl_binary, self.profile, self.external)
+        return Cluster(path, self.kubectl_binary, self.profile, self.external, [], self.audit_log)
+
+    def audited(self, user: str) -> list[dict[str, Any]]:
+        """Audit events of ``user`` so far (requests on Secrets and ServiceAccounts)."""
+        assert self.audit_log is not None, "no audit log on an external cluster"
+        events = []
+        # Rotated files are named after their stem and a timestamp.
+        for path in sorted(self.audit_log.parent.glob(f"{self.audit_log.stem}*")):
+            if path.is_file():
+                for line in path.read_text(errors="replace").splitlines():
+                    event = json.loads(line)
+                    if event.get("user", {}).get("username") == user:
+                        events.append(event)
+        return events
 
     def namespace(self, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -158,7 +173,9 @@ class ClusterManager:
         last = done.stdout.strip().splitlines()[-1]
         assert last.startswith("export KUBECONFIG="), f"cluster.py up ended with {last!r}"
         kubeconfig = Path(last.removeprefix("export KUBECONFIG="))
-        self.current = Cluster(kubeconfig, kubectl, profile, external=False)
+        self.current = Cluster(
+            kubeconfig, kubectl, profile, external=False, audit_log=self.settings.audit_log
+        )
         return self.current
 
     def finish(self, keep_logs: Path) -> None:

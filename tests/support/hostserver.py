@@ -14,7 +14,14 @@ class Seen:
     """Requests received: (client address, path), in arrival order."""
 
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: The headers of each request, in the same order.
+    headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def everything(self) -> str:
+        """Every path and header received, as one text to search for a leaked value."""
+        with self.lock:
+            return repr((self.requests, self.headers))
 
     def paths(self) -> list[str]:
         with self.lock:
@@ -34,6 +41,7 @@ def host_server(address: str) -> Iterator[tuple[str, Seen]]:
         def do_GET(self) -> None:
             with seen.lock:
                 seen.requests.append((self.client_address[0], self.path))
+                seen.headers.append(dict(self.headers.items()))
             body = b"host says hello\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))

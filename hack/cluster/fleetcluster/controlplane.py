@@ -117,9 +117,26 @@ def etcd(settings: ClusterSettings) -> Component:
     )
 
 
+#: Audited: every request on Secrets and ServiceAccounts, at metadata level (no bodies), so
+#: tests can prove whose reads reached which namespace. Everything else is left out.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [secrets, serviceaccounts]
+  - level: None
+"""
+
+
 def apiserver(settings: ClusterSettings, creds: Credentials) -> Component:
     ports = settings.ports
     admin = settings.pki_dir
+    policy = settings.state_dir / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
     return Component(
         name="kube-apiserver",
         argv=[
@@ -143,6 +160,10 @@ def apiserver(settings: ClusterSettings, creds: Credentials) -> Component:
             f"--service-account-key-file={creds.service_account.cert}",
             f"--service-account-signing-key-file={creds.service_account.key}",
             "--anonymous-auth=false",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={settings.audit_log}",
+            "--audit-log-maxsize=64",
+            "--audit-log-maxbackup=1",
             "--profiling=false",
             "--v=1",
         ],

@@ -127,6 +127,11 @@ class ClusterSettings:
         return self.state_dir / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (Secret and ServiceAccount reads: who read what, where)."""
+        return self.log_dir / "kube-apiserver-audit.log"
+
+    @property
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 

@@ -56,8 +56,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--lease-namespace",
-        default=_env("POD_NAMESPACE", "default"),
-        help="namespace of the leader Lease [env POD_NAMESPACE]",
+        default=_env("POD_NAMESPACE", "intent-fleet-system"),
+        help="the operator's own namespace, where the leader Lease lives [env POD_NAMESPACE]",
     )
     p.add_argument(
         "--lease-name",
@@ -96,6 +96,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=_env("INTENT_LOG_LEVEL", "info"),
         help="debug, info, warning or error [env INTENT_LOG_LEVEL]",
     )
+    p.add_argument(
+        "--print-rbac",
+        action="store_true",
+        help="print the RBAC this operator needs (for --namespaces, or cluster-wide), with "
+        "its namespace and service account in --lease-namespace, and exit",
+    )
     p.set_defaults(func=command)
 
 
@@ -114,6 +120,12 @@ def command(args: argparse.Namespace) -> int:
         raise CliError(
             f"the operator needs its extra: pip install 'intent_fleet[operator]' ({missing})"
         ) from missing
+    namespaces = tuple(n.strip() for n in args.namespaces.split(",") if n.strip())
+    if args.print_rbac:
+        from intent_fleet.operator.rbac import render_yaml  # noqa: PLC0415
+
+        print(render_yaml(namespaces=namespaces, operator_namespace=args.lease_namespace), end="")
+        return 0
     if args.watch_timeout <= 0:
         raise UsageError(f"--watch-timeout must be > 0, got {args.watch_timeout}")
     try:
@@ -121,7 +133,7 @@ def command(args: argparse.Namespace) -> int:
     except ValueError as bad:
         raise UsageError(f"--backlog-allow: {bad}") from bad
     settings = OperatorSettings(
-        namespaces=tuple(n.strip() for n in args.namespaces.split(",") if n.strip()),
+        namespaces=namespaces,
         listen=args.listen,
         watch_server_timeout=args.watch_timeout,
         watch_client_timeout=args.watch_timeout + 30,

@@ -40,6 +40,9 @@ def _kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="intentbus.io")
     config.persistence.finalizer = "intentbus.io/operator"
     config.posting.level = logging.INFO
+    # Watching a fixed list of namespaces, the operator holds Roles there and nothing
+    # cluster-wide (operator.rbac): no CRD or namespace scanning, the initial discovery only.
+    config.scanning.disabled = bool(settings.namespaces)
     return config
 
 
