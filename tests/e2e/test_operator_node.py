@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fleetcluster.settings import ClusterSettings
 from intent_fleet.protocol import BusClient, ClientSettings
 from tests.support.busproc import BusProcess, start_bus
-from tests.support.cluster import Cluster, wait_until
+from tests.support.cluster import REPO, Cluster, wait_until
 from tests.support.operatorproc import OperatorProcess, start_operator
 
 GOAL = "e2e.node"
@@ -231,3 +233,71 @@ def test_scale_in_removes_the_idle_pod_and_cuts_no_job_off(
         "zero pods after the cooldown",
         every=1,
     )
+
+
+def readme_worker() -> dict[str, Any]:
+    """The IntentWorker example of the README, as a user would copy it."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    (example,) = [b for b in blocks if "kind: IntentWorker" in b]
+    return dict(yaml.safe_load(example))
+
+
+def test_the_readme_worker_is_admitted_and_runs_under_restricted_pod_security(
+    node_cluster: Cluster, pod_namespace: str, pod_bus: BusProcess, node_operator: OperatorProcess
+) -> None:
+    """Pod Security "restricted", enforced on the namespace, admits every pod the operator makes.
+
+    The only changes to the README's example are the ones a local cluster needs: the bus on the
+    host, the locally built images, and a short cooldown.
+    """
+    for mode in ("enforce", "warn", "audit"):
+        node_cluster.kubectl(
+            "label", "namespace", pod_namespace, f"pod-security.kubernetes.io/{mode}=restricted"
+        )
+    # The enforcement is real: a pod without the restricted settings is refused here.
+    plain = node_cluster.kubectl(
+        "run",
+        "plain",
+        "--image=localhost/intent-fleet/handler-python:dev",
+        "--dry-run=server",
+        "-n",
+        pod_namespace,
+        check=False,
+    )
+    assert plain.returncode != 0 and "violates PodSecurity" in plain.stderr, plain.stderr
+    key = bus_key_secret(node_cluster, pod_namespace, pod_bus)
+    body = readme_worker()
+    body["metadata"]["namespace"] = pod_namespace
+    spec = body["spec"]
+    spec["bus"]["url"] = pod_bus.url
+    (handler,) = spec["template"]["spec"]["containers"]
+    handler.update(image="localhost/intent-fleet/handler-python:dev", imagePullPolicy="Never")
+    spec["sidecar"] = {"image": "localhost/intent-fleet/sidecar:dev"}
+    spec["scaling"].update(pollingIntervalSeconds=1, cooldownSeconds=5)
+    name, goal = body["metadata"]["name"], spec["goal"]
+    node_cluster.apply(body)
+
+    async def publish_some() -> list[str]:
+        async with BusClient(settings=ClientSettings(base_url=pod_bus.url), api_key=key) as c:
+            return [(await c.publish(goal, {"n": n})).id for n in range(5)]
+
+    ids = asyncio.run(publish_some())
+    wait_until(
+        lambda: asyncio.run(statuses(pod_bus, key, ids)).get("fulfilled") == len(ids),
+        180,
+        "the README worker to fulfil every intent in a restricted namespace",
+        every=1,
+    )
+    # The ReplicaSet's pods were admitted by the namespace's enforcement, not merely warned.
+    rs = node_cluster.get("replicasets", "-l", f"intentbus.io/worker={name}", "-n", pod_namespace)
+    assert rs["items"], "no ReplicaSet"
+    for item in rs["items"]:
+        failure = [
+            c
+            for c in (item.get("status") or {}).get("conditions", [])
+            if c.get("type") == "ReplicaFailure"
+        ]
+        assert failure == [], failure
+    events = node_cluster.kubectl("get", "events", "-n", pod_namespace).stdout
+    assert "violates PodSecurity" not in events
