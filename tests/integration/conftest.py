@@ -79,7 +79,7 @@ async def raw(bus: BusProcess) -> AsyncIterator[RawBus]:
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[StartBus]:
-    """``start(*extra_args, db=None)``: more buses, each stopped by PID after the test.
+    """``start(*extra_args, db=None, env=None)``: more buses, each stopped by PID after the test.
 
     A bus the test SIGKILLed is expected to be dead; every other one must exit 0
     on SIGTERM.
@@ -87,12 +87,15 @@ def start(tmp_path: Path) -> Iterator[StartBus]:
     started: list[BusProcess] = []
     counter = itertools.count()
 
-    def _start(*extra_args: str, db: Path | None = None) -> BusProcess:
+    def _start(
+        *extra_args: str, db: Path | None = None, env: dict[str, str] | None = None
+    ) -> BusProcess:
         proc = start_bus(
             tmp_path / f"bus{next(counter)}",
             db=db,
             admin_secret=started[0].admin_secret if started else None,
             extra_args=list(extra_args),
+            env=env,
         )
         started.append(proc)
         return proc

@@ -196,7 +196,7 @@ async def test_bad_kv_requests(small_bus: BusProcess, sraw: RawBus) -> None:
     r = await sraw.request("POST", "/set/k", key=key, doc={"value": "v" * (65 * 1024)})
     assert_error(r, 413, "payload_too_large", "KV")
     r = await sraw.request("POST", "/set/" + "k" * 300, key=key, doc={"value": "v"})
-    assert_error(r, 400, "invalid_request", "KV keys")
+    assert_error(r, 400, "invalid_request", "KV key")
 
 
 async def test_unknown_route_and_wrong_method_answer_json(

@@ -66,6 +66,7 @@ def start_bus(
     admin_secret: str | None = None,
     extra_args: list[str] | None = None,
     timeout: float = 20.0,
+    env: dict[str, str] | None = None,
 ) -> BusProcess:
     """Start a bus on 127.0.0.1 and wait for its ready line."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def start_bus(
         str(port),
         *(extra_args or []),
     ]
-    env = {**os.environ, "INTENT_BUS_ADMIN_SECRET": secret}
+    env = {**os.environ, **(env or {}), "INTENT_BUS_ADMIN_SECRET": secret}
     log = log_path.open("w")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1)
     assert proc.stdout is not None

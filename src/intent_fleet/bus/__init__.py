@@ -10,6 +10,7 @@ operator; the only project dependency is :mod:`intent_fleet.protocol`.
 from .errors import ApiError, BusError, DurabilityError, StartupError
 from .server import run, serve
 from .settings import (
+    MIN_ADMIN_SECRET_CHARS,
     AuthSettings,
     BusSettings,
     LimitSettings,
@@ -19,6 +20,7 @@ from .settings import (
 )
 
 __all__ = [
+    "MIN_ADMIN_SECRET_CHARS",
     "ApiError",
     "AuthSettings",
     "BusError",

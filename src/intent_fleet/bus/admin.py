@@ -27,8 +27,8 @@ async def _admin(request: web.Request) -> tuple[BusContext, dict[str, Any]]:
 
 async def generate_key(request: web.Request) -> web.Response:
     ctx, doc = await _admin(request)
-    owner = doc.get("owner", "anonymous")
-    if not isinstance(owner, str) or not owner.strip() or len(owner) > 100:
+    owner = validation.stored_text(doc.get("owner", "anonymous"), "'owner'", max_chars=100)
+    if not owner.strip():
         raise ApiError(400, "invalid_request", "'owner' must be a string of 1-100 characters.")
     secret, key = ctx.keys.create(owner=owner, now=ctx.clock())
     await ctx.store.submit(
@@ -97,7 +97,7 @@ async def run_cleanup(ctx: BusContext) -> dict[str, int]:
 
 async def get_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     intent = ctx.engine.live(intent_id) or ctx.store.read_intent(intent_id)
     if intent is None:
         raise ApiError(404, "not_found", "Intent not found.")
@@ -130,14 +130,14 @@ async def get_intent(request: web.Request) -> web.Response:
 
 async def cancel_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     await ctx.engine.cancel(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "cancelled"})
 
 
 async def retry_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     await ctx.engine.retry(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
@@ -156,7 +156,7 @@ def _dead_summary(row: TerminalRow) -> dict[str, Any]:
 
 async def dead_letters(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    q = request.query
+    q = validation.query_params(request.rel_url.raw_query_string)
     try:
         limit = int(q.get("limit", "100"))
         offset = int(q.get("offset", "0"))
@@ -174,7 +174,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 async def dead_letter(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent = ctx.store.read_intent(request.match_info["intent_id"])
+    intent = ctx.store.read_intent(validation.intent_id(request))
     if intent is None or intent.status.value != "dead":
         raise ApiError(404, "not_found", "Dead letter not found.")
     return json_response(

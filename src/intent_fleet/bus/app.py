@@ -25,6 +25,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BODY_OVERHEAD = 64 * 1024
 
 
+def _shown(request: web.Request) -> str:
+    """The request path as an answer may quote it: bytes that are not UTF-8 (aiohttp hands
+    them over as lone surrogates) escaped, and cut short."""
+    return request.path.encode("utf-8", "backslashreplace").decode()[:200]
+
+
 def build_app(ctx: BusContext) -> web.Application:
     limits = ctx.settings.limits
     # v1.1 servers announce "1.0" (observed on the reference server 7.0.1).
@@ -47,7 +53,7 @@ def build_app(ctx: BusContext) -> web.Application:
             code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
                 exc.status, "invalid_request"
             )
-            message = exc.reason if exc.status != 404 else f"No such endpoint: {request.path}"
+            message = exc.reason if exc.status != 404 else f"No such endpoint: {_shown(request)}"
             response = error_response(ApiError(exc.status, code, message))
         except Exception:
             # Never a traceback to the client; the log carries the route, not the body.

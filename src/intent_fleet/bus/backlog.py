@@ -1,17 +1,22 @@
 """Backlog figures per (namespace, goal): what ``/stats`` and ``/metrics`` report
-and what an autoscaler scales on."""
+and what an autoscaler scales on.
+
+Two views of the same counts: the whole bus (for the admin and the metrics token),
+and one tenant's (for an API key), which holds only what that key could claim
+(public intents and its own private ones) and what its own workers hold: another
+tenant's goals, counts and dead letters never show.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .readiness import ReadyIndex
+from .readiness import PUBLIC_OWNER, ReadyIndex
 
-__all__ = ["GoalStats", "goal_stats", "status_counts"]
+__all__ = ["GoalStats", "TerminalCounts", "goal_stats", "status_counts"]
 
-#: (namespace, goal, terminal status) -> count.
-TerminalCounts = Mapping[tuple[str, str, str], int]
+#: (namespace, goal, terminal status, owner) -> count; owner as readiness.owner_of.
+TerminalCounts = dict[tuple[str, str, str, str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,10 @@ class GoalStats:
     oldest_ready_age_seconds: float
 
 
+def _sees(viewer: str | None, owner: str) -> bool:
+    return viewer is None or owner in (PUBLIC_OWNER, viewer)
+
+
 def goal_stats(
     index: ReadyIndex,
     terminal: TerminalCounts,
@@ -35,35 +44,48 @@ def goal_stats(
     now: float,
     namespace: str | None = None,
     goal: str | None = None,
+    viewer: str | None = None,
 ) -> list[GoalStats]:
-    keys = {(ns, g) for ns, g, _q in index.items()}
-    keys |= {(ns, g) for ns, g, status in terminal if status == "dead"}
+    keys = {(ns, g) for ns, g, q in index.items() if viewer is None or q.visible_to(viewer)}
+    dead: dict[tuple[str, str], int] = {}
+    for (ns, g, status, owner), n in terminal.items():
+        if status == "dead" and _sees(viewer, owner):
+            dead[(ns, g)] = dead.get((ns, g), 0) + n
+            keys.add((ns, g))
     out = []
     for ns, g in sorted(keys):
         if (namespace is not None and ns != namespace) or (goal is not None and g != goal):
             continue
         q = index.existing(ns, g)
-        oldest = q.oldest_ready_run_at() if q is not None else None
+        seen = q.backlog(viewer) if q is not None else None
+        oldest = seen.oldest_ready_run_at if seen is not None else None
         out.append(
             GoalStats(
                 namespace=ns,
                 goal=g,
-                ready=q.ready if q else 0,
-                delayed=q.delayed if q else 0,
-                claimed=q.claimed if q else 0,
-                dead=terminal.get((ns, g, "dead"), 0),
+                ready=seen.ready if seen else 0,
+                delayed=seen.delayed if seen else 0,
+                claimed=seen.claimed if seen else 0,
+                dead=dead.get((ns, g), 0),
                 oldest_ready_age_seconds=max(0.0, now - oldest) if oldest is not None else 0.0,
             )
         )
     return out
 
 
-def status_counts(index: ReadyIndex, terminal: TerminalCounts) -> dict[tuple[str, str], int]:
+def status_counts(
+    index: ReadyIndex, terminal: TerminalCounts, *, viewer: str | None = None
+) -> dict[tuple[str, str], int]:
     """(namespace, status) -> count over every state, for ``intent_bus_intents_total``."""
     counts: dict[tuple[str, str], int] = {}
     for ns, _g, q in index.items():
-        counts[(ns, "open")] = counts.get((ns, "open"), 0) + q.ready + q.delayed
-        counts[(ns, "claimed")] = counts.get((ns, "claimed"), 0) + q.claimed
-    for (ns, _g, status), n in terminal.items():
-        counts[(ns, status)] = counts.get((ns, status), 0) + n
+        ready, delayed, claimed = q.counts(viewer)
+        counts[(ns, "open")] = counts.get((ns, "open"), 0) + ready + delayed
+        counts[(ns, "claimed")] = counts.get((ns, "claimed"), 0) + claimed
+    for (ns, _g, status, owner), n in terminal.items():
+        if _sees(viewer, owner):
+            counts[(ns, status)] = counts.get((ns, status), 0) + n
+    if viewer is not None:
+        # Namespaces where this viewer sees nothing at all stay out of its view.
+        counts = {k: v for k, v in counts.items() if v}
     return counts

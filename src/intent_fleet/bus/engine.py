@@ -22,15 +22,14 @@ import hashlib
 import logging
 import random
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backlog import GoalStats, goal_stats, status_counts
+from .backlog import GoalStats, TerminalCounts, goal_stats, status_counts
 from .errors import ApiError
 from .longpoll import ParkedClaim, ParkedClaims
-from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
+from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .records import Caller, Intent, Status, Visibility
 from .settings import BusSettings
 from .store import (
@@ -40,6 +39,8 @@ from .store import (
     TerminalRow,
     fulfill_op,
     insert_intent_op,
+    purge_op,
+    sweep_terminal_op,
     update_state_op,
 )
 
@@ -48,9 +49,6 @@ __all__ = ["Engine", "GoalStats", "PublishOutcome", "PublishRequest"]
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-#: Longest ``/fail`` error text kept, as the reference server does.
-MAX_ERROR_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +101,8 @@ class Engine:
         self._pending_idempotency: dict[
             tuple[str, str], tuple[Intent, asyncio.Future[list[object]]]
         ] = {}
-        #: (namespace, goal, terminal status) -> count, for /metrics and /stats.
-        self._terminal: dict[tuple[str, str, str], int] = {}
+        #: (namespace, goal, terminal status, owner) -> count, for /metrics and /stats.
+        self._terminal: TerminalCounts = {}
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -151,19 +149,23 @@ class Engine:
         if place == "ready":
             q.push(intent)  # counts itself
         elif place == "delayed":
-            q.delayed += 1
+            q.delayed_by(intent, +1)
         elif place == "claimed":
-            q.claimed += 1
+            q.claimed_by_key(intent, +1)
         intent.place = place
 
     def _leave(self, intent: Intent) -> None:
-        q = self._queue_of(intent)
-        if intent.place == "ready":
-            q.left()
-        elif intent.place == "delayed":
-            q.delayed -= 1
-        elif intent.place == "claimed":
-            q.claimed -= 1
+        place = intent.place
+        if place:
+            q = self._queue_of(intent)
+            if place == "ready":
+                q.left(intent)
+            elif place == "delayed":
+                q.delayed_by(intent, -1)
+            elif place == "claimed":
+                q.claimed_by_key(intent, -1)
+            if q.empty:
+                self._index.drop_if_empty(intent.namespace, intent.goal)
         intent.place = ""
         intent.generation += 1
 
@@ -179,8 +181,12 @@ class Engine:
             self._serve_waiters(intent)
 
     def _terminal_count(self, intent: Intent, status: Status, delta: int) -> None:
-        key = (intent.namespace, intent.goal, status.value)
-        self._terminal[key] = self._terminal.get(key, 0) + delta
+        key = (intent.namespace, intent.goal, status.value, owner_of(intent))
+        count = self._terminal.get(key, 0) + delta
+        if count:
+            self._terminal[key] = count
+        else:
+            self._terminal.pop(key, None)
 
     def _commit(
         self, ops: list[Op], *, on_durable: Callable[[], None] | None = None
@@ -448,7 +454,7 @@ class Engine:
         intent = self._leased(caller, intent_id, token)
         now = self._clock()
         self._leave(intent)
-        intent.last_error = error[:MAX_ERROR_CHARS]
+        intent.last_error = error
         intent.claim_token = None
         intent.lease_until = None
         intent.updated_at = now
@@ -599,16 +605,7 @@ class Engine:
         self._terminal = {
             k: v for k, v in self._terminal.items() if namespace is not None and k[0] != namespace
         }
-        sql, params = (
-            ("DELETE FROM intents", ())
-            if namespace is None
-            else ("DELETE FROM intents WHERE namespace=?", (namespace,))
-        )
-
-        def sweep(conn: sqlite3.Connection) -> int:
-            return conn.execute(sql, params).rowcount
-
-        (deleted,) = await self._store.submit([sweep])
+        (deleted,) = await self._store.submit([purge_op(namespace)])
         return int(deleted)
 
     def live(self, intent_id: str) -> Intent | None:
@@ -618,29 +615,34 @@ class Engine:
         """Remove terminal intents past retention and expired KV rows."""
         cutoff = self._clock() - self._settings.storage.retention_seconds
 
-        def sweep(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-            return conn.execute(
-                "DELETE FROM intents WHERE status IN ('fulfilled','dead','cancelled')"
-                " AND updated_at < ? RETURNING namespace, goal, status",
-                (cutoff,),
-            ).fetchall()
-
-        (rows,) = await self._store.submit([sweep])
+        (rows,) = await self._store.submit([sweep_terminal_op(cutoff)])
         removed = {"fulfilled": 0, "dead": 0, "cancelled": 0}
-        for ns, goal, status in rows:
-            key = (ns, goal, status)
-            self._terminal[key] = self._terminal.get(key, 0) - 1
+        for ns, goal, status, owner in rows:
+            key = (ns, goal, status, owner)
+            count = self._terminal.get(key, 0) - 1
+            if count > 0:
+                self._terminal[key] = count
+            else:
+                self._terminal.pop(key, None)
             removed[status] += 1
         return {f"{k}_deleted": v for k, v in removed.items()}
 
     # -- reporting --------------------------------------------------------
-    def stats(self, namespace: str | None = None, goal: str | None = None) -> list[GoalStats]:
+    def stats(
+        self, namespace: str | None = None, goal: str | None = None, *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        """Backlog per goal: the whole bus (``viewer`` None) or what one key could claim."""
         return goal_stats(
-            self._index, self._terminal, now=self._clock(), namespace=namespace, goal=goal
+            self._index,
+            self._terminal,
+            now=self._clock(),
+            namespace=namespace,
+            goal=goal,
+            viewer=viewer,
         )
 
-    def status_counts(self) -> dict[tuple[str, str], int]:
-        return status_counts(self._index, self._terminal)
+    def status_counts(self, *, viewer: str | None = None) -> dict[tuple[str, str], int]:
+        return status_counts(self._index, self._terminal, viewer=viewer)
 
     def interrupt_claims(self, caller: Caller, session: str) -> int:
         """End the parked long-polls of one claimer session now (extension claim_interrupt)."""

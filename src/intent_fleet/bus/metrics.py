@@ -1,4 +1,11 @@
-"""``/metrics``: Prometheus text for the bus, its backlog per goal, and its own health."""
+"""``/metrics``: Prometheus text for the bus, its backlog per goal, and its own health.
+
+Two audiences. The admin token and the metrics token get the whole bus: every goal and the
+process's own health. A tenant key (``X-API-KEY``, or ``Authorization: Bearer <key>`` where
+signatures are not required) gets its own view: the backlog it could claim, per goal, and
+nothing about other tenants or the process (request and commit counts would show others'
+traffic).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,8 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def render_metrics(ctx: BusContext) -> str:
+def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> str:
+    """The whole bus (``viewer`` None), or what the key ``viewer`` could claim."""
     engine = ctx.engine
     lines: list[str] = []
 
@@ -30,9 +38,9 @@ def render_metrics(ctx: BusContext) -> str:
         lines.append(f"# TYPE {name} {kind}")
 
     family("intent_bus_intents_total", "gauge", "Intents by namespace and status.")
-    for (ns, status), n in sorted(engine.status_counts().items()):
+    for (ns, status), n in sorted(engine.status_counts(viewer=viewer).items()):
         lines.append(f"intent_bus_intents_total{_labels(status=status, namespace=ns)} {n}")
-    stats = engine.stats()
+    stats = engine.stats(viewer=viewer)
     family("intent_bus_dead_letters_total", "gauge", "Dead intents kept for inspection.")
     lines.append(f"intent_bus_dead_letters_total {sum(s.dead for s in stats)}")
     family(
@@ -55,6 +63,8 @@ def render_metrics(ctx: BusContext) -> str:
         lines.append(
             f"intent_bus_oldest_ready_age_seconds{labels} {s.oldest_ready_age_seconds:.3f}"
         )
+    if viewer is not None:
+        return "\n".join(lines) + "\n"
     family("intent_bus_claims_total", "counter", "Claims that handed out an intent.")
     lines.append(f"intent_bus_claims_total {engine.claims_served}")
     family("intent_bus_long_poll_waiting", "gauge", "Claims currently long-polling.")
@@ -73,27 +83,42 @@ def render_metrics(ctx: BusContext) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def _viewer(request: web.Request, ctx: BusContext) -> str | None:
+    """None for the whole bus; a key id for a tenant's view; 401 for anyone else."""
+    auth = ctx.settings.auth
+    bearer = request.headers.get("Authorization", "")
+    token = bearer.removeprefix("Bearer ").strip() if bearer.startswith("Bearer ") else ""
+    token = token or request.headers.get("X-Admin-Token", "")
+    if token:
+        # A token that is sent decides alone: a bad one is never rescued by another header.
+        if ctx.keys.is_admin_token(token) or (
+            bool(auth.metrics_token)
+            and is_utf8(token)
+            and hmac.compare_digest(token.encode(), auth.metrics_token.encode())
+        ):
+            return None
+        found = None if auth.require_signatures else ctx.keys.authenticate(token)
+        if found is not None and not found.admin:
+            return found.key_id
+    elif request.headers.get("X-API-KEY"):
+        # The protocol's own checks: key, signature (required or not), rate limit.
+        caller = await ctx.authenticate(request, b"")
+        return None if caller.admin else caller.key_id
+    elif auth.metrics_public:
+        return None
+    raise ApiError(
+        401,
+        "unauthorized",
+        "/metrics needs 'Authorization: Bearer <metrics token>' for the whole bus, or a "
+        "tenant key (X-API-KEY) for that tenant's backlog.",
+    )
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT_KEY]
-    auth = ctx.settings.auth
-    if not auth.metrics_public:
-        bearer = request.headers.get("Authorization", "")
-        token = bearer.removeprefix("Bearer ").strip() if bearer.startswith("Bearer ") else ""
-        token = token or request.headers.get("X-Admin-Token", "")
-        allowed = bool(token) and (
-            ctx.keys.is_admin_token(token)
-            or (
-                bool(auth.metrics_token)
-                and is_utf8(token)
-                and hmac.compare_digest(token.encode(), auth.metrics_token.encode())
-            )
-        )
-        if not allowed:
-            raise ApiError(
-                401, "unauthorized", "/metrics needs 'Authorization: Bearer <metrics token>'."
-            )
+    viewer = await _viewer(request, ctx)
     resp = empty_response(200)
     resp.content_type = "text/plain"
     resp.charset = "utf-8"
-    resp.text = render_metrics(ctx)
+    resp.text = render_metrics(ctx, viewer=viewer)
     return resp

@@ -3,7 +3,8 @@
 Per (namespace, goal) there is one heap of public intents and one heap per
 publisher of private intents, each ordered by claim order (priority, run_at,
 attempts, age). A claimer sees the public heap and its own private heap, so
-the common claim is O(log n) whatever the number of tenants. Entries are
+the common claim is O(log n) whatever the number of tenants; the counts a
+tenant's ``/stats`` shows come from the same split. Entries are
 removed lazily: an entry whose intent has moved on (its ``generation``
 changed) is dropped when it reaches the top.
 
@@ -19,7 +20,15 @@ from dataclasses import dataclass, field
 
 from .records import Intent, Status, Visibility
 
-__all__ = ["ClaimFilter", "GoalQueue", "ReadyIndex", "TimedHeap"]
+__all__ = [
+    "PUBLIC_OWNER",
+    "Backlog",
+    "ClaimFilter",
+    "GoalQueue",
+    "ReadyIndex",
+    "TimedHeap",
+    "owner_of",
+]
 
 _Entry = tuple[int, float, int, int, int, Intent]  # sort key..., generation, intent
 
@@ -64,35 +73,97 @@ def _live(entry: _Entry) -> bool:
     return intent.status is Status.OPEN and intent.generation == entry[4]
 
 
+#: The owner of public intents in per-owner counts; private ones are owned by their publisher.
+PUBLIC_OWNER = ""
+
+
+def owner_of(intent: Intent) -> str:
+    """Whose intents these are for a tenant's view: everyone's (public) or one key's."""
+    return PUBLIC_OWNER if intent.visibility is Visibility.PUBLIC else intent.publisher
+
+
+_AgeEntry = tuple[float, int, int, Intent]  # run_at, seq, generation, intent
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Counts of one goal as one viewer sees them."""
+
+    ready: int
+    delayed: int
+    claimed: int
+    #: run_at of the oldest ready intent the viewer could claim, or None.
+    oldest_ready_run_at: float | None
+
+
 @dataclass(slots=True)
 class GoalQueue:
-    """Ready intents of one (namespace, goal)."""
+    """Ready intents of one (namespace, goal), and its counts, whole and per tenant.
+
+    A tenant (an API key) sees what it could claim: public intents and its own private
+    ones, plus what its own workers hold. ``owners`` and ``claimed_by`` keep those
+    counts; entries that fall to zero are dropped, so memory follows what is live.
+    """
 
     public: list[_Entry] = field(default_factory=list)
     private: dict[str, list[_Entry]] = field(default_factory=dict)
-    #: (run_at, seq, generation, intent) for "age of the oldest ready intent".
-    by_age: list[tuple[float, int, int, Intent]] = field(default_factory=list)
+    #: Per owner: heap of (run_at, seq, generation, intent), for "age of the oldest ready".
+    by_age: dict[str, list[_AgeEntry]] = field(default_factory=dict)
     ready: int = 0
     delayed: int = 0
     claimed: int = 0
+    #: Per owner (PUBLIC_OWNER or a publisher): [ready, delayed].
+    owners: dict[str, list[int]] = field(default_factory=dict)
+    #: Claimed intents per claiming key: what that key's workers hold.
+    claimed_by: dict[str, int] = field(default_factory=dict)
     #: Entries left behind by intents that moved on since the last sweep.
     stale: int = 0
 
+    @property
+    def empty(self) -> bool:
+        return self.ready == 0 and self.delayed == 0 and self.claimed == 0
+
+    def _owned(self, intent: Intent, slot: int, delta: int) -> None:
+        owner = owner_of(intent)
+        counts = self.owners.get(owner)
+        if counts is None:
+            counts = self.owners[owner] = [0, 0]
+        counts[slot] += delta
+        if counts[0] == 0 and counts[1] == 0:
+            del self.owners[owner]
+
     def push(self, intent: Intent) -> None:
         entry = _entry(intent)
-        if intent.visibility is Visibility.PUBLIC:
+        owner = owner_of(intent)
+        if owner == PUBLIC_OWNER:
             heapq.heappush(self.public, entry)
         else:
-            heapq.heappush(self.private.setdefault(intent.publisher, []), entry)
-        heapq.heappush(self.by_age, (intent.run_at, intent.seq, intent.generation, intent))
+            heapq.heappush(self.private.setdefault(owner, []), entry)
+        age = (intent.run_at, intent.seq, intent.generation, intent)
+        heapq.heappush(self.by_age.setdefault(owner, []), age)
         self.ready += 1
+        self._owned(intent, 0, +1)
 
-    def left(self) -> None:
+    def left(self, intent: Intent) -> None:
         """A ready intent moved on (claimed, cancelled...): its entries are now stale."""
         self.ready -= 1
+        self._owned(intent, 0, -1)
         self.stale += 1
         if self.stale >= max(COMPACT_MIN, self.ready):
             self._compact()
+
+    def delayed_by(self, intent: Intent, delta: int) -> None:
+        self.delayed += delta
+        self._owned(intent, 1, delta)
+
+    def claimed_by_key(self, intent: Intent, delta: int) -> None:
+        self.claimed += delta
+        key = intent.claimer or ""
+        held = self.claimed_by.get(key, 0) + delta
+        if held:
+            self.claimed_by[key] = held
+        else:
+            self.claimed_by.pop(key, None)
 
     def _compact(self) -> None:
         """Sweep out entries of intents that moved on.
@@ -107,10 +178,13 @@ class GoalQueue:
         self.private = {
             owner: live for owner, heap in self.private.items() if (live := _live_entries(heap))
         }
-        self.by_age = [
-            e for e in self.by_age if e[3].status is Status.OPEN and e[3].generation == e[2]
-        ]
-        heapq.heapify(self.by_age)
+        by_age: dict[str, list[_AgeEntry]] = {}
+        for owner, ages in self.by_age.items():
+            kept = [e for e in ages if e[3].status is Status.OPEN and e[3].generation == e[2]]
+            if kept:
+                heapq.heapify(kept)
+                by_age[owner] = kept
+        self.by_age = by_age
         self.stale = 0
 
     def heaps_for(self, flt: ClaimFilter, *, admin: bool) -> Iterator[list[_Entry]]:
@@ -121,14 +195,36 @@ class GoalQueue:
         if self.public:
             yield self.public
 
-    def oldest_ready_run_at(self) -> float | None:
-        heap = self.by_age
+    def oldest_ready_run_at(self, viewer: str | None = None) -> float | None:
+        """Oldest ready run_at of every owner (``viewer`` None) or of what ``viewer`` sees."""
+        owners = list(self.by_age) if viewer is None else [PUBLIC_OWNER, viewer]
+        found = [at for owner in owners if (at := self._oldest(owner)) is not None]
+        return min(found, default=None)
+
+    def _oldest(self, owner: str) -> float | None:
+        heap = self.by_age.get(owner)
         while heap:
             run_at, _seq, gen, intent = heap[0]
             if intent.status is Status.OPEN and intent.generation == gen:
                 return run_at
             heapq.heappop(heap)
         return None
+
+    def visible_to(self, viewer: str) -> bool:
+        return PUBLIC_OWNER in self.owners or viewer in self.owners or viewer in self.claimed_by
+
+    def counts(self, viewer: str | None = None) -> tuple[int, int, int]:
+        """(ready, delayed, claimed) as ``viewer`` sees them; None is the whole goal."""
+        if viewer is None:
+            return self.ready, self.delayed, self.claimed
+        public = self.owners.get(PUBLIC_OWNER, (0, 0))
+        own = self.owners.get(viewer, (0, 0))
+        return public[0] + own[0], public[1] + own[1], self.claimed_by.get(viewer, 0)
+
+    def backlog(self, viewer: str | None = None) -> Backlog:
+        """:meth:`counts` and the oldest ready intent, as ``viewer`` sees them."""
+        ready, delayed, claimed = self.counts(viewer)
+        return Backlog(ready, delayed, claimed, self.oldest_ready_run_at(viewer))
 
 
 def _live_entries(heap: list[_Entry]) -> list[_Entry]:
@@ -172,6 +268,20 @@ class ReadyIndex:
 
     def existing(self, namespace: str, goal: str) -> GoalQueue | None:
         return self._queues.get(namespace, {}).get(goal)
+
+    def drop_if_empty(self, namespace: str, goal: str) -> None:
+        """Forget a goal with nothing ready, delayed or claimed: memory follows what is live."""
+        goals = self._queues.get(namespace)
+        if goals is None:
+            return
+        q = goals.get(goal)
+        if q is not None and q.empty:
+            del goals[goal]
+            if not goals:
+                del self._queues[namespace]
+
+    def __len__(self) -> int:
+        return sum(len(goals) for goals in self._queues.values())
 
     def items(self) -> Iterator[tuple[str, str, GoalQueue]]:
         for ns, goals in self._queues.items():

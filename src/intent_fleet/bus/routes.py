@@ -60,10 +60,8 @@ async def publish(request: web.Request) -> web.Response:
     ctx, caller, doc, body = await _caller_and_doc(request, required=True)
     req = validation.publish_request(doc, limits=ctx.settings.limits, queue=ctx.settings.queue)
     key = request.headers.get("Idempotency-Key") or None
-    if key is not None and len(key) > 256:
-        raise ApiError(400, "invalid_request", "Idempotency-Key is longer than 256 characters.")
     if key is not None:
-        validation.header_text(key, "Idempotency-Key")
+        validation.header_text(key, "Idempotency-Key", max_chars=256)
     outcome = await ctx.engine.publish(caller, req, idempotency_key=key, body=body)
     return json_response(
         201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}
@@ -75,7 +73,9 @@ async def claim(request: web.Request) -> web.Response:
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
     q = validation.claim_query(
-        request.query, request.headers, max_wait=ctx.settings.limits.max_claim_wait_seconds
+        validation.query_params(request.rel_url.raw_query_string),
+        request.headers,
+        max_wait=ctx.settings.limits.max_claim_wait_seconds,
     )
     if q.publisher is not None and q.publisher != caller.key_id and not caller.admin:
         raise ApiError(403, "forbidden", "Only an admin may claim another publisher's intents.")
@@ -131,7 +131,7 @@ def _claim_document(intent: Intent) -> dict[str, Any]:
 async def extend_claim(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
     token, seconds = validation.lease_request(doc)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     granted = await ctx.engine.extend(caller, intent_id, token, seconds)
     return json_response(200, {"id": intent_id, "ok": True, "extended_by": granted})
 
@@ -139,7 +139,7 @@ async def extend_claim(request: web.Request) -> web.Response:
 async def fulfill(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     req = validation.fulfill_request(doc, limits=ctx.settings.limits)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     await ctx.engine.fulfill(
         caller, intent_id, req.claim_token, result=req.result, result_type=req.result_type
     )
@@ -149,7 +149,7 @@ async def fulfill(request: web.Request) -> web.Response:
 async def fail(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, error = validation.fail_request(doc)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     status = await ctx.engine.fail(caller, intent_id, token, error)
     return json_response(200, {"id": intent_id, "ok": True, "status": status.value})
 
@@ -157,7 +157,7 @@ async def fail(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, _error = validation.fail_request(doc)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     await ctx.engine.release(caller, intent_id, token)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
@@ -204,7 +204,7 @@ def _status_document(view: Intent | TerminalRow) -> dict[str, Any]:
 async def _lookup(request: web.Request) -> tuple[BusContext, Intent | TerminalRow]:
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     view: Intent | TerminalRow | None = ctx.engine.live(intent_id)
     if view is None:
         view = ctx.engine.read_terminal(intent_id)
@@ -239,7 +239,7 @@ async def result(request: web.Request) -> web.Response:
 
 async def kv_set(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
-    key = validation.kv_key(request.match_info["key"])
+    key = validation.kv_key(request.raw_path)
     value, ttl = validation.kv_set_request(doc, limits=ctx.settings.limits)
     op = ctx.kv.set(caller.key_id, key, value, expires_at=ctx.clock() + ttl)
     await ctx.store.submit([op])
@@ -249,7 +249,7 @@ async def kv_set(request: web.Request) -> web.Response:
 async def kv_get(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
-    key = validation.kv_key(request.match_info["key"])
+    key = validation.kv_key(request.raw_path)
     value = ctx.kv.get(caller.key_id, key, now=ctx.clock())
     if value is None:
         raise ApiError(404, "not_found", "Key not found.")
@@ -273,12 +273,14 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
+    """Backlog per goal: a tenant key sees what it could claim; the admin sees the whole bus."""
     ctx = _ctx(request)
-    await ctx.authenticate(request, b"")
-    namespace = request.query.get("namespace") or None
+    caller = await ctx.authenticate(request, b"")
+    query = validation.query_params(request.rel_url.raw_query_string)
+    namespace = query.get("namespace") or None
     if namespace is not None:
         namespace = validation.namespace_of(namespace)
-    goal = validation.goal_of(request.query.get("goal") or None, required=False)
+    goal = validation.goal_of(query.get("goal") or None, required=False)
     goals = [
         {
             "namespace": s.namespace,
@@ -289,7 +291,7 @@ async def stats(request: web.Request) -> web.Response:
             "dead": s.dead,
             "oldest_ready_age_seconds": round(s.oldest_ready_age_seconds, 3),
         }
-        for s in ctx.engine.stats(namespace, goal)
+        for s in ctx.engine.stats(namespace, goal, viewer=None if caller.admin else caller.key_id)
     ]
     if goal is not None and not goals:
         # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.

@@ -23,7 +23,8 @@ async def claim(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
-    goal = request.query.get("goal") or None
+    query = validation.query_params(request.rel_url.raw_query_string)
+    goal = validation.goal_of(query.get("goal") or None, required=False)
     flt = ClaimFilter(caller=caller.key_id, namespace="default", goal=goal)
     claimed = await ctx.engine.claim(flt, admin=caller.admin, wait=0)
     if not claimed:
@@ -44,7 +45,7 @@ async def fulfill(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
-    intent_id = request.match_info["intent_id"]
+    intent_id = validation.intent_id(request)
     # v1.1 ignores the body: no claim token, no result.
     await ctx.engine.fulfill(caller, intent_id, None, result=None, result_type=None)
     return json_response(200, {"id": intent_id, "ok": True})
@@ -55,9 +56,9 @@ async def fail(request: web.Request) -> web.Response:
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
     doc = validation.json_body(body, max_depth=ctx.settings.limits.max_json_depth, required=False)
-    error = doc.get("error", "unknown")
-    intent_id = request.match_info["intent_id"]
-    await ctx.engine.fail(caller, intent_id, None, str(error), final=True)
+    error = validation.error_text(doc.get("error", "unknown"))
+    intent_id = validation.intent_id(request)
+    await ctx.engine.fail(caller, intent_id, None, error, final=True)
     return json_response(200, {"id": intent_id, "ok": True, "status": "failed"})
 
 

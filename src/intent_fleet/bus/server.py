@@ -20,7 +20,7 @@ from .engine import Engine
 from .errors import StartupError
 from .kv import KVStore
 from .ratelimit import RateLimiter
-from .settings import BusSettings
+from .settings import MIN_ADMIN_SECRET_CHARS, BusSettings
 from .store import Store
 
 __all__ = ["run", "serve"]
@@ -42,6 +42,11 @@ async def serve(
     """Serve until ``stop`` is set; raises :class:`StartupError` if the bus cannot start."""
     if not settings.auth.admin_secret:
         raise StartupError("no admin secret configured")
+    if len(settings.auth.admin_secret) < MIN_ADMIN_SECRET_CHARS:
+        raise StartupError(
+            f"the admin secret is shorter than {MIN_ADMIN_SECRET_CHARS} characters; "
+            "generate one with: openssl rand -hex 24"
+        )
     store = Store(settings.storage.path)
     state = store.open(now=clock())
     engine = Engine(store=store, settings=settings, clock=clock)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "MIN_ADMIN_SECRET_CHARS",
     "AuthSettings",
     "BusSettings",
     "LimitSettings",
@@ -36,6 +37,11 @@ class StorageSettings:
     retention_seconds: float = 7 * 24 * 3600.0
     #: How often (seconds) the retention sweep runs.
     cleanup_interval_seconds: float = 300.0
+
+
+#: Shortest admin secret a bus accepts: the admin secret is also an API key, and guessing it
+#: gives everything; 24 characters of random text are out of reach of any online guessing.
+MIN_ADMIN_SECRET_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import Any
 from .errors import DurabilityError, StartupError
 from .records import ApiKey, Intent, Status, Visibility
 
-__all__ = ["LoadedState", "Op", "Store", "TerminalRow"]
+__all__ = ["OWNER_SQL", "LoadedState", "Op", "Store", "TerminalRow"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,9 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 """
 
+#: Whose an intent is for a tenant's view (readiness.owner_of): '' for public intents.
+OWNER_SQL = "CASE WHEN visibility='public' THEN '' ELSE publisher END"
+
 _INTENT_COLUMNS = (
     "id, seq, namespace, goal, publisher, visibility, payload, priority, max_attempts,"
     " backoff_base, target_worker, required_capability, status, attempts, run_at,"
@@ -133,8 +138,8 @@ class LoadedState:
     intents: list[Intent] = field(default_factory=list)
     keys: list[ApiKey] = field(default_factory=list)
     kv: list[tuple[str, str, str, float]] = field(default_factory=list)
-    #: (namespace, goal, status) -> count, for terminal states.
-    terminal_counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: (namespace, goal, status, owner) -> count, for terminal states.
+    terminal_counts: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     max_seq: int = 0
 
 
@@ -157,10 +162,30 @@ class Store:
         self.ops_committed = 0
 
     # -- life cycle -------------------------------------------------------
+    def _create_private(self) -> None:
+        """The database (and so its -wal and -shm, which SQLite creates with the same mode)
+        readable by this user only: it holds every payload and the key hashes."""
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:
+                os.fchmod(fd, 0o600)
+                log.warning(
+                    "database was readable by others; made it private",
+                    extra={"db": str(self._path), "mode": oct(mode)},
+                )
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            companion = self._path.with_name(self._path.name + suffix)
+            if companion.exists() and stat.S_IMODE(companion.stat().st_mode) & 0o077:
+                companion.chmod(0o600)
+
     def open(self, *, now: float) -> LoadedState:
         """Create or migrate the schema and load the live state."""
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_private()
             conn = self._connect()
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
@@ -177,7 +202,7 @@ class Store:
                 self._path, isolation_level=None, check_same_thread=False
             )
             self._reader.execute("PRAGMA query_only=ON")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StartupError(f"cannot open database {self._path}: {exc}") from exc
         return state
 
@@ -354,11 +379,11 @@ class Store:
                 "SELECT owner, key, value, expires_at FROM kv WHERE expires_at > ?", (now,)
             )
         ]
-        for ns, goal, status, count in conn.execute(
-            "SELECT namespace, goal, status, count(*) FROM intents"
-            " WHERE status NOT IN ('open','claimed') GROUP BY namespace, goal, status"
+        for ns, goal, status, owner, count in conn.execute(
+            f"SELECT namespace, goal, status, {OWNER_SQL} AS owner, count(*) FROM intents"
+            " WHERE status NOT IN ('open','claimed') GROUP BY namespace, goal, status, owner"
         ):
-            state.terminal_counts[(ns, goal, status)] = count
+            state.terminal_counts[(ns, goal, status, owner)] = count
         state.max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM intents").fetchone()[0]
         return state
 
@@ -464,4 +489,29 @@ def fulfill_op(i: Intent, *, result: bytes | None, result_type: str | None, now:
     )
 
 
-__all__ += ["fulfill_op", "insert_intent_op", "update_state_op"]
+def sweep_terminal_op(cutoff: float) -> Op:
+    """Delete terminal intents last changed before ``cutoff``; returns (ns, goal, status,
+    owner) of each row removed."""
+
+    def sweep(conn: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+        return conn.execute(
+            "DELETE FROM intents WHERE status IN ('fulfilled','dead','cancelled')"
+            f" AND updated_at < ? RETURNING namespace, goal, status, {OWNER_SQL}",
+            (cutoff,),
+        ).fetchall()
+
+    return sweep
+
+
+def purge_op(namespace: str | None) -> Op:
+    """Delete every intent (of one namespace); returns how many rows went."""
+
+    def purge(conn: sqlite3.Connection) -> int:
+        if namespace is None:
+            return conn.execute("DELETE FROM intents").rowcount
+        return conn.execute("DELETE FROM intents WHERE namespace=?", (namespace,)).rowcount
+
+    return purge
+
+
+__all__ += ["fulfill_op", "insert_intent_op", "purge_op", "sweep_terminal_op", "update_state_op"]

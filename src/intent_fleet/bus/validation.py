@@ -7,8 +7,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 import orjson
+from aiohttp import web
 
 from .engine import PublishRequest
 from .errors import ApiError
@@ -109,24 +111,84 @@ def _number(doc: Mapping[str, Any], name: str, default: float, lo: float, hi: fl
     return float(value)
 
 
+def _control(c: str) -> bool:
+    # C0, DEL and C1: never part of a name, and a way to forge log lines.
+    return c < " " or "\x7f" <= c <= "\x9f"
+
+
+def stored_text(
+    value: Any, name: str, *, max_chars: int, code: str = "invalid_request", multiline: bool = False
+) -> str:
+    """A string that is about to be kept: text, valid UTF-8, bounded, no control characters.
+
+    Every string the bus stores (goals, namespaces, KV keys, worker ids, capabilities,
+    idempotency keys, key owners, error texts) passes here first. aiohttp hands header and
+    path bytes that are not UTF-8 over as lone surrogates, which SQLite cannot encode:
+    refusing them here keeps a bad request a 400 instead of a failed write. ``multiline``
+    allows tab and newline (an error text), never NUL or other controls.
+    """
+    if not isinstance(value, str):
+        raise _invalid(code, f"{name} must be a string, not {_kind(value)}.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise _invalid(code, f"{name} must be valid UTF-8.") from None
+    if len(value) > max_chars:
+        raise _invalid(code, f"{name} is longer than {max_chars} characters.")
+    allowed = "\t\n\r" if multiline else ""
+    if any(_control(c) and c not in allowed for c in value):
+        raise _invalid(code, f"{name} must not contain control characters.")
+    return value
+
+
 def _optional_str(doc: Mapping[str, Any], name: str, max_chars: int) -> str | None:
     value = doc.get(name)
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise _invalid(f"invalid_{name}", f"'{name}' must be a string, not {_kind(value)}.")
-    if len(value) > max_chars:
-        raise _invalid(f"invalid_{name}", f"'{name}' is longer than {max_chars} characters.")
-    return value
+    return stored_text(value, f"'{name}'", max_chars=max_chars, code=f"invalid_{name}")
 
 
-def header_text(value: str, name: str) -> str:
-    """A header value that can be stored: aiohttp hands non-UTF-8 header bytes over as
-    lone surrogates, which SQLite cannot encode (a failed commit stops the bus)."""
+def header_text(value: str, name: str, *, max_chars: int = 256) -> str:
+    """A header value that can be stored (see :func:`stored_text`)."""
+    return stored_text(value, name, max_chars=max_chars)
+
+
+def query_params(raw_query: str) -> dict[str, str]:
+    """A query string decoded strictly: percent-encoded bytes that are not UTF-8 are a 400.
+
+    (aiohttp's own decoding replaces them with U+FFFD, which would then be stored.)
+    The last value of a repeated parameter wins, as with ``request.query.get``.
+    """
     try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise _invalid("invalid_request", f"{name} must be valid UTF-8.") from None
+        pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise _invalid(
+            "invalid_request", "The query string is not valid UTF-8 once percent-decoded."
+        ) from None
+    return dict(pairs)
+
+
+def path_text(raw_path: str, name: str, *, max_chars: int) -> str:
+    """The last segment of a raw request path, decoded strictly (see :func:`query_params`)."""
+    segment = raw_path.split("?", 1)[0].rsplit("/", 1)[-1]
+    try:
+        value = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise _invalid(
+            "invalid_request", f"{name} is not valid UTF-8 once percent-decoded."
+        ) from None
+    return stored_text(value, name, max_chars=max_chars)
+
+
+#: Intent ids this bus issues are 32 hex characters (uuid4); room for other servers' forms.
+_INTENT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def intent_id(request: web.Request) -> str:
+    """The ``{intent_id}`` of a route; anything that cannot be an id is simply not found."""
+    value = request.match_info["intent_id"]
+    if not _INTENT_ID_RE.fullmatch(value):
+        raise ApiError(404, "not_found", "Intent not found.")
     return value
 
 
@@ -146,11 +208,7 @@ def goal_of(value: Any, *, required: bool) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise _invalid("invalid_goal", "'goal' must be a non-empty string.")
-    if len(value) > MAX_GOAL_CHARS:
-        raise _invalid("invalid_goal", f"'goal' is longer than {MAX_GOAL_CHARS} characters.")
-    if any(ord(c) < 32 for c in value):
-        raise _invalid("invalid_goal", "'goal' must not contain control characters.")
-    return value
+    return stored_text(value, "'goal'", max_chars=MAX_GOAL_CHARS, code="invalid_goal")
 
 
 def publish_request(
@@ -221,13 +279,11 @@ def claim_query(
         if not math.isfinite(wait) or not 0 <= wait <= max_wait:
             raise _invalid("invalid_request", f"'wait' must be between 0 and {max_wait:g} seconds.")
     worker = headers.get("X-Worker-ID") or None
-    if worker is not None and len(worker) > MAX_WORKER_FIELD_CHARS:
-        raise _invalid(
-            "invalid_request", f"X-Worker-ID is longer than {MAX_WORKER_FIELD_CHARS} characters."
-        )
     if worker is not None:
-        header_text(worker, "X-Worker-ID")
-    caps = headers.get("X-Worker-Capabilities") or ""
+        header_text(worker, "X-Worker-ID", max_chars=MAX_WORKER_FIELD_CHARS)
+    caps = header_text(
+        headers.get("X-Worker-Capabilities") or "", "X-Worker-Capabilities", max_chars=4096
+    )
     batch: int | None = None
     if query.get("max"):
         try:
@@ -241,11 +297,16 @@ def claim_query(
         session=claim_session(headers, required=False),
         namespace=namespace_of(query.get("namespace")),
         goal=goal_of(query.get("goal") or None, required=False),
-        publisher=query.get("publisher") or None,
+        publisher=_publisher(query.get("publisher") or None),
         wait=wait,
         worker_id=worker,
         capabilities=frozenset(c.strip() for c in caps.split(",") if c.strip()),
     )
+
+
+def _publisher(value: str | None) -> str | None:
+    # A key id (k_ + 12 hex) or "admin"; anything else can match no intent anyway.
+    return None if value is None else stored_text(value, "'publisher'", max_chars=64)
 
 
 MAX_SESSION_CHARS = 128
@@ -257,7 +318,7 @@ def claim_session(headers: Mapping[str, str], *, required: bool) -> str | None:
         if required:
             raise _invalid("invalid_request", "Missing X-Claim-Session header.")
         return None
-    if len(session) > MAX_SESSION_CHARS or not session.isprintable():
+    if len(session) > MAX_SESSION_CHARS or not (session.isprintable() and session.isascii()):
         raise _invalid(
             "invalid_request",
             f"X-Claim-Session must be 1-{MAX_SESSION_CHARS} printable characters.",
@@ -265,12 +326,20 @@ def claim_session(headers: Mapping[str, str], *, required: bool) -> str | None:
     return session
 
 
+#: Claim tokens this bus issues are 32 hex characters; other servers' may be longer.
+MAX_TOKEN_CHARS = 128
+_TOKEN_RE = re.compile(rf"[!-~]{{1,{MAX_TOKEN_CHARS}}}")
+
+
 def _token(doc: Mapping[str, Any]) -> str | None:
     token = doc.get("claim_token")
     if token is None:
         return None
-    if not isinstance(token, str) or not token:
-        raise _invalid("invalid_request", "'claim_token' must be a non-empty string.")
+    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+        raise _invalid(
+            "invalid_request",
+            f"'claim_token' must be 1-{MAX_TOKEN_CHARS} visible ASCII characters.",
+        )
     return token
 
 
@@ -319,15 +388,27 @@ def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> Fulfill
     return FulfillRequest(claim_token=token, result=raw, result_type=result_type)
 
 
+#: Longest ``/fail`` error text kept, as the reference server does.
+MAX_ERROR_CHARS = 500
+
+
+def error_text(value: Any) -> str:
+    """A ``/fail`` error as stored: text as sent (cut to its first 500 characters), other
+    JSON as its JSON text."""
+    error = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return stored_text(
+        error[:MAX_ERROR_CHARS], "'error'", max_chars=MAX_ERROR_CHARS, multiline=True
+    )
+
+
 def fail_request(doc: Mapping[str, Any]) -> tuple[str | None, str]:
-    error = doc.get("error", "Worker failure")
-    if not isinstance(error, str):
-        error = orjson.dumps(error).decode()
-    return _token(doc), error
+    return _token(doc), error_text(doc.get("error", "Worker failure"))
 
 
-def kv_key(key: str) -> str:
-    if not key or len(key) > MAX_KV_KEY_CHARS:
+def kv_key(raw_path: str) -> str:
+    """The KV key of ``/set/{key}`` or ``/get/{key}``, from the raw path."""
+    key = path_text(raw_path, "The KV key", max_chars=MAX_KV_KEY_CHARS)
+    if not key:
         raise _invalid("invalid_request", f"KV keys must be 1-{MAX_KV_KEY_CHARS} characters.")
     return key
 
@@ -353,4 +434,15 @@ def kv_set_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> tuple[st
     return text, int(max(1, min(MAX_KV_TTL, ttl_raw)))
 
 
-__all__ += ["fail_request", "goal_of", "header_text", "namespace_of"]
+__all__ += [
+    "MAX_ERROR_CHARS",
+    "error_text",
+    "fail_request",
+    "goal_of",
+    "header_text",
+    "intent_id",
+    "namespace_of",
+    "path_text",
+    "query_params",
+    "stored_text",
+]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from intent_fleet.bus import (
+    MIN_ADMIN_SECRET_CHARS,
     AuthSettings,
     BusSettings,
     LimitSettings,
@@ -99,6 +100,11 @@ def command(args: argparse.Namespace) -> int:
             )
         secret = "dev_" + secrets.token_hex(20)
         print(f"admin secret (also an API key; --dev only): {secret}", flush=True)
+    if len(secret) < MIN_ADMIN_SECRET_CHARS:
+        raise UsageError(
+            f"the admin secret is shorter than {MIN_ADMIN_SECRET_CHARS} characters; "
+            "generate one with: openssl rand -hex 24"
+        )
     metrics_token = ""
     if args.metrics_token_file is not None:
         metrics_token = _read_secret(args.metrics_token_file, "metrics token")

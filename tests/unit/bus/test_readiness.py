@@ -209,20 +209,20 @@ def test_stale_entries_are_swept_so_moved_on_intents_are_not_kept_alive() -> Non
         if n % 10:  # nine in ten move on (claimed) before the next push
             intent.status = Status.CLAIMED
             intent.generation += 1
-            q.left()
+            q.left(intent)
     live = [i for i in intents if i.status is Status.OPEN]
     assert q.ready == len(live) == 500
     entries = len(q.public) + sum(len(h) for h in q.private.values())
     # Without sweeping every one of the 5000 entries would still be there.
     assert entries <= 2 * len(live) + COMPACT_MIN
-    assert len(q.by_age) <= 2 * len(live) + COMPACT_MIN
+    assert sum(len(h) for h in q.by_age.values()) <= 2 * len(live) + COMPACT_MIN
     # Once nothing is ready any more, nothing is kept at all.
     for intent in live:
         intent.status = Status.CLAIMED
         intent.generation += 1
-        q.left()
+        q.left(intent)
     assert q.ready == 0
-    assert len(q.by_age) <= COMPACT_MIN
+    assert sum(len(h) for h in q.by_age.values()) <= COMPACT_MIN
 
 
 def test_sweeping_loses_no_live_intent() -> None:
@@ -233,7 +233,7 @@ def test_sweeping_loses_no_live_intent() -> None:
         if n % 10:
             intent.status = Status.CLAIMED
             intent.generation += 1
-            q.left()
+            q.left(intent)
     live = [i for i in intents if i.status is Status.OPEN]
     # Nothing live was lost: each publisher still gets its own intents in order.
     for owner in ("p0", "p1", "p2"):
