@@ -24,6 +24,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.integration.conftest import StartBus
 from tests.support import scripted_handler
 from tests.support.busproc import BusProcess
 from tests.support.rawbus import RawBus
@@ -172,6 +173,96 @@ async def test_local_api_publish_kv_status_state_and_metrics(
     assert sidecar.metric("intent_sidecar_claim_polls_total") >= 1
     assert sidecar.metric("intent_sidecar_handler_ready") == 1
     assert "# TYPE intent_sidecar_handler_duration_seconds histogram" in text
+
+
+def send(
+    sidecar: SidecarProcess, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, Any]:
+    """A request with exactly these headers (urllib adds only Host unless told otherwise)."""
+    req = urllib.request.Request(
+        sidecar.api_url + path, data=body or None, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, data = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, data = exc.code, exc.read()
+    return status, json.loads(data) if data else None
+
+
+async def test_local_api_answers_only_json_from_this_host(
+    bus: BusProcess, raw: RawBus, procs: Procs
+) -> None:
+    """A web page in a developer's browser must not publish, read KV or drain: it can reach
+    127.0.0.1 only under its own name (DNS rebinding) or cross-site without JSON."""
+    key, _ = await raw.new_key("api-tenant")
+    handler = procs.handler()
+    sidecar = procs.sidecar(bus_url=bus.url, api_key=key, goal=GOAL, app_port=handler.port)
+    publish = json.dumps({"goal": "from-a-page", "payload": {}}).encode()
+    json_type = {"Content-Type": "application/json"}
+    hostile: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
+        ("POST", "/v1/publish", {"Content-Type": "text/plain"}, publish, 415, "Content-Type"),
+        ("POST", "/v1/publish", {}, publish, 415, "Content-Type"),
+        ("POST", "/v1/drain", {}, b"", 415, "Content-Type"),
+        ("POST", "/v1/drain", {"Content-Type": "application/x-www-form-urlencoded"}, b"", 415, ""),
+        ("PUT", "/v1/kv/k", {"Content-Type": "text/plain"}, b'{"value": 1}', 415, ""),
+        (
+            "POST",
+            "/v1/publish",
+            {**json_type, "Host": "evil.example:8787"},
+            publish,
+            403,
+            "127.0.0.1",
+        ),
+        ("GET", "/v1/kv/k", {"Host": "rebound.evil.example"}, b"", 403, "localhost"),
+        ("GET", "/v1/state", {"Host": "127.0.0.1.evil.example"}, b"", 403, ""),
+        ("POST", "/v1/publish", {**json_type, "Origin": "https://evil.example"}, publish, 403, ""),
+        ("POST", "/v1/drain", {**json_type, "Sec-Fetch-Site": "cross-site"}, b"", 403, ""),
+    ]
+    for method, path, headers, body, status, word in hostile:
+        got, doc = send(sidecar, method, path, headers, body)
+        assert got == status, (method, path, headers, doc)
+        assert word in doc["error"]["message"], doc
+    # None of it happened: nothing published, not draining.
+    assert await raw.stats(key, goal="from-a-page") == [
+        {
+            "namespace": "default",
+            "goal": "from-a-page",
+            "ready": 0,
+            "delayed": 0,
+            "claimed": 0,
+            "dead": 0,
+            "oldest_ready_age_seconds": 0.0,
+        }
+    ]
+    code, state = sidecar.get("/v1/state")
+    assert code == 200 and state["draining"] is False, state
+    # The same requests, as a program on this host sends them, are served.
+    port = sidecar.api_url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+        got, doc = send(sidecar, "POST", "/v1/publish", {**json_type, "Host": host}, publish)
+        assert got == 201, (host, doc)
+    got, doc = send(
+        sidecar, "POST", "/v1/publish", {**json_type, "Origin": f"http://localhost:{port}"}, publish
+    )
+    assert got == 201, doc
+
+
+async def test_a_handler_redirect_is_never_followed(
+    bus: BusProcess, raw: RawBus, procs: Procs
+) -> None:
+    key, _ = await raw.new_key("redirect-tenant")
+    handler = procs.handler()
+    elsewhere = procs.handler()  # where the redirect points: it must see nothing
+    sidecar = procs.sidecar(bus_url=bus.url, api_key=key, goal=GOAL, app_port=handler.port)
+    location = f"http://127.0.0.1:{elsewhere.port}/steal"
+    payload = {"status": 307, "location": location}
+    intent_id = await raw.publish(key, {"goal": GOAL, "payload": payload, "max_attempts": 1})
+    st = await wait_status(raw, intent_id)
+    assert st["status"] == "dead"
+    assert "redirect" in (st["last_error"] or ""), st
+    assert [r for r in read_record(elsewhere.record) if r["method"] == "POST"] == []
+    assert sidecar.proc.poll() is None
 
 
 async def test_local_api_refuses_bad_requests_and_reports_a_dead_bus(
@@ -512,3 +603,22 @@ async def test_malformed_claim_answers_are_logged_and_survived(
         if sidecar is not None:
             sidecar.kill()
         await runner.cleanup()
+
+
+async def test_a_fulfil_the_bus_refuses_becomes_a_fail_with_the_cause(
+    start: StartBus, procs: Procs
+) -> None:
+    """The handler's result is bigger than this bus keeps: the bus answers 413, and the
+    intent fails at once with that cause instead of waiting out its lease."""
+    bus = start("--max-result-bytes", "1000")
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+        key, _ = await raw.new_key("refused-tenant")
+        handler = procs.handler()
+        procs.sidecar(bus_url=bus.url, api_key=key, goal=GOAL, app_port=handler.port)
+        payload = {"status": 200, "bytes": 4000}
+        started = time.monotonic()
+        intent_id = await raw.publish(key, {"goal": GOAL, "payload": payload, "max_attempts": 1})
+        st = await wait_status(raw, intent_id)
+        assert st["status"] == "dead", st
+        assert "refused the fulfil (413)" in st["last_error"], st
+        assert time.monotonic() - started < 30  # not the 60 s lease

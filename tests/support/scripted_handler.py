@@ -14,6 +14,7 @@ The payload (a JSON object) says what to answer:
 - ``{"status": 429|503, "retry_after": "0.2", "times": K}``: busy for the first K
   deliveries of this Intent-Id, then 200 with ``{"deliveries": K+1}``
 - ``{"status": 4xx|5xx, "body": "..."}``: that text as the error body
+- ``{"status": 3xx, "location": URL}``: a redirect there
 - ``{"sleep": S}``: sleep S seconds before answering (combines with the above)
 - ``{"drop": true}``: close the socket without answering
 - ``{"exit": true}``: answer 200, then the process exits
@@ -173,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = json.dumps({"deliveries": delivery}).encode()
             self._send(200, reply, "application/json")
             return
-        if "json" in script:
+        if "location" in script:
+            self._send(status, b"", None, Location=str(script["location"]))
+        elif "json" in script:
             self._send(status, json.dumps(script["json"]).encode(), "application/json")
         elif "text" in script:
             self._send(status, script["text"].encode(), "text/plain; charset=utf-8")

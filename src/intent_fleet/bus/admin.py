@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from aiohttp import web
 from . import validation
 from .context import CONTEXT_KEY, BusContext, json_response, read_body
 from .errors import ApiError
-from .store import TerminalRow
+from .store import TerminalRow, insert_key_op, kv_purge_op, revoke_key_op
 
 __all__ = ["add_admin_routes"]
 
@@ -30,14 +31,10 @@ async def generate_key(request: web.Request) -> web.Response:
     owner = validation.stored_text(doc.get("owner", "anonymous"), "'owner'", max_chars=100)
     if not owner.strip():
         raise ApiError(400, "invalid_request", "'owner' must be a string of 1-100 characters.")
-    secret, key = ctx.keys.create(owner=owner, now=ctx.clock())
-    await ctx.store.submit(
-        [
-            (
-                "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?,?,?,?)",
-                (key.id, key.name, key.secret_hash, key.created_at),
-            )
-        ]
+    secret, key = ctx.keys.new_key(owner=owner, now=ctx.clock())
+    # Usable once on disk: a key the disk refused must not work until the next restart.
+    await asyncio.shield(
+        ctx.store.submit([insert_key_op(key)], on_durable=lambda: ctx.keys.add(key))
     )
     return json_response(201, {"api_key": secret, "id": key.id, "owner": key.name})
 
@@ -54,8 +51,12 @@ async def revoke_key(request: web.Request) -> web.Response:
     if key is None:
         raise ApiError(404, "not_found", "No such key.")
     now = ctx.clock()
-    ctx.keys.revoke(key, now=now)
-    await ctx.store.submit([("UPDATE api_keys SET revoked_at=? WHERE id=?", (now, key.id))])
+    # Written first: a revoke the disk refused must not come undone at the next restart.
+    await asyncio.shield(
+        ctx.store.submit(
+            [revoke_key_op(key.id, now=now)], on_durable=lambda: ctx.keys.revoke(key, now=now)
+        )
+    )
     return json_response(200, {"ok": True, "id": key.id})
 
 
@@ -77,7 +78,7 @@ async def purge(request: web.Request) -> web.Response:
         namespace = validation.namespace_of(namespace)
     deleted = await ctx.engine.purge(namespace)
     if namespace is None:
-        await ctx.store.submit([ctx.kv.purge()])
+        await asyncio.shield(ctx.store.submit([kv_purge_op()], on_durable=ctx.kv.purge))
     return json_response(200, {"ok": True, "deleted": deleted})
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .admin import add_admin_routes
 from .context import CONTEXT_KEY, PROTOCOL_VERSION, BusContext, error_response
-from .errors import ApiError, DurabilityError
+from .errors import ApiError, DurabilityError, StorageFullError
 from .metrics import metrics
 from .routes import add_routes
 from .routes_v1 import add_v1_routes
@@ -45,9 +45,29 @@ def build_app(ctx: BusContext) -> web.Application:
             response = await handler(request)
         except ApiError as err:
             response = error_response(err)
-        except DurabilityError:
+        except StorageFullError:
             response = error_response(
-                ApiError(503, "storage_unavailable", "The bus cannot write to its database.")
+                ApiError(
+                    507,
+                    "insufficient_storage",
+                    "The bus's disk is full: this write was not made and nothing changed. "
+                    "Reads and claims go on; retry once space returns.",
+                    headers={"Retry-After": "5"},
+                )
+            )
+        except DurabilityError as failed:
+            status, code = (
+                (500, "write_rejected")
+                if failed.cause == "rejected"
+                else (503, "storage_unavailable")
+            )
+            response = error_response(
+                ApiError(
+                    status,
+                    code,
+                    "The bus could not make this request durable; nothing changed.",
+                    headers={"Retry-After": "1"} if status == 503 else None,
+                )
             )
         except web.HTTPException as exc:
             code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(

@@ -82,13 +82,17 @@ class KeyRing:
             presented.encode(), self._admin_secret.encode()
         )
 
-    def create(self, *, owner: str, now: float) -> tuple[str, ApiKey]:
-        """A new key: the raw secret (shown once) and its stored record."""
+    @staticmethod
+    def new_key(*, owner: str, now: float) -> tuple[str, ApiKey]:
+        """A new key: the raw secret (shown once) and its record, not yet usable: :meth:`add`
+        it once its record is on disk."""
         secret = "tk_" + secrets.token_hex(20)
         digest = hash_secret(secret)
         key = ApiKey(id=key_id_for(digest), name=owner, secret_hash=digest, created_at=now)
-        self._add(key)
         return secret, key
+
+    def add(self, key: ApiKey) -> None:
+        self._add(key)
 
     def find(self, *, secret: str | None = None, key_id: str | None = None) -> ApiKey | None:
         if secret is not None:

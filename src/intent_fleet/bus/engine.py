@@ -7,6 +7,12 @@ Publish, fulfill, fail and admin changes await that commit before the caller
 answers. A claim is answered at once: losing it in a crash only hands the
 intent out again, which at-least-once delivery allows.
 
+A write that fails (a full disk, an I/O error) fails its own request and puts
+memory back as it was before that request (:class:`_Before`), unless the
+intent has moved on since; a background write that fails (a claim, a lease
+that ran out) marks its intents dirty, and they are written again, as they are
+by then, until the disk takes them.
+
 Longer than the house's usual module on purpose: every transition (publish,
 claim, lease expiry, fail, retry, cancel, purge) must go through the same
 bookkeeping (backlog counters, heap generations, timers, parked claims), and
@@ -25,10 +31,12 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .backlog import GoalStats, TerminalCounts, goal_stats, status_counts
 from .errors import ApiError
 from .longpoll import ParkedClaim, ParkedClaims
+from .quotas import KeyUsage, Quotas, quota_exceeded
 from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .records import Caller, Intent, Status, Visibility
 from .settings import BusSettings
@@ -77,6 +85,43 @@ class PublishOutcome:
     replayed: bool
 
 
+#: The fields a transition changes; what an undo puts back.
+_TRANSITION_FIELDS = (
+    "status",
+    "attempts",
+    "run_at",
+    "updated_at",
+    "claim_token",
+    "lease_until",
+    "claimer",
+    "worker_id",
+    "last_error",
+    "result",
+    "result_type",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """An intent's life-cycle fields before a transition, to undo it if its write fails."""
+
+    status: Status
+    values: tuple[object, ...]
+
+    @classmethod
+    def of(cls, i: Intent) -> _Before:
+        return cls(i.status, tuple(getattr(i, name) for name in _TRANSITION_FIELDS))
+
+    def restore(self, i: Intent) -> None:
+        for name, value in zip(_TRANSITION_FIELDS, self.values, strict=True):
+            setattr(i, name, value)
+
+
+#: Seconds between tries to write dirty intents again: doubling, up to the cap.
+DIRTY_RETRY_FIRST = 0.5
+DIRTY_RETRY_CAP = 30.0
+
+
 class Engine:
     """Live state of the bus plus the rules that change it."""
 
@@ -98,6 +143,7 @@ class Engine:
         self._delayed = TimedHeap(lambda i: i.run_at, Status.OPEN)
         self._leases = TimedHeap(lambda i: i.lease_until, Status.CLAIMED)
         self._parked = ParkedClaims()
+        self._quotas = Quotas(settings.limits)
         self._pending_idempotency: dict[
             tuple[str, str], tuple[Intent, asyncio.Future[list[object]]]
         ] = {}
@@ -107,6 +153,10 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: Intents whose background write failed, to be written again as they are by then.
+        self._dirty: dict[str, Intent] = {}
+        self._dirty_timer: asyncio.TimerHandle | None = None
+        self._dirty_delay = DIRTY_RETRY_FIRST
         self.claims_served = 0
         self.long_poll_handoffs = 0
 
@@ -117,6 +167,7 @@ class Engine:
         self._terminal = dict(state.terminal_counts)
         for intent in state.intents:
             self._intents[intent.id] = intent
+            self._quotas.add(intent)
             if intent.status is Status.CLAIMED:
                 # A lease that ran out while the bus was down expires at the first
                 # tick like any other: open again, or dead if it was the last attempt.
@@ -134,6 +185,9 @@ class Engine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._dirty_timer is not None:
+            self._dirty_timer.cancel()
+            self._dirty_timer = None
         self.release_waiters()
 
     def release_waiters(self) -> None:
@@ -181,6 +235,11 @@ class Engine:
             self._serve_waiters(intent)
 
     def _terminal_count(self, intent: Intent, status: Status, delta: int) -> None:
+        # Becoming terminal ends an intent's life in its publisher's quota; a retry starts it.
+        if delta > 0:
+            self._quotas.remove(intent)
+        else:
+            self._quotas.add(intent)
         key = (intent.namespace, intent.goal, status.value, owner_of(intent))
         count = self._terminal.get(key, 0) + delta
         if count:
@@ -189,20 +248,94 @@ class Engine:
             self._terminal.pop(key, None)
 
     def _commit(
-        self, ops: list[Op], *, on_durable: Callable[[], None] | None = None
-    ) -> asyncio.Future[list[object]]:
-        """Queue ops; run ``on_durable`` once they are on disk, whether or not
-        the request that caused them is still waiting (a client that hangs up
-        must not leave memory and disk disagreeing)."""
-        fut = self._store.submit(ops)
-        if on_durable is not None:
+        self,
+        ops: list[Op],
+        *,
+        on_durable: Callable[[], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
+    ) -> asyncio.Future[list[Any]]:
+        """Queue ops; ``on_durable`` / ``on_failed`` run once the outcome is known, whether
+        or not the request that caused them is still waiting (a client that hangs up must
+        not leave memory and disk disagreeing)."""
+        return self._store.submit(ops, on_durable=on_durable, on_failed=on_failed)
 
-            def done(f: asyncio.Future[list[object]]) -> None:
-                if not f.cancelled() and f.exception() is None:
-                    on_durable()
+    def _undo(self, intent: Intent, before: _Before, generation: int) -> Callable[[], None]:
+        """Put ``intent`` back as ``before`` if nothing moved it after our change (its own
+        write, queued later, records whatever moved it)."""
 
-            fut.add_done_callback(done)
-        return fut
+        def undo() -> None:
+            if intent.generation != generation or self._intents.get(intent.id) is not intent:
+                return
+            now_status = intent.status
+            self._leave(intent)
+            if now_status.terminal:
+                self._terminal_count(intent, now_status, -1)
+            before.restore(intent)
+            if before.status is Status.CLAIMED:
+                assert intent.lease_until is not None
+                self._enter(intent, "claimed")
+                self._leases.push(intent)
+                self._reschedule(intent.lease_until)
+            elif before.status is Status.OPEN:
+                self._make_open(intent, self._clock())
+            else:
+                self._terminal_count(intent, before.status, +1)
+
+        return undo
+
+    async def _transition(
+        self, intent: Intent, before: _Before, op: Op, *, forget: bool = False
+    ) -> None:
+        """Write the change just made to ``intent``; undo it in memory if the write fails."""
+        on_durable = (lambda: self._forget(intent)) if forget else None
+        undo = self._undo(intent, before, intent.generation)
+        await asyncio.shield(self._commit([op], on_durable=on_durable, on_failed=undo))
+
+    def _persist(self, intents: list[Intent], *, forget: bool = False) -> None:
+        """Write these intents' state in the background (nobody waits); on failure they are
+        dirty and written again later."""
+
+        def durable() -> None:
+            if forget:
+                for intent in intents:
+                    self._forget(intent)
+
+        def failed() -> None:
+            for intent in intents:
+                self._dirty[intent.id] = intent
+            self._schedule_dirty()
+
+        self._commit([update_state_op(i) for i in intents], on_durable=durable, on_failed=failed)
+
+    def _schedule_dirty(self) -> None:
+        if self._dirty_timer is None and self._loop is not None:
+            self._dirty_timer = self._loop.call_later(self._dirty_delay, self._write_dirty)
+            self._dirty_delay = min(DIRTY_RETRY_CAP, self._dirty_delay * 2)
+
+    def _write_dirty(self) -> None:
+        self._dirty_timer = None
+        # As they are now: a write queued after a newer one must not bring back old state.
+        dirty = [i for i in self._dirty.values() if self._intents.get(i.id) is i]
+        self._dirty.clear()
+        if not dirty:
+            return
+
+        def durable() -> None:
+            self._dirty_delay = DIRTY_RETRY_FIRST
+            for intent in dirty:
+                if self._dirty.get(intent.id) is None:
+                    self._forget(intent)
+
+        def failed() -> None:
+            for intent in dirty:
+                self._dirty.setdefault(intent.id, intent)
+            self._schedule_dirty()
+
+        self._commit([update_state_op(i) for i in dirty], on_durable=durable, on_failed=failed)
+
+    def dirty_count(self) -> int:
+        """Intents whose state is not on disk yet because a background write failed."""
+        return len(self._dirty)
 
     # -- publish ----------------------------------------------------------
     async def publish(
@@ -219,6 +352,9 @@ class Engine:
             replay = await self._idempotent_replay(caller, idempotency_key, body_hash)
             if replay is not None:
                 return replay
+        self._quotas.check_publish(
+            caller, namespace=req.namespace, goal=req.goal, size=len(req.payload)
+        )
         now = self._clock()
         self._seq += 1
         intent = Intent(
@@ -249,10 +385,14 @@ class Engine:
             self._intents[intent.id] = intent
             self._make_open(intent, self._clock())
 
-        def settle(_f: asyncio.Future[list[object]]) -> None:
+        def settle(f: asyncio.Future[list[object]]) -> None:
             if pending_key is not None:
                 self._pending_idempotency.pop(pending_key, None)
+            if f.cancelled() or f.exception() is not None:
+                self._quotas.remove(intent)  # never accepted: its reservation goes
 
+        # Counted from now, so concurrent publishes cannot all slip under a quota.
+        self._quotas.add(intent)
         commit = self._commit([insert_intent_op(intent)], on_durable=activate)
         commit.add_done_callback(settle)
         if pending_key is not None:
@@ -307,7 +447,7 @@ class Engine:
         # anyway), and not waiting halves the fsyncs on a job's path. The write
         # is queued before any later fulfill/fail of these intents, so the log
         # stays in order.
-        self._commit([update_state_op(i) for i in claimed])
+        self._persist(claimed)
         return claimed
 
     def _claim_now(self, flt: ClaimFilter, *, admin: bool, lease: int) -> Intent | None:
@@ -329,10 +469,14 @@ class Engine:
         self.claims_served += 1
         return intent
 
-    def _unclaim(self, intent: Intent) -> asyncio.Future[list[object]] | None:
-        """Undo a claim nobody worked on: open again at once, the attempt refunded."""
+    def _unclaim(self, intent: Intent) -> _Before | None:
+        """Undo a claim nobody worked on: open again at once, the attempt refunded.
+
+        Returns the state before, for :meth:`_transition`; None if it was not claimed.
+        """
         if intent.status is not Status.CLAIMED:
             return None
+        before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
         intent.attempts = max(0, intent.attempts - 1)
@@ -342,7 +486,7 @@ class Engine:
         intent.worker_id = None
         intent.updated_at = now
         self._make_open(intent, now)
-        return self._commit([update_state_op(intent)])
+        return before
 
     async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
         """Hand back a claimed intent unworked (extension ``release_claim``).
@@ -351,14 +495,21 @@ class Engine:
         instead of after its lease or a ``/fail`` backoff, and keeps its attempt.
         """
         intent = self._leased(caller, intent_id, token)
-        commit = self._unclaim(intent)
-        assert commit is not None
-        await asyncio.shield(commit)
+        before = self._unclaim(intent)
+        assert before is not None
+        await self._transition(intent, before, update_state_op(intent))
 
     async def _wait_for_claim(
         self, flt: ClaimFilter, *, admin: bool, wait: float, lease: int
     ) -> Intent | None:
         assert self._loop is not None
+        most = self._settings.limits.max_parked_claims_per_key
+        if not admin and most and self._parked.count_of(flt.caller) >= most:
+            raise quota_exceeded(
+                429,
+                f"This key has {most} claims waiting already, the most this bus parks per key; "
+                "claim with fewer concurrent long-polls.",
+            )
         claim = ParkedClaim(flt=flt, admin=admin, future=self._loop.create_future())
         self._parked.park(claim)
         try:
@@ -373,6 +524,7 @@ class Engine:
             fut = claim.future
             if fut.done() and not fut.cancelled() and (got := fut.result()) is not None:
                 self._unclaim(got)
+                self._persist([got])
             raise
         finally:
             self._parked.unpark(claim)
@@ -412,6 +564,7 @@ class Engine:
         q = self._queue_settings
         seconds = max(q.min_extend_seconds, min(q.max_extend_seconds, seconds))
         intent = self._leased(caller, intent_id, token)
+        before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
         intent.lease_until = now + seconds
@@ -420,7 +573,7 @@ class Engine:
         self._leases.push(intent)
         # The lease may now end before the timer armed for the old one.
         self._reschedule(intent.lease_until)
-        await self._store.submit([update_state_op(intent)])
+        await self._transition(intent, before, update_state_op(intent))
         return seconds
 
     async def fulfill(
@@ -433,6 +586,7 @@ class Engine:
         result_type: str | None,
     ) -> None:
         intent = self._leased(caller, intent_id, token)
+        before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
         intent.status = Status.FULFILLED
@@ -440,18 +594,15 @@ class Engine:
         intent.last_error = None
         intent.result, intent.result_type = result, result_type
         self._terminal_count(intent, Status.FULFILLED, +1)
-        await asyncio.shield(
-            self._commit(
-                [fulfill_op(intent, result=result, result_type=result_type, now=now)],
-                on_durable=lambda: self._forget(intent),
-            )
-        )
+        op = fulfill_op(intent, result=result, result_type=result_type, now=now)
+        await self._transition(intent, before, op, forget=True)
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
     ) -> Status:
         """Record a failure: retry after backoff, or dead past max_attempts (or when final)."""
         intent = self._leased(caller, intent_id, token)
+        before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
         intent.last_error = error
@@ -465,9 +616,7 @@ class Engine:
             intent.run_at = now + self._backoff(intent)
             self._make_open(intent, now)
         status = intent.status
-        await asyncio.shield(
-            self._commit([update_state_op(intent)], on_durable=lambda: self._forget(intent))
-        )
+        await self._transition(intent, before, update_state_op(intent), forget=True)
         return status
 
     def _backoff(self, intent: Intent) -> float:
@@ -507,7 +656,6 @@ class Engine:
             self._leave(intent)
             self._enter(intent, "ready")
             self._serve_waiters(intent)
-        ops: list[Op] = []
         dead: list[Intent] = []
         for intent in list(self._leases.pop_due(now)):
             self._leave(intent)
@@ -518,20 +666,12 @@ class Engine:
                 intent.last_error = intent.last_error or "Lease expired on the last attempt."
                 self._die(intent)
                 dead.append(intent)
-                ops.append(update_state_op(intent))
             else:
                 intent.claimer = None
                 self._make_open(intent, now)
-        if ops:
-            self._persist_in_background(ops, then_forget=tuple(dead))
+        if dead:
+            self._persist(dead, forget=True)
         self._reschedule()
-
-    def _persist_in_background(self, ops: list[Op], then_forget: tuple[Intent, ...] = ()) -> None:
-        def forget() -> None:
-            for intent in then_forget:
-                self._forget(intent)
-
-        self._commit(ops, on_durable=forget)
 
     def _forget(self, intent: Intent) -> None:
         """Drop a terminal intent from memory; the database answers for it from now on."""
@@ -541,6 +681,13 @@ class Engine:
     # -- admin ------------------------------------------------------------
     async def cancel(self, intent_id: str) -> None:
         intent = self._intents.get(intent_id)
+        if intent is not None and intent.status.terminal:
+            # Finished, its write still on the way to the disk: too late to cancel.
+            raise ApiError(
+                409,
+                "conflict",
+                f"Intent is already {intent.status.value}; only live intents can be cancelled.",
+            )
         if intent is None:
             row = self._store.read_terminal(intent_id)
             if row is None:
@@ -550,6 +697,7 @@ class Engine:
                 "conflict",
                 f"Intent is already {row.status}; only live intents can be cancelled.",
             )
+        before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
         intent.status = Status.CANCELLED
@@ -558,9 +706,7 @@ class Engine:
         intent.updated_at = now
         intent.last_error = "Cancelled by admin"
         self._terminal_count(intent, Status.CANCELLED, +1)
-        await asyncio.shield(
-            self._commit([update_state_op(intent)], on_durable=lambda: self._forget(intent))
-        )
+        await self._transition(intent, before, update_state_op(intent), forget=True)
 
     async def retry(self, intent_id: str) -> None:
         """Give a dead (or cancelled) intent a fresh set of attempts."""
@@ -578,7 +724,7 @@ class Engine:
                 f"Intent is {intent.status.value}; only dead or cancelled ones can be retried.",
             )
         now = self._clock()
-        self._terminal_count(intent, intent.status, -1)
+        was = intent.status
         intent.status = Status.OPEN
         intent.attempts = 0
         intent.run_at = now
@@ -588,6 +734,8 @@ class Engine:
         intent.last_error = "Retried by admin"
 
         def activate() -> None:
+            # Counted as it was until the disk has it alive again.
+            self._terminal_count(intent, was, -1)
             self._intents[intent.id] = intent
             self._make_open(intent, self._clock())
 
@@ -595,17 +743,28 @@ class Engine:
 
     async def purge(self, namespace: str | None) -> int:
         """Delete every intent (of one namespace, or all); returns how many rows went."""
-        victims = [
-            i for i in self._intents.values() if namespace is None or i.namespace == namespace
-        ]
-        for intent in victims:
-            self._leave(intent)
-            intent.status = Status.CANCELLED
-            del self._intents[intent.id]
-        self._terminal = {
-            k: v for k, v in self._terminal.items() if namespace is not None and k[0] != namespace
-        }
-        (deleted,) = await self._store.submit([purge_op(namespace)])
+
+        def forget_them() -> None:
+            # Once the rows are gone: a purge that fails leaves memory as the disk is.
+            victims = [
+                i for i in self._intents.values() if namespace is None or i.namespace == namespace
+            ]
+            for intent in victims:
+                if not intent.status.terminal:
+                    self._quotas.remove(intent)
+                self._leave(intent)
+                intent.status = Status.CANCELLED
+                del self._intents[intent.id]
+                self._dirty.pop(intent.id, None)
+            self._terminal = {
+                k: v
+                for k, v in self._terminal.items()
+                if namespace is not None and k[0] != namespace
+            }
+
+        (deleted,) = await asyncio.shield(
+            self._commit([purge_op(namespace)], on_durable=forget_them)
+        )
         return int(deleted)
 
     def live(self, intent_id: str) -> Intent | None:
@@ -650,6 +809,10 @@ class Engine:
 
     def waiting_claims(self) -> int:
         return len(self._parked)
+
+    def usage(self, key_id: str) -> KeyUsage:
+        """What one key holds now (for its quotas)."""
+        return self._quotas.usage(key_id)
 
     def read_terminal(self, intent_id: str) -> TerminalRow | None:
         return self._store.read_terminal(intent_id)

@@ -6,12 +6,14 @@
     ├── ApiError                 a request the bus refuses: status + code + message
     │   (raised by validation, auth, the engine; rendered by the HTTP layer)
     ├── StartupError             the bus cannot start (no admin secret, bad database)
-    └── DurabilityError          a commit to disk failed; the bus stops rather than lie
+    └── DurabilityError          a write was not made durable: its request fails (503),
+        │                        memory is put back as it was, the bus goes on
+        └── StorageFullError     ... because the disk is full (507)
 """
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "BusError", "DurabilityError", "StartupError"]
+__all__ = ["ApiError", "BusError", "DurabilityError", "StartupError", "StorageFullError"]
 
 
 class BusError(Exception):
@@ -41,4 +43,16 @@ class StartupError(BusError):
 
 
 class DurabilityError(BusError):
-    """Writing to the database failed; acknowledging anything further would be a lie."""
+    """A request's write did not reach the disk; that request fails, nothing else does.
+
+    ``cause`` is "io" (the database or the disk failed), "rejected" (the database refused
+    this request's write) or "full" (:class:`StorageFullError`).
+    """
+
+    def __init__(self, message: str, *, cause: str = "io") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class StorageFullError(DurabilityError):
+    """The disk is full: writes are refused with 507 until space returns."""

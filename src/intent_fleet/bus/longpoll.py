@@ -30,21 +30,33 @@ class ParkedClaims:
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str | None], dict[int, ParkedClaim]] = {}
+        #: Parked claims per caller, for the per-key quota.
+        self._per_caller: dict[str, int] = {}
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._by_key.values())
 
+    def count_of(self, caller: str) -> int:
+        return self._per_caller.get(caller, 0)
+
     def park(self, claim: ParkedClaim) -> None:
         key = (claim.flt.namespace, claim.flt.goal)
         self._by_key.setdefault(key, {})[id(claim)] = claim
+        caller = claim.flt.caller
+        self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
 
     def unpark(self, claim: ParkedClaim) -> None:
         key = (claim.flt.namespace, claim.flt.goal)
         parked = self._by_key.get(key)
-        if parked is not None:
-            parked.pop(id(claim), None)
+        if parked is not None and parked.pop(id(claim), None) is not None:
             if not parked:
                 del self._by_key[key]
+            caller = claim.flt.caller
+            left = self._per_caller.get(caller, 0) - 1
+            if left > 0:
+                self._per_caller[caller] = left
+            else:
+                self._per_caller.pop(caller, None)
 
     def for_intent(self, namespace: str, goal: str) -> Iterator[ParkedClaim]:
         """Claims that could take an intent of this goal, goal-specific ones first.
@@ -81,3 +93,4 @@ class ParkedClaims:
                 if not claim.future.done():
                     claim.future.set_result(None)
         self._by_key.clear()
+        self._per_caller.clear()

@@ -73,6 +73,22 @@ def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> str:
     lines.append(f"intent_bus_commits_total {ctx.store.commits}")
     family("intent_bus_committed_ops_total", "counter", "Writes made durable.")
     lines.append(f"intent_bus_committed_ops_total {ctx.store.ops_committed}")
+    family(
+        "intent_bus_failed_writes_total",
+        "counter",
+        "Requests whose write failed, by cause (full disk, I/O, rejected by the database).",
+    )
+    for cause in ("full", "io", "rejected"):
+        n = ctx.store.failed_writes.get(cause, 0)
+        lines.append(f"intent_bus_failed_writes_total{_labels(cause=cause)} {n}")
+    family("intent_bus_storage_ok", "gauge", "1 while the last write succeeded, else 0.")
+    lines.append(f"intent_bus_storage_ok {int(ctx.store.health == 'ok')}")
+    family(
+        "intent_bus_unwritten_intents",
+        "gauge",
+        "Intents whose latest state is not on disk yet (a background write failed).",
+    )
+    lines.append(f"intent_bus_unwritten_intents {engine.dirty_count()}")
     family("intent_bus_responses_total", "counter", "HTTP answers by route and status code.")
     for (route, code), n in sorted(ctx.responses.items()):
         lines.append(f"intent_bus_responses_total{_labels(route=route, code=str(code))} {n}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from .context import (
     read_body,
 )
 from .errors import ApiError
+from .quotas import quota_exceeded
 from .readiness import ClaimFilter
 from .records import Caller, Intent
 from .store import TerminalRow
@@ -241,8 +243,24 @@ async def kv_set(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
     key = validation.kv_key(request.raw_path)
     value, ttl = validation.kv_set_request(doc, limits=ctx.settings.limits)
-    op = ctx.kv.set(caller.key_id, key, value, expires_at=ctx.clock() + ttl)
-    await ctx.store.submit([op])
+    most = ctx.settings.limits.max_kv_entries_per_key
+    owner = caller.key_id
+    full = not caller.admin and most and not ctx.kv.has(owner, key)
+    if full and ctx.kv.count_of(owner) >= most:
+        ctx.kv.forget_expired(now=ctx.clock())
+    if full and ctx.kv.count_of(owner) >= most:
+        raise quota_exceeded(
+            429,
+            f"This key has {most} KV entries, the most this bus keeps per key; "
+            "reuse a key or let entries expire.",
+        )
+    expires_at = ctx.clock() + ttl
+    op = ctx.kv.set_op(owner, key, value, expires_at=expires_at)
+    await asyncio.shield(
+        ctx.store.submit(
+            [op], on_durable=lambda: ctx.kv.set(owner, key, value, expires_at=expires_at)
+        )
+    )
     return json_response(200, {"ok": True})
 
 
@@ -268,6 +286,8 @@ async def health(request: web.Request) -> web.Response:
             "server": SERVER_NAME,
             "ts": ctx.clock(),
             "features": list(FEATURES),
+            # "ok", or why the last write failed ("full", "io") until one succeeds again.
+            "storage": ctx.store.health,
         },
     )
 

@@ -71,13 +71,6 @@ async def serve(
         started_at=clock(),
     )
     loop = asyncio.get_running_loop()
-    failure: list[BaseException] = []
-
-    def storage_failed(exc: BaseException) -> None:
-        failure.append(exc)
-        stop.set()
-
-    store.on_failure = storage_failed
     store.start(loop)
     engine.start(loop)
     runner = web.AppRunner(
@@ -116,8 +109,6 @@ async def serve(
         await runner.cleanup()
         engine.stop()
         await store.close()
-    if failure:
-        raise StartupError(f"stopped: the database failed: {failure[0]}")
 
 
 async def _sweep_forever(ctx: BusContext) -> None:

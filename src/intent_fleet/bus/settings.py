@@ -75,10 +75,23 @@ class LimitSettings:
     max_kv_value_bytes: int = 64 * 1024
     #: Deepest JSON nesting accepted in any request body; stops stack-exhaustion tricks.
     max_json_depth: int = 32
-    #: Per-key request rate (requests per second); 0 disables rate limiting.
-    rate_limit_per_second: float = 0.0
+    #: Per-key request rate (requests per second; the admin key is exempt); 0 turns it off.
+    #: On by default so a runaway client cannot starve the other tenants; 1000/s is about
+    #: half of what this bus serves on 2 cores, and far above what a worker fleet sends.
+    rate_limit_per_second: float = 1000.0
     #: Burst allowance of the per-key token bucket (requests).
-    rate_limit_burst: int = 100
+    rate_limit_burst: int = 2000
+    #: Per-key quotas (the admin key is exempt; 0 = no limit), see :mod:`.quotas`.
+    #: Open and claimed intents one key may have published.
+    max_live_intents_per_key: int = 100_000
+    #: Payload bytes of those intents: the bus keeps them in memory. 128 MiB.
+    max_live_bytes_per_key: int = 128 * 1024 * 1024
+    #: Distinct (namespace, goal) among them: each goal costs an index of its own.
+    max_goals_per_key: int = 1_000
+    #: Unexpired KV entries per key.
+    max_kv_entries_per_key: int = 10_000
+    #: Claims one key may have parked in a long-poll at once.
+    max_parked_claims_per_key: int = 256
     #: Longest long-poll wait a claim may ask for (seconds).
     max_claim_wait_seconds: float = 30.0
     #: Longest KV TTL (seconds): the store is ephemeral by contract. 7 days.

@@ -6,6 +6,13 @@ one transaction, commits (WAL + ``synchronous=FULL``: the WAL is fsynced at
 every commit) and only then resolves the futures. Concurrent requests share a
 commit, so durability costs one fsync per batch rather than per request.
 
+A write that fails fails only its own request: each request's statements run
+inside a savepoint, and a statement that fails rolls back that savepoint alone,
+so the rest of the group commit goes on. A commit that fails (a full disk, an
+I/O error) fails every request of that commit and nothing else: the bus goes on
+serving, and the next commit is tried afresh, so it recovers by itself when
+space returns. :attr:`Store.health` says how the last commit went.
+
 Reads that need the database (terminal intents, idempotency look-ups, dead
 letters) use a second, read-only connection on the event loop thread; WAL lets
 them run while the writer commits.
@@ -26,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DurabilityError, StartupError
+from .errors import DurabilityError, StartupError, StorageFullError
 from .records import ApiKey, Intent, Status, Visibility
 
 __all__ = ["OWNER_SQL", "LoadedState", "Op", "Store", "TerminalRow"]
@@ -155,11 +162,13 @@ class Store:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: sqlite3.Connection | None = None
-        self._failure: BaseException | None = None
-        self.on_failure: Callable[[BaseException], None] | None = None
         #: Number of commits and of ops committed, for /metrics.
         self.commits = 0
         self.ops_committed = 0
+        #: Requests whose writes failed, by cause ("full", "io", "rejected"), for /metrics.
+        self.failed_writes: dict[str, int] = {}
+        #: "ok", or the cause of the last failed commit until one succeeds again.
+        self.health = "ok"
 
     # -- life cycle -------------------------------------------------------
     def _create_private(self) -> None:
@@ -222,13 +231,31 @@ class Store:
             self._reader = None
 
     # -- writes -----------------------------------------------------------
-    def submit(self, ops: Sequence[Op]) -> asyncio.Future[list[Any]]:
-        """Queue ops for the next commit; the future resolves once they are on disk."""
+    def submit(
+        self,
+        ops: Sequence[Op],
+        *,
+        on_durable: Callable[[], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
+    ) -> asyncio.Future[list[Any]]:
+        """Queue ops for the next commit; the future resolves once they are on disk.
+
+        ``on_durable`` / ``on_failed`` run when the outcome is known, whether or not the
+        request that caused the write is still waiting: a client that hangs up must not
+        leave memory and disk disagreeing.
+        """
         assert self._loop is not None, "Store.start() was not called"
         fut: asyncio.Future[list[Any]] = self._loop.create_future()
-        if self._failure is not None:
-            fut.set_exception(DurabilityError(f"database unusable: {self._failure}"))
-            return fut
+        if on_durable is not None or on_failed is not None:
+
+            def settled(f: asyncio.Future[list[Any]]) -> None:
+                if f.cancelled() or f.exception() is not None:
+                    if on_failed is not None:
+                        on_failed()
+                elif on_durable is not None:
+                    on_durable()
+
+            fut.add_done_callback(settled)
         self._queue.put((ops, fut))
         return fut
 
@@ -263,49 +290,68 @@ class Store:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[list[Any]] = []
-        error: BaseException | None = None
+        outcomes: list[list[Any] | BaseException] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for ops, _fut in batch:
-                out: list[Any] = []
-                for op in ops:
-                    if callable(op):
-                        out.append(op(conn))
-                    else:
-                        conn.execute(op[0], op[1])
-                        out.append(None)
-                results.append(out)
+                outcomes.append(self._run_request(conn, ops))
             conn.execute("COMMIT")
             self.commits += 1
-            self.ops_committed += sum(len(ops) for ops, _ in batch)
-        except Exception as exc:  # any failure mid-batch: nothing in it may be acknowledged
-            error = exc
+            self.ops_committed += sum(
+                len(ops)
+                for (ops, _), out in zip(batch, outcomes, strict=False)
+                if isinstance(out, list)
+            )
+        except Exception as exc:  # the transaction itself failed: none of it is on disk
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            outcomes = [exc] * len(batch)
         loop = self._loop
         assert loop is not None
         futs = [fut for _ops, fut in batch]
-        loop.call_soon_threadsafe(self._resolve, futs, results, error)
+        loop.call_soon_threadsafe(self._resolve, futs, outcomes)
+
+    @staticmethod
+    def _run_request(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any] | BaseException:
+        """One request's ops inside a savepoint: a failure undoes this request alone."""
+        conn.execute("SAVEPOINT request")
+        try:
+            out: list[Any] = []
+            for op in ops:
+                if callable(op):
+                    out.append(op(conn))
+                else:
+                    conn.execute(op[0], op[1])
+                    out.append(None)
+        except Exception as exc:
+            if not conn.in_transaction:
+                raise  # SQLite rolled the whole transaction back (a full disk, I/O): all fail
+            conn.execute("ROLLBACK TO request")
+            conn.execute("RELEASE request")
+            return exc
+        conn.execute("RELEASE request")
+        return out
 
     def _resolve(
-        self,
-        futs: list[asyncio.Future[list[Any]]],
-        results: list[list[Any]],
-        error: BaseException | None,
+        self, futs: list[asyncio.Future[list[Any]]], outcomes: list[list[Any] | BaseException]
     ) -> None:
-        if error is not None:
-            self._failure = error
-            log.critical("database commit failed; stopping", extra={"error": str(error)})
-            for fut in futs:
+        committed = False
+        for fut, out in zip(futs, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                error = _durability_error(out)
+                cause = error.cause
+                self.failed_writes[cause] = self.failed_writes.get(cause, 0) + 1
+                if cause != "rejected":
+                    self.health = cause
+                log.error("write failed", extra={"cause": cause, "error": str(out)})
                 if not fut.done():
-                    fut.set_exception(DurabilityError(f"commit failed: {error}"))
-            if self.on_failure is not None:
-                self.on_failure(error)
-            return
-        for fut, out in zip(futs, results, strict=True):
-            if not fut.done():
-                fut.set_result(out)
+                    fut.set_exception(error)
+            else:
+                committed = True
+                if not fut.done():
+                    fut.set_result(out)
+        if committed:
+            self.health = "ok"
 
     # -- reads (event loop thread) ---------------------------------------
     def _read(self) -> sqlite3.Connection:
@@ -386,6 +432,16 @@ class Store:
             state.terminal_counts[(ns, goal, status, owner)] = count
         state.max_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM intents").fetchone()[0]
         return state
+
+
+def _durability_error(exc: BaseException) -> DurabilityError:
+    """What a failed write means for its request: a full disk, an I/O failure, or a write
+    the database refused (this request's own fault, or a bug; never the others')."""
+    if isinstance(exc, sqlite3.OperationalError):
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
+            return StorageFullError(f"the disk is full: {exc}", cause="full")
+        return DurabilityError(f"the database failed: {exc}", cause="io")
+    return DurabilityError(f"the database refused the write: {exc}", cause="rejected")
 
 
 def _intent_from_row(r: Sequence[Any]) -> Intent:
@@ -514,4 +570,20 @@ def purge_op(namespace: str | None) -> Op:
     return purge
 
 
+def insert_key_op(key: ApiKey) -> Op:
+    return (
+        "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?,?,?,?)",
+        (key.id, key.name, key.secret_hash, key.created_at),
+    )
+
+
+def revoke_key_op(key_id: str, *, now: float) -> Op:
+    return ("UPDATE api_keys SET revoked_at=? WHERE id=?", (now, key_id))
+
+
+def kv_purge_op() -> Op:
+    return ("DELETE FROM kv", ())
+
+
+__all__ += ["insert_key_op", "kv_purge_op", "revoke_key_op"]
 __all__ += ["fulfill_op", "insert_intent_op", "purge_op", "sweep_terminal_op", "update_state_op"]

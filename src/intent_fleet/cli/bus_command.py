@@ -53,10 +53,43 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--rate-limit",
         type=float,
-        default=0.0,
+        default=_LIMITS.rate_limit_per_second,
         help="requests per second per key (0 = unlimited; the admin key is exempt)",
     )
     p.add_argument("--rate-burst", type=int, default=_LIMITS.rate_limit_burst)
+    quotas = p.add_argument_group(
+        "per-key quotas", "what one tenant key may hold (the admin key is exempt; 0 = no limit)"
+    )
+    quotas.add_argument(
+        "--max-live-intents-per-key",
+        type=int,
+        default=_LIMITS.max_live_intents_per_key,
+        help="open and claimed intents a key may have published (429 past it)",
+    )
+    quotas.add_argument(
+        "--max-live-bytes-per-key",
+        type=int,
+        default=_LIMITS.max_live_bytes_per_key,
+        help="payload bytes of those intents, kept in memory (507 past it)",
+    )
+    quotas.add_argument(
+        "--max-goals-per-key",
+        type=int,
+        default=_LIMITS.max_goals_per_key,
+        help="distinct namespace/goal pairs among those intents (429 past it)",
+    )
+    quotas.add_argument(
+        "--max-kv-entries-per-key",
+        type=int,
+        default=_LIMITS.max_kv_entries_per_key,
+        help="unexpired KV entries of a key (429 past it)",
+    )
+    quotas.add_argument(
+        "--max-parked-claims-per-key",
+        type=int,
+        default=_LIMITS.max_parked_claims_per_key,
+        help="long-poll claims of a key waiting at once (429 past it)",
+    )
     p.add_argument(
         "--claim-timeout",
         type=int,
@@ -110,6 +143,18 @@ def command(args: argparse.Namespace) -> int:
         metrics_token = _read_secret(args.metrics_token_file, "metrics token")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
+    for flag in (
+        "max_live_intents_per_key",
+        "max_live_bytes_per_key",
+        "max_goals_per_key",
+        "max_kv_entries_per_key",
+        "max_parked_claims_per_key",
+        "rate_burst",
+    ):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 0")
+    if args.rate_limit < 0:
+        raise UsageError("--rate-limit must be >= 0")
     settings = BusSettings(
         listen=ListenSettings(host=args.host, port=args.port),
         storage=StorageSettings(path=args.db, retention_seconds=args.retention),
@@ -125,6 +170,11 @@ def command(args: argparse.Namespace) -> int:
             max_json_depth=args.max_json_depth,
             rate_limit_per_second=args.rate_limit,
             rate_limit_burst=args.rate_burst,
+            max_live_intents_per_key=args.max_live_intents_per_key,
+            max_live_bytes_per_key=args.max_live_bytes_per_key,
+            max_goals_per_key=args.max_goals_per_key,
+            max_kv_entries_per_key=args.max_kv_entries_per_key,
+            max_parked_claims_per_key=args.max_parked_claims_per_key,
         ),
         queue=QueueSettings(claim_timeout_seconds=args.claim_timeout),
         wire_version=args.wire_version,

@@ -94,6 +94,8 @@ class AppChannel:
                 self._url,
                 data=delivery.payload,
                 headers=headers,
+                # A redirect would carry the payload to wherever the handler points: never.
+                allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=limit_seconds),
             ) as resp:
                 return await self._outcome(resp)
@@ -144,6 +146,11 @@ class AppChannel:
                 cause="bad_result",
             )
         text = _error_text(body)
+        if 300 <= status < 400:
+            return Failed(
+                f"handler answered a redirect ({status}); the sidecar does not follow redirects",
+                cause="rejected",
+            )
         if 400 <= status < 500:
             return Failed(f"handler rejected the intent ({status}): {text}", cause="rejected")
         return Failed(f"handler failed ({status}): {text}")
@@ -158,7 +165,7 @@ class AppChannel:
                 writer.close()
                 return True
             async with self._session.get(
-                self._health_url, timeout=aiohttp.ClientTimeout(total=2.0)
+                self._health_url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=2.0)
             ) as resp:
                 await resp.read()
                 return resp.status == 200

@@ -98,6 +98,45 @@ def _error(
     return _json(status, {"error": {"code": code, "message": message}}, headers)
 
 
+#: Hosts the local API answers to: a browser page can reach 127.0.0.1 too, but only under a
+#: name of its own (DNS rebinding), so anything else in Host is someone else's page.
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def _host_name(value: str) -> str:
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+@web.middleware
+async def _same_host_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's API acts with the API key: only for a client on this host, never for a
+    web page in a developer's browser (DNS rebinding, or a cross-site form or fetch)."""
+    host = _host_name(request.headers.get("Host", "").strip().lower())
+    if host not in _LOCAL_HOSTS:
+        return _error(
+            403,
+            "forbidden_host",
+            "the sidecar's local API answers only requests for 127.0.0.1 or localhost",
+        )
+    origin = request.headers.get("Origin")
+    if (
+        origin is not None and _host_name(origin.split("://", 1)[-1].lower()) not in _LOCAL_HOSTS
+    ) or (request.headers.get("Sec-Fetch-Site") == "cross-site"):
+        return _error(
+            403, "forbidden_origin", "the sidecar's local API refuses cross-site requests"
+        )
+    if request.method in ("POST", "PUT") and request.content_type != "application/json":
+        # A browser sends a cross-site POST without asking first only as a form or text/plain.
+        return _error(
+            415,
+            "unsupported_media_type",
+            f"{request.method} needs Content-Type: application/json (even with an empty body)",
+        )
+    return await handler(request)
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -291,8 +330,11 @@ OPS_ROUTES: tuple[Route, ...] = (
 )
 
 
-def _build(api: LocalApi, routes: tuple[Route, ...]) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+def _build(
+    api: LocalApi, routes: tuple[Route, ...], *, same_host_only: bool = False
+) -> web.Application:
+    middlewares = [_same_host_only, _errors] if same_host_only else [_errors]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[API_KEY] = api
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
@@ -300,7 +342,7 @@ def _build(api: LocalApi, routes: tuple[Route, ...]) -> web.Application:
 
 
 def build_local_api(api: LocalApi) -> web.Application:
-    return _build(api, LOCAL_ROUTES)
+    return _build(api, LOCAL_ROUTES, same_host_only=True)
 
 
 def build_ops_api(api: LocalApi) -> web.Application:

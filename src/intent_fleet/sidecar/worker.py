@@ -500,9 +500,11 @@ class Worker:
             except IntentBusLeaseLostError:
                 self._lease_lost(job, f"{op} refused")
                 return
-            except (IntentBusNetworkError, IntentBusServerError) as exc:
+            except (IntentBusNetworkError, IntentBusServerError, IntentBusRateLimitError) as exc:
                 self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
                 delay = min(5.0, 0.1 * 2**attempt) * self._rng.uniform(0.5, 1.0)
+                if isinstance(exc, IntentBusRateLimitError) and exc.retry_after:
+                    delay = max(delay, exc.retry_after)
                 attempt += 1
                 if self._clock() + delay >= lease.expires_at:
                     self._lease_lost(job, f"{op} could not reach the bus before the lease ended")
@@ -518,6 +520,14 @@ class Worker:
                     "bus refused the report",
                     extra={"intent_id": intent.id, "op": op, "error": str(exc)},
                 )
+                if isinstance(outcome, Fulfilled):
+                    # A fulfil the bus will never take (a result it refuses, say): report a
+                    # failure with the cause now rather than leave the intent to its lease.
+                    outcome = Failed(
+                        f"the bus refused the fulfil ({exc.status}): {exc.message}",
+                        cause="fulfill_refused",
+                    )
+                    continue
                 job.reported = True
                 return
             finally:

@@ -33,9 +33,23 @@ def test_admin_secret_authenticates_as_admin() -> None:
     assert not ring.is_admin_token(ADMIN_SECRET + "x")
 
 
+def created(ring: KeyRing, owner: str) -> tuple[str, ApiKey]:
+    secret, key = ring.new_key(owner=owner, now=T0)
+    ring.add(key)
+    return secret, key
+
+
+def test_a_new_key_works_only_once_added() -> None:
+    ring = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
+    secret, key = ring.new_key(owner="team-a", now=T0)
+    assert ring.authenticate(secret) is None  # its record is not on disk yet
+    ring.add(key)
+    assert ring.authenticate(secret) == Caller(key_id=key.id, admin=False)
+
+
 def test_created_key_authenticates_as_itself() -> None:
     ring = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
-    secret, key = ring.create(owner="team-a", now=T0)
+    secret, key = created(ring, "team-a")
     assert secret.startswith("tk_")
     assert len(secret) == 3 + 40
     assert key.id.startswith("k_")
@@ -48,14 +62,14 @@ def test_created_key_authenticates_as_itself() -> None:
 
 def test_unknown_key_is_refused() -> None:
     ring = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
-    ring.create(owner="team-a", now=T0)
+    created(ring, "team-a")
     assert ring.authenticate("tk_not-a-key") is None
     assert ring.authenticate("") is None
 
 
 def test_revoked_key_is_refused_but_still_listed() -> None:
     ring = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
-    secret, key = ring.create(owner="team-a", now=T0)
+    secret, key = created(ring, "team-a")
     ring.revoke(key, now=T0 + 5)
     assert ring.authenticate(secret) is None
     assert key.revoked_at == T0 + 5
@@ -64,7 +78,7 @@ def test_revoked_key_is_refused_but_still_listed() -> None:
 
 def test_stored_record_holds_only_the_sha256() -> None:
     ring = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
-    secret, key = ring.create(owner="team-a", now=T0)
+    secret, key = created(ring, "team-a")
     assert key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
     for f in dataclasses.fields(ApiKey):
         value = getattr(key, f.name)
@@ -74,8 +88,8 @@ def test_stored_record_holds_only_the_sha256() -> None:
 
 def test_keys_loaded_from_storage_authenticate_unless_revoked() -> None:
     first = KeyRing(admin_secret=ADMIN_SECRET, keys=[])
-    live_secret, live = first.create(owner="a", now=T0)
-    dead_secret, dead = first.create(owner="b", now=T0)
+    live_secret, live = created(first, "a")
+    dead_secret, dead = created(first, "b")
     dead.revoked_at = T0 + 1
     # What a restart does: rebuild from the stored records (hashes) alone.
     stored = [dataclasses.replace(k) for k in (live, dead)]

@@ -9,9 +9,11 @@ from .conftest import T0
 
 def test_get_before_and_after_expiry() -> None:
     kv = KVStore()
-    op = kv.set("k_a", "colour", "blue", expires_at=T0 + 10)
+    op = kv.set_op("k_a", "colour", "blue", expires_at=T0 + 10)
     assert not callable(op)
     assert op[1] == ("k_a", "colour", "blue", T0 + 10)
+    assert kv.get("k_a", "colour", now=T0) is None  # the write alone changes no memory
+    kv.set("k_a", "colour", "blue", expires_at=T0 + 10)
     assert kv.get("k_a", "colour", now=T0 + 9.9) == "blue"
     assert kv.get("k_a", "colour", now=T0 + 10) is None  # expiry is inclusive
     assert len(kv) == 0  # an expired read forgets the entry
@@ -55,3 +57,16 @@ def test_purge_empties_memory() -> None:
     kv.purge()
     assert len(kv) == 0
     assert kv.get("k_a", "x", now=T0) is None
+
+
+def test_entries_are_counted_per_owner_for_the_quota() -> None:
+    kv = KVStore([("k_a", "x", "v", T0 + 1)])
+    kv.set("k_a", "y", "v", expires_at=T0 + 100)
+    kv.set("k_a", "y", "again", expires_at=T0 + 100)  # an overwrite is no new entry
+    kv.set("k_b", "x", "v", expires_at=T0 + 100)
+    assert (kv.count_of("k_a"), kv.count_of("k_b"), kv.count_of("k_c")) == (2, 1, 0)
+    assert kv.has("k_a", "x") and not kv.has("k_b", "y")
+    kv.forget_expired(now=T0 + 1)
+    assert kv.count_of("k_a") == 1
+    kv.purge()
+    assert kv.count_of("k_a") == kv.count_of("k_b") == 0
