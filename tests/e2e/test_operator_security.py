@@ -213,6 +213,11 @@ def test_a_hostile_secret_name_is_refused_at_apply(world: World, name: str) -> N
     answer = create(world.mallory, body)
     assert answer.returncode != 0
     assert "spec.backlogSource.prometheus.authSecretRef.name" in answer.stderr
+    body = worker("hostile", world.attacker, "https://bus.example:8443", "bus-key")
+    body["spec"]["bus"]["caConfigMapRef"] = {"name": name}
+    answer = create(world.mallory, body)
+    assert answer.returncode != 0
+    assert "spec.bus.caConfigMapRef.name" in answer.stderr
 
 
 def test_the_api_client_sends_no_hostile_name_to_the_api_server(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["BusProcess", "start_bus"]
 
-_READY = re.compile(r"listening on (http://\S+)")
+_READY = re.compile(r"listening on (https?://\S+)")
 
 
 @dataclass

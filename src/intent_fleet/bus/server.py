@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from .engine import Engine
 from .errors import StartupError
 from .kv import KVStore
 from .ratelimit import RateLimiter
-from .settings import MIN_ADMIN_SECRET_CHARS, BusSettings
+from .settings import MIN_ADMIN_SECRET_CHARS, BusSettings, ListenSettings
 from .store import Store
 
 __all__ = ["run", "serve"]
@@ -79,9 +80,16 @@ async def serve(
         handler_cancellation=True,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )
+    tls = _tls_context(settings.listen)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.listen.host, settings.listen.port, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            settings.listen.host,
+            settings.listen.port,
+            reuse_address=True,
+            ssl_context=tls,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -89,7 +97,8 @@ async def serve(
                 f"cannot listen on {settings.listen.host}:{settings.listen.port}: {exc.strerror}"
             ) from exc
         host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+        scheme = "https" if tls is not None else "http"
+        url = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
         log.info(
             "bus ready",
             extra={
@@ -109,6 +118,22 @@ async def serve(
         await runner.cleanup()
         engine.stop()
         await store.close()
+
+
+def _tls_context(listen: ListenSettings) -> ssl.SSLContext | None:
+    if listen.tls_cert is None and listen.tls_key is None:
+        return None
+    if listen.tls_cert is None or listen.tls_key is None:
+        raise StartupError("TLS needs both a certificate and its key (--tls-cert, --tls-key)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(listen.tls_cert, listen.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(
+            f"cannot load the TLS certificate {listen.tls_cert} and key {listen.tls_key}: {exc}"
+        ) from exc
+    return context
 
 
 async def _sweep_forever(ctx: BusContext) -> None:

@@ -24,6 +24,10 @@ class ListenSettings:
     host: str = "127.0.0.1"
     #: 0 lets the kernel pick a free port (tests read it back from the ready line).
     port: int = 8080
+    #: PEM certificate chain and private key: serve HTTPS (TLS 1.2+) instead of HTTP, so
+    #: keys and payloads never cross a network in clear. Both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--db", type=Path, default=Path("intent-bus.db"), help="SQLite file (created)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve HTTPS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     p.add_argument("--admin-secret-file", type=Path, help="file holding the admin secret")
     p.add_argument("--dev", action="store_true", help="generate and print an admin secret")
     p.add_argument(
@@ -141,6 +143,8 @@ def command(args: argparse.Namespace) -> int:
     metrics_token = ""
     if args.metrics_token_file is not None:
         metrics_token = _read_secret(args.metrics_token_file, "metrics token")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
     for flag in (
@@ -156,7 +160,9 @@ def command(args: argparse.Namespace) -> int:
     if args.rate_limit < 0:
         raise UsageError("--rate-limit must be >= 0")
     settings = BusSettings(
-        listen=ListenSettings(host=args.host, port=args.port),
+        listen=ListenSettings(
+            host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+        ),
         storage=StorageSettings(path=args.db, retention_seconds=args.retention),
         auth=AuthSettings(
             admin_secret=secret,

@@ -78,6 +78,12 @@ def _common(p: argparse.ArgumentParser, *, admin: bool = False) -> None:
             type=Path,
             help="file with the API key (default: INTENT_API_KEY, INTENT_API_KEY_FILE, ~/.apikey)",
         )
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("INTENT_CA_FILE") or None,
+        help="PEM CA certificates an https:// bus is verified against (env INTENT_CA_FILE; "
+        "default: the system's)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
 
 
@@ -167,7 +173,12 @@ def _print(value: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings:
-    return ClientSettings(base_url=args.bus_url, request_timeout=args.timeout)
+    try:
+        return ClientSettings(
+            base_url=args.bus_url, request_timeout=args.timeout, ca_file=args.ca_file
+        )
+    except ValueError as bad:
+        raise UsageError(str(bad)) from bad
 
 
 def _client(args: argparse.Namespace) -> BusClient:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 
 from . import loop
 from .errors import CliError, UsageError
@@ -92,6 +93,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "[env INTENT_OPERATOR_BACKLOG_ALLOW]",
     )
     p.add_argument(
+        "--bus-ca-file",
+        default=_env("INTENT_OPERATOR_BUS_CA_FILE", "") or None,
+        help="PEM CA certificates the https:// bus and Prometheus URLs of IntentWorkers are "
+        "verified against (default: the system's) [env INTENT_OPERATOR_BUS_CA_FILE]",
+    )
+    p.add_argument(
         "--log-level",
         default=_env("INTENT_LOG_LEVEL", "info"),
         help="debug, info, warning or error [env INTENT_LOG_LEVEL]",
@@ -146,7 +153,12 @@ def command(args: argparse.Namespace) -> int:
         ),
         credentials=CredentialSettings(require_opt_in=args.credentials_opt_in),
         egress=egress,
+        bus_ca_file=args.bus_ca_file,
     )
+    try:
+        settings.bus_ssl_context()
+    except (OSError, ssl.SSLError) as bad:
+        raise UsageError(f"--bus-ca-file {args.bus_ca_file}: {bad}") from bad
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -66,6 +66,13 @@ FLAGS: tuple[Flag, ...] = (
         None,
         "file with the API key (a mounted Secret); else INTENT_API_KEY",
     ),
+    Flag(
+        "--ca-file",
+        "INTENT_CA_FILE",
+        Path,
+        None,
+        "PEM CA certificates an https:// bus is verified against (default: the system's)",
+    ),
     Flag("--app-port", "INTENT_APP_PORT", int, _APP.port, "handler port on 127.0.0.1"),
     Flag("--app-path", "INTENT_APP_PATH", str, _APP.path, "path intents are POSTed to"),
     Flag(
@@ -275,16 +282,26 @@ def install_drain_signals(drain: asyncio.Event, abort: asyncio.Event) -> None:
             loop.add_signal_handler(sig, on_signal)
 
 
+def client_settings_from_args(args: argparse.Namespace, *, pool_size: int) -> ClientSettings:
+    try:
+        return ClientSettings(
+            base_url=args.bus_url,
+            pool_size=pool_size,
+            ca_file=str(args.ca_file) if args.ca_file else None,
+        )
+    except ValueError as bad:
+        raise UsageError(str(bad)) from bad
+
+
 def command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    client_settings_from_args(args, pool_size=1)  # a bad --bus-url or --ca-file: exit 2 now
     key = api_key_from_args(args)
 
     async def main() -> None:
         drain, abort = asyncio.Event(), asyncio.Event()
         install_drain_signals(drain, abort)
-        client_settings = ClientSettings(
-            base_url=args.bus_url, pool_size=settings.claim.concurrency + 8
-        )
+        client_settings = client_settings_from_args(args, pool_size=settings.claim.concurrency + 8)
         async with BusClient(settings=client_settings, api_key=key) as bus:
             await run_sidecar(
                 settings,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -216,11 +217,14 @@ def trace_config(policy: EgressPolicy) -> aiohttp.TraceConfig:
 
 
 def guarded_session(
-    policy: EgressPolicy, *, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+    policy: EgressPolicy,
+    *,
+    trace_configs: Sequence[aiohttp.TraceConfig] = (),
+    ssl_context: ssl.SSLContext | bool = True,
 ) -> aiohttp.ClientSession:
     """The operator's HTTP session for backlog sources and sidecars: every request checked."""
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(policy), socket_factory=socket_factory(policy)
+        resolver=GuardedResolver(policy), socket_factory=socket_factory(policy), ssl=ssl_context
     )
     return aiohttp.ClientSession(
         connector=connector, trace_configs=[trace_config(policy), *trace_configs]
@@ -237,9 +241,14 @@ class GuardedSessions:
     pods: aiohttp.ClientSession
 
     @classmethod
-    def open(cls, policy: EgressPolicy) -> GuardedSessions:
+    def open(
+        cls, policy: EgressPolicy, *, ssl_context: ssl.SSLContext | bool = True
+    ) -> GuardedSessions:
+        """``ssl_context`` verifies the https:// URLs of specs (a private CA: ``--bus-ca-file``)."""
         pods = dataclasses.replace(policy, restrict_to_allowed=False)
-        return cls(spec=guarded_session(policy), pods=guarded_session(pods))
+        return cls(
+            spec=guarded_session(policy, ssl_context=ssl_context), pods=guarded_session(pods)
+        )
 
     async def close(self) -> None:
         await self.spec.close()

@@ -27,6 +27,9 @@ from typing import Any, Final
 from .errors import SpecRefusedError
 
 __all__ = [
+    "CA_VOLUME",
+    "CREDENTIALS_VOLUME",
+    "RESERVED_VOLUMES",
     "PodRefusedError",
     "check_template",
     "harden",
@@ -214,11 +217,35 @@ def token_service_account(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: The bus key, mounted into the sidecar only.
+CREDENTIALS_VOLUME: Final = "intent-fleet-credentials"
+#: The CA the sidecar verifies an https:// bus with (spec.bus.caConfigMapRef).
+CA_VOLUME: Final = "intent-fleet-ca"
+#: Volumes the operator adds to every worker pod; the template may neither define nor mount them.
+RESERVED_VOLUMES: Final = frozenset({CREDENTIALS_VOLUME, CA_VOLUME})
+
+
+def _check_reserved_volumes(pod: Mapping[str, Any]) -> list[str]:
+    problems = [
+        f"{_WHERE}.volumes[{index}].name is reserved for the volumes the operator adds"
+        for index, volume in enumerate(pod.get("volumes") or ())
+        if _obj(volume).get("name") in RESERVED_VOLUMES
+    ]
+    for where, container in _containers(pod):
+        for index, mount in enumerate(container.get("volumeMounts") or ()):
+            if _obj(mount).get("name") in RESERVED_VOLUMES:
+                problems.append(
+                    f"{where}.volumeMounts[{index}] must not mount the operator's volumes: "
+                    "the bus key belongs to the sidecar only"
+                )
+    return problems
+
+
 def check_template(template: Mapping[str, Any], *, credentials_secret: str) -> None:
     """Raise :class:`PodRefusedError` listing every reason the template cannot be a worker pod."""
     pod = _obj(template.get("spec"))
     annotations = _obj(_obj(template.get("metadata")).get("annotations"))
-    problems = _check_pod(pod, annotations)
+    problems = _check_pod(pod, annotations) + _check_reserved_volumes(pod)
     if credentials_secret in referenced_secrets(pod):
         problems.append(
             f"{_WHERE} must not use the Secret of spec.bus.credentialsSecretRef: the bus key "

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .podpolicy import harden
+from .podpolicy import CA_VOLUME, CREDENTIALS_VOLUME, harden
 from .spec import API_GROUP, API_VERSION, KIND, WorkerSpec
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
 WORKER_LABEL = f"{API_GROUP}/worker"
 SIDECAR_NAME = "intent-sidecar"
 DRAIN_HEADER = "X-Intent-Drain-Token"
-CREDENTIALS_VOLUME = "intent-fleet-credentials"
 CREDENTIALS_DIR = "/var/run/intent-fleet/credentials"
+CA_DIR = "/var/run/intent-fleet/ca"
 NONROOT = 65532
 
 
@@ -100,6 +100,7 @@ def _sidecar_env(worker: WorkerSpec, settings: RenderSettings) -> list[dict[str,
         "INTENT_NAMESPACE": worker.bus.namespace,
         "INTENT_BUS_URL": worker.bus.url,
         "INTENT_API_KEY_FILE": f"{CREDENTIALS_DIR}/api-key",
+        "INTENT_CA_FILE": f"{CA_DIR}/ca.crt" if worker.bus.ca_configmap else "",
         "INTENT_APP_PORT": str(handler.port),
         "INTENT_APP_PATH": handler.path,
         "INTENT_APP_HEALTH_PATH": handler.health_path,
@@ -145,7 +146,12 @@ def _sidecar(worker: WorkerSpec, settings: RenderSettings) -> dict[str, Any]:
         "readinessProbe": _probe("/readyz", settings, periodSeconds=2, failureThreshold=2),
         "resources": dict(resources),
         "volumeMounts": [
-            {"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True}
+            {"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR, "readOnly": True},
+            *(
+                [{"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}]
+                if worker.bus.ca_configmap
+                else []
+            ),
         ],
         "securityContext": {
             "runAsNonRoot": True,
@@ -207,6 +213,16 @@ def render_deployment(
             },
         },
     ]
+    if worker.bus.ca_configmap:
+        pod["volumes"].append(
+            {
+                "name": CA_VOLUME,
+                "configMap": {
+                    "name": worker.bus.ca_configmap,
+                    "items": [{"key": worker.bus.ca_key, "path": "ca.crt"}],
+                },
+            }
+        )
     grace = worker.handler.timeout_seconds + settings.grace_margin_seconds
     pod["terminationGracePeriodSeconds"] = max(
         grace, int(pod.get("terminationGracePeriodSeconds", 0))

@@ -58,7 +58,7 @@ async def run_operator(
     probe_runner = await start_probes(probes, settings.listen, metrics=metrics)
     api = await connect()
     # Every request the operator makes on an IntentWorker's behalf goes through the egress policy.
-    sessions = GuardedSessions.open(settings.egress)
+    sessions = GuardedSessions.open(settings.egress, ssl_context=settings.bus_ssl_context())
     gate = CredentialGate(api, settings.credentials)
     elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 
 from .credentials import CredentialSettings
@@ -47,3 +48,11 @@ class OperatorSettings:
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
     #: Where backlog reads and sidecar polls may connect (see operator.egress).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: PEM CA certificates the https:// bus and Prometheus URLs of specs are verified
+    #: against, instead of the system's; None = the system's trust store.
+    bus_ca_file: str | None = None
+
+    def bus_ssl_context(self) -> ssl.SSLContext | bool:
+        if self.bus_ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=self.bus_ca_file)

@@ -50,6 +50,10 @@ class BusSpec:
     secret_key: str
     capabilities: tuple[str, ...] = ()
     protocol: str = "auto"
+    #: ConfigMap (and its key) with the CA an https:// bus is verified against; "" = the
+    #: sidecar image's system trust store.
+    ca_configmap: str = ""
+    ca_key: str = "ca.crt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ def _str(doc: Mapping[str, Any], key: str, where: str, default: str | None = Non
 def _bus(spec: Mapping[str, Any]) -> BusSpec:
     bus = _obj(spec, "bus", "spec")
     secret = _obj(bus, "credentialsSecretRef", "spec.bus")
+    ca = _obj(bus, "caConfigMapRef", "spec.bus")
     capabilities = bus.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise InvalidSpecError("spec.bus.capabilities must be a list of strings")
@@ -144,11 +149,17 @@ def _bus(spec: Mapping[str, Any]) -> BusSpec:
         secret_key=_secret_key(secret, "spec.bus.credentialsSecretRef"),
         capabilities=tuple(capabilities),
         protocol=_str(bus, "protocol", "spec.bus", "auto"),
+        ca_configmap=_optional_name(ca, "spec.bus.caConfigMapRef"),
+        ca_key=_secret_key_named(ca, "spec.bus.caConfigMapRef", "ca.crt"),
     )
 
 
 def _secret_key(ref: Mapping[str, Any], where: str) -> str:
-    key = _str(ref, "key", where, "api-key")
+    return _secret_key_named(ref, where, "api-key")
+
+
+def _secret_key_named(ref: Mapping[str, Any], where: str, default: str) -> str:
+    key = _str(ref, "key", where, default)
     if not _SECRET_KEY.fullmatch(key):
         raise InvalidSpecError(
             f"{where}.key must be 1-253 letters, digits, '-', '_' or '.' (a Secret data key)"

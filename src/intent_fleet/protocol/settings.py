@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import ssl
 from dataclasses import dataclass, field
 
 from intent_fleet import __version__
@@ -35,6 +36,20 @@ class ClientSettings:
     #: Longest long-poll ``wait`` a claim asks for, seconds; larger values are cut.
     #: 30 is intent-fleet's bus's own limit, which rejects longer waits.
     max_wait_seconds: float = 30.0
+    #: PEM file of the CA certificates an ``https://`` bus is verified against, instead of
+    #: the system's (a bus with a private CA); None = the system's trust store.
+    ca_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What aiohttp verifies an ``https://`` bus with: the CA file's, or the system's."""
+        if self.ca_file is None:
+            return True
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"ClientSettings.ca_file {self.ca_file!r} is not a readable PEM CA file: {exc}"
+            ) from None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -47,3 +62,4 @@ class ClientSettings:
             raise ValueError("ClientSettings.pool_size must be >= 1")
         if not (math.isfinite(self.max_wait_seconds) and self.max_wait_seconds >= 0):
             raise ValueError("ClientSettings.max_wait_seconds must be a number >= 0")
+        self.ssl_context()  # a bad CA file is reported now, not at the first request

@@ -168,7 +168,9 @@ class Transport:
             raise IntentBusError("The client is closed.")
         if self._session is None:
             # Created here, inside the running loop, never at construction time.
-            connector = aiohttp.TCPConnector(limit=self._settings.pool_size)
+            connector = aiohttp.TCPConnector(
+                limit=self._settings.pool_size, ssl=self._settings.ssl_context()
+            )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 

@@ -159,6 +159,22 @@ def test_the_template_cannot_reach_the_bus_key_any_way(pod: dict[str, Any]) -> N
         parse_worker(body)
 
 
+@pytest.mark.parametrize("kind", ["containers", "initContainers"])
+def test_a_handler_cannot_mount_the_credentials_volume_the_operator_adds(kind: str) -> None:
+    mount = {"name": "intent-fleet-credentials", "mountPath": "/stolen"}
+    body = worker_body()
+    body["spec"]["template"]["spec"][kind] = [container(volumeMounts=[mount])]
+    with pytest.raises(PodRefusedError, match="must not mount the operator's volumes"):
+        parse_worker(body)
+    # Nor define a volume of that name (it would clash with, or stand in for, the real one).
+    body = worker_body()
+    body["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "intent-fleet-credentials", "emptyDir": {}}
+    ]
+    with pytest.raises(PodRefusedError, match="reserved"):
+        parse_worker(body)
+
+
 def test_image_pull_secrets_are_not_secrets_the_pod_can_read() -> None:
     pod = template(imagePullSecrets=[{"name": "registry"}])["spec"]
     assert referenced_secrets(pod) == frozenset()

@@ -203,3 +203,45 @@ def test_bad_specs_name_the_field(mutate: Any, field: str) -> None:
     mutate(body)
     with pytest.raises(InvalidSpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_worker(body)
+
+
+def test_a_bus_ca_is_mounted_into_the_sidecar_only() -> None:
+    plain = pod_spec(render(worker_body()))
+    sidecar_env = {e["name"] for e in plain["initContainers"][0]["env"]}
+    assert "INTENT_CA_FILE" not in sidecar_env
+    assert all("configMap" not in v for v in plain["volumes"])
+
+    body = worker_body(
+        bus={
+            "url": "https://bus:8443",
+            "credentialsSecretRef": {"name": "bus-key"},
+            "caConfigMapRef": {"name": "bus-ca", "key": "root.pem"},
+        }
+    )
+    pod = pod_spec(render(body))
+    sidecar = pod["initContainers"][0]
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["INTENT_CA_FILE"] == "/var/run/intent-fleet/ca/ca.crt"
+    assert {m["name"] for m in sidecar["volumeMounts"]} == {
+        "intent-fleet-credentials",
+        "intent-fleet-ca",
+    }
+    (ca,) = [v for v in pod["volumes"] if v["name"] == "intent-fleet-ca"]
+    assert ca["configMap"] == {"name": "bus-ca", "items": [{"key": "root.pem", "path": "ca.crt"}]}
+    for container in pod["containers"]:
+        assert not any(
+            m["name"].startswith("intent-fleet") for m in container.get("volumeMounts", [])
+        )
+
+
+@pytest.mark.parametrize("name", ["../other", "Bus-CA", "", "a/b"])
+def test_a_hostile_ca_configmap_name_is_refused(name: str) -> None:
+    body = worker_body(
+        bus={
+            "url": "https://bus:8443",
+            "credentialsSecretRef": {"name": "bus-key"},
+            "caConfigMapRef": {"name": name},
+        }
+    )
+    with pytest.raises(InvalidSpecError, match=r"spec\.bus\.caConfigMapRef\.name"):
+        parse_worker(body)
