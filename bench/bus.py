@@ -2,7 +2,10 @@
 
 Starts a real ``intent-fleet bus`` (signatures required, so every request is
 HMAC-checked) on 127.0.0.1 in a temporary directory and drives it with signed
-clients from this process. Prints a table, then one JSON line for machines.
+clients from this process, as a tenant key (a fresh one per run), so every
+per-key check a worker fleet meets is on the measured path. The per-key rate
+limit is a policy, not a cost: it is off here (``--rate-limit 0``), so the
+figures are the bus's capacity. Prints a table, then one JSON line for machines.
 
     .venv/bin/python bench/bus.py            # or: make bench
     .venv/bin/python bench/bus.py --quick    # smaller counts, for a smoke run
@@ -43,13 +46,20 @@ class SignedClient:
         self._key = key
 
     async def call(
-        self, method: str, path: str, doc: Any = None, timeout: float = 60.0
+        self,
+        method: str,
+        path: str,
+        doc: Any = None,
+        timeout: float = 60.0,
+        admin_token: str | None = None,
     ) -> tuple[int, bytes]:
         body = canonical_body(doc)
         headers = sign_request(
             api_key=self._key, method=method, path=path, body=body, now=time.time()
         ).as_dict()
         headers["Content-Type"] = "application/json"
+        if admin_token is not None:
+            headers["X-Admin-Token"] = admin_token
         async with self._session.request(
             method,
             self._base + path,
@@ -149,7 +159,12 @@ async def one_run(bus: BusProcess, args: argparse.Namespace, run: int) -> dict[s
     out: dict[str, float] = {}
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
-        client = SignedClient(session, bus.url, bus.admin_secret)
+        admin = SignedClient(session, bus.url, bus.admin_secret)
+        status, body = await admin.call(
+            "POST", "/admin/generate_key", {"owner": f"bench-{run}"}, admin_token=bus.admin_secret
+        )
+        assert status == 201, (status, body)
+        client = SignedClient(session, bus.url, orjson.loads(body)["api_key"])
         for conc in (8, 32):
             out[f"publish_per_s_c{conc}"] = await publish_rate(
                 client, goal=f"pub-{run}-{conc}", total=args.publishes, concurrency=conc
@@ -180,13 +195,13 @@ def main() -> int:
     if args.quick:
         args.publishes, args.cycles, args.pickups, args.repeat = 1000, 1000, 30, 1
     with tempfile.TemporaryDirectory(prefix="intent-bench-") as tmp:
-        bus = start_bus(Path(tmp), extra_args=["--require-signatures"])
+        bus = start_bus(Path(tmp), extra_args=["--require-signatures", "--rate-limit", "0"])
         try:
             runs = [asyncio.run(one_run(bus, args, i)) for i in range(args.repeat)]
         finally:
             bus.stop()
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print(f"bus benchmark: signatures required, {args.repeat} run(s), medians")
+    print(f"bus benchmark: signatures required, a tenant key, {args.repeat} run(s), medians")
     print(
         f"  publishes/s          c8 {median['publish_per_s_c8']:8.0f}   "
         f"c32 {median['publish_per_s_c32']:8.0f}"
