@@ -157,7 +157,7 @@ def _dead_summary(row: TerminalRow) -> dict[str, Any]:
 
 async def dead_letters(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    q = validation.query_params(request.rel_url.raw_query_string)
+    q = validation.query_params(request)
     try:
         limit = int(q.get("limit", "100"))
         offset = int(q.get("offset", "0"))

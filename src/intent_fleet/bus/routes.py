@@ -75,7 +75,7 @@ async def claim(request: web.Request) -> web.Response:
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
     q = validation.claim_query(
-        validation.query_params(request.rel_url.raw_query_string),
+        validation.query_params(request),
         request.headers,
         max_wait=ctx.settings.limits.max_claim_wait_seconds,
     )
@@ -296,7 +296,7 @@ async def stats(request: web.Request) -> web.Response:
     """Backlog per goal: a tenant key sees what it could claim; the admin sees the whole bus."""
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
-    query = validation.query_params(request.rel_url.raw_query_string)
+    query = validation.query_params(request)
     namespace = query.get("namespace") or None
     if namespace is not None:
         namespace = validation.namespace_of(namespace)

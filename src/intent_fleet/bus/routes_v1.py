@@ -23,7 +23,7 @@ async def claim(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     body = await read_body(request)
     caller = await ctx.authenticate(request, body)
-    query = validation.query_params(request.rel_url.raw_query_string)
+    query = validation.query_params(request)
     goal = validation.goal_of(query.get("goal") or None, required=False)
     flt = ClaimFilter(caller=caller.key_id, namespace="default", goal=goal)
     claimed = await ctx.engine.claim(flt, admin=caller.admin, wait=0)

@@ -6,10 +6,12 @@ one transaction, commits (WAL + ``synchronous=FULL``: the WAL is fsynced at
 every commit) and only then resolves the futures. Concurrent requests share a
 commit, so durability costs one fsync per batch rather than per request.
 
-A write that fails fails only its own request: each request's statements run
-inside a savepoint, and a statement that fails rolls back that savepoint alone,
-so the rest of the group commit goes on. A commit that fails (a full disk, an
-I/O error) fails every request of that commit and nothing else: the bus goes on
+A write that fails fails only its own request: when a statement of a batch
+fails, the batch is run again with each request inside a savepoint, so the
+failed request's savepoint alone is rolled back and the rest of the group
+commit goes on (the common case, where nothing fails, pays for no savepoints).
+A commit that fails (a full disk, an I/O error) fails every request of that
+commit and nothing else: the bus goes on
 serving, and the next commit is tried afresh, so it recovers by itself when
 space returns. :attr:`Store.health` says how the last commit went.
 
@@ -293,8 +295,16 @@ class Store:
         outcomes: list[list[Any] | BaseException] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for ops, _fut in batch:
-                outcomes.append(self._run_request(conn, ops))
+            try:
+                # The common case, at full speed: every request's ops, no savepoints.
+                outcomes = [self._run_ops(conn, ops) for ops, _fut in batch]
+            except Exception:
+                if not conn.in_transaction:
+                    raise  # SQLite rolled it all back (a full disk, I/O): all fail
+                # One request failed: undo the batch and run it again, each request alone.
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = [self._run_request(conn, ops) for ops, _fut in batch]
             conn.execute("COMMIT")
             self.commits += 1
             self.ops_committed += sum(
@@ -312,17 +322,22 @@ class Store:
         loop.call_soon_threadsafe(self._resolve, futs, outcomes)
 
     @staticmethod
-    def _run_request(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any] | BaseException:
+    def _run_ops(conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any]:
+        out: list[Any] = []
+        for op in ops:
+            if callable(op):
+                out.append(op(conn))
+            else:
+                conn.execute(op[0], op[1])
+                out.append(None)
+        return out
+
+    @classmethod
+    def _run_request(cls, conn: sqlite3.Connection, ops: Sequence[Op]) -> list[Any] | BaseException:
         """One request's ops inside a savepoint: a failure undoes this request alone."""
         conn.execute("SAVEPOINT request")
         try:
-            out: list[Any] = []
-            for op in ops:
-                if callable(op):
-                    out.append(op(conn))
-                else:
-                    conn.execute(op[0], op[1])
-                    out.append(None)
+            out = cls._run_ops(conn, ops)
         except Exception as exc:
             if not conn.in_transaction:
                 raise  # SQLite rolled the whole transaction back (a full disk, I/O): all fail

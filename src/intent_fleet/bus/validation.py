@@ -111,9 +111,10 @@ def _number(doc: Mapping[str, Any], name: str, default: float, lo: float, hi: fl
     return float(value)
 
 
-def _control(c: str) -> bool:
-    # C0, DEL and C1: never part of a name, and a way to forge log lines.
-    return c < " " or "\x7f" <= c <= "\x9f"
+#: C0, DEL and C1: never part of a name, and a way to forge log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The same, but for tab, newline and carriage return (an error text may hold lines).
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def stored_text(
@@ -135,8 +136,7 @@ def stored_text(
         raise _invalid(code, f"{name} must be valid UTF-8.") from None
     if len(value) > max_chars:
         raise _invalid(code, f"{name} is longer than {max_chars} characters.")
-    allowed = "\t\n\r" if multiline else ""
-    if any(_control(c) and c not in allowed for c in value):
+    if (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value):
         raise _invalid(code, f"{name} must not contain control characters.")
     return value
 
@@ -153,19 +153,27 @@ def header_text(value: str, name: str, *, max_chars: int = 256) -> str:
     return stored_text(value, name, max_chars=max_chars)
 
 
-def query_params(raw_query: str) -> dict[str, str]:
-    """A query string decoded strictly: percent-encoded bytes that are not UTF-8 are a 400.
+def query_params(request: web.Request) -> Mapping[str, str]:
+    """The query decoded strictly: percent-encoded bytes that are not UTF-8 are a 400.
 
-    (aiohttp's own decoding replaces them with U+FFFD, which would then be stored.)
-    The last value of a repeated parameter wins, as with ``request.query.get``.
+    (aiohttp's own decoding replaces them with U+FFFD, which would then be stored.) As with
+    ``request.query.get``, the first value of a repeated parameter counts.
     """
+    raw_query = request.rel_url.raw_query_string
+    if "%" not in raw_query:
+        # Nothing percent-encoded, nothing decoded wrongly: aiohttp's own parse (a claim's).
+        # Raw bytes that are not UTF-8 arrive as lone surrogates; stored_text refuses them.
+        return request.query
     try:
         pairs = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise _invalid(
             "invalid_request", "The query string is not valid UTF-8 once percent-decoded."
         ) from None
-    return dict(pairs)
+    first: dict[str, str] = {}
+    for name, value in pairs:
+        first.setdefault(name, value)
+    return first
 
 
 def path_text(raw_path: str, name: str, *, max_chars: int) -> str:
