@@ -3,7 +3,7 @@
 #   make demo    embedded bus + sidecar + the Python example handler, intents flowing
 #   make test    lint + the whole test suite (what .ci/run calls)
 #   make lint    ruff + mypy --strict + import-linter
-#   make bench   benchmarks that print figures
+#   make bench   benchmarks that print figures (valgrind for the instruction counts)
 #   make cluster-up PROFILE=control-plane|node / make cluster-down
 #                a local single-node Kubernetes built from Go modules (hack/cluster)
 #
@@ -18,7 +18,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench clean cluster-deps cluster-build cluster-images cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench bench-deps clean cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The e2e tests bring the cluster up themselves; its binaries and images are prepared here.
-test: lint cluster-build cluster-images
+test: lint cluster-build cluster-images bench-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: setup
@@ -47,10 +47,16 @@ unit: setup
 integration: setup
 	$(BIN)/pytest -q tests/integration
 
-bench: setup
+bench: setup bench-deps
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/bus_instructions.py
 	$(BIN)/python bench/sidecar.py
 	$(BIN)/python bench/autoscale.py
+
+# bench/bus_instructions.py counts instructions with valgrind (Debian's package).
+bench-deps:
+	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 
 PROFILE ?= control-plane
 # What the node profile needs from Debian: the runtime, the CNI plugins, the image tools.

@@ -82,6 +82,13 @@ def test_bus_benchmark_prints_figures() -> None:
         assert medians[key] > 0, key
 
 
+def test_bus_instruction_benchmark_prints_figures() -> None:
+    """bench/bus_instructions.py runs the bus under callgrind and counts its instructions."""
+    report = _bench("bus_instructions.py")
+    per_intent = report["per_intent"]
+    assert isinstance(per_intent, float) and 1e5 < per_intent < 1e8, report
+
+
 def test_sidecar_benchmark_prints_figures() -> None:
     medians = _bench("sidecar.py")["medians"]
     assert isinstance(medians, dict)
