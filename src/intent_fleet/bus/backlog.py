@@ -46,7 +46,11 @@ def goal_stats(
     goal: str | None = None,
     viewer: str | None = None,
 ) -> list[GoalStats]:
-    keys = {(ns, g) for ns, g, q in index.items() if viewer is None or q.visible_to(viewer)}
+    keys = {
+        (ns, g)
+        for ns, g, q in index.items()
+        if not q.empty and (viewer is None or q.visible_to(viewer))
+    }
     dead: dict[tuple[str, str], int] = {}
     for (ns, g, status, owner), n in terminal.items():
         if status == "dead" and _sees(viewer, owner):

@@ -131,6 +131,8 @@ class _Before:
             setattr(i, name, value)
 
 
+#: Seconds an emptied goal's queue is kept in case work comes back at once.
+EMPTY_GOAL_SECONDS = 1.0
 #: Seconds between tries to write dirty intents again: doubling, up to the cap.
 DIRTY_RETRY_FIRST = 0.5
 DIRTY_RETRY_CAP = 30.0
@@ -167,6 +169,9 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: Goals that emptied, to be forgotten if still empty (see _forget_if_still_empty).
+        self._maybe_empty: set[tuple[str, str]] = set()
+        self._empty_sweep: asyncio.TimerHandle | None = None
         #: Intents whose background write failed, to be written again as they are by then.
         self._dirty: dict[str, Intent] = {}
         self._dirty_timer: asyncio.TimerHandle | None = None
@@ -202,6 +207,9 @@ class Engine:
         if self._dirty_timer is not None:
             self._dirty_timer.cancel()
             self._dirty_timer = None
+        if self._empty_sweep is not None:
+            self._empty_sweep.cancel()
+            self._empty_sweep = None
         self.release_waiters()
 
     def release_waiters(self) -> None:
@@ -233,9 +241,24 @@ class Engine:
             elif place == "claimed":
                 q.claimed_by_key(intent, -1)
             if q.empty:
-                self._index.drop_if_empty(intent.namespace, intent.goal)
+                self._forget_if_still_empty(intent.namespace, intent.goal)
         intent.place = ""
         intent.generation += 1
+
+    def _forget_if_still_empty(self, namespace: str, goal: str) -> None:
+        """Drop an empty goal's queue a moment later, unless work came back meanwhile: a claim
+        or a fulfil empties its goal for an instant, and dropping it at once would rebuild the
+        queue twice per intent."""
+        self._maybe_empty.add((namespace, goal))
+        if self._empty_sweep is None and self._loop is not None:
+            self._empty_sweep = self._loop.call_later(EMPTY_GOAL_SECONDS, self.forget_empty_goals)
+
+    def forget_empty_goals(self) -> None:
+        """Drop the queues of goals with nothing ready, delayed or claimed."""
+        self._empty_sweep = None
+        for namespace, goal in self._maybe_empty:
+            self._index.drop_if_empty(namespace, goal)
+        self._maybe_empty.clear()
 
     def _make_open(self, intent: Intent, now: float) -> None:
         """Put an open intent where it belongs: ready now, or delayed until run_at."""

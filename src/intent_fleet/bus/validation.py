@@ -130,10 +130,11 @@ def stored_text(
     """
     if not isinstance(value, str):
         raise _invalid(code, f"{name} must be a string, not {_kind(value)}.")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise _invalid(code, f"{name} must be valid UTF-8.") from None
+    if not value.isascii():  # ASCII is UTF-8; only the rest can hold a lone surrogate
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _invalid(code, f"{name} must be valid UTF-8.") from None
     if len(value) > max_chars:
         raise _invalid(code, f"{name} is longer than {max_chars} characters.")
     if (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value):
@@ -289,9 +290,9 @@ def claim_query(
     worker = headers.get("X-Worker-ID") or None
     if worker is not None:
         header_text(worker, "X-Worker-ID", max_chars=MAX_WORKER_FIELD_CHARS)
-    caps = header_text(
-        headers.get("X-Worker-Capabilities") or "", "X-Worker-Capabilities", max_chars=4096
-    )
+    caps = headers.get("X-Worker-Capabilities") or ""
+    if caps:
+        header_text(caps, "X-Worker-Capabilities", max_chars=4096)
     batch: int | None = None
     if query.get("max"):
         try:
