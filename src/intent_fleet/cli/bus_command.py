@@ -25,6 +25,15 @@ __all__ = ["add_parser", "command"]
 
 _LIMITS, _QUEUE, _STORAGE = LimitSettings(), QueueSettings(), StorageSettings()
 
+#: The per-key quotas: each a LimitSettings field and the flag of the same name.
+QUOTAS = (
+    ("max_live_intents_per_key", "open and claimed intents a key may have published (429 past it)"),
+    ("max_live_bytes_per_key", "payload bytes of those intents, kept in memory (507 past it)"),
+    ("max_goals_per_key", "distinct namespace/goal pairs among those intents (429 past it)"),
+    ("max_kv_entries_per_key", "unexpired KV entries of a key (429 past it)"),
+    ("max_parked_claims_per_key", "long-poll claims of a key waiting at once (429 past it)"),
+)
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -62,36 +71,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     quotas = p.add_argument_group(
         "per-key quotas", "what one tenant key may hold (the admin key is exempt; 0 = no limit)"
     )
-    quotas.add_argument(
-        "--max-live-intents-per-key",
-        type=int,
-        default=_LIMITS.max_live_intents_per_key,
-        help="open and claimed intents a key may have published (429 past it)",
-    )
-    quotas.add_argument(
-        "--max-live-bytes-per-key",
-        type=int,
-        default=_LIMITS.max_live_bytes_per_key,
-        help="payload bytes of those intents, kept in memory (507 past it)",
-    )
-    quotas.add_argument(
-        "--max-goals-per-key",
-        type=int,
-        default=_LIMITS.max_goals_per_key,
-        help="distinct namespace/goal pairs among those intents (429 past it)",
-    )
-    quotas.add_argument(
-        "--max-kv-entries-per-key",
-        type=int,
-        default=_LIMITS.max_kv_entries_per_key,
-        help="unexpired KV entries of a key (429 past it)",
-    )
-    quotas.add_argument(
-        "--max-parked-claims-per-key",
-        type=int,
-        default=_LIMITS.max_parked_claims_per_key,
-        help="long-poll claims of a key waiting at once (429 past it)",
-    )
+    for field, what in QUOTAS:
+        quotas.add_argument(
+            "--" + field.replace("_", "-"), type=int, default=getattr(_LIMITS, field), help=what
+        )
     p.add_argument(
         "--claim-timeout",
         type=int,
@@ -147,14 +130,7 @@ def command(args: argparse.Namespace) -> int:
         raise UsageError("--tls-cert and --tls-key go together")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be 0-65535, got {args.port}")
-    for flag in (
-        "max_live_intents_per_key",
-        "max_live_bytes_per_key",
-        "max_goals_per_key",
-        "max_kv_entries_per_key",
-        "max_parked_claims_per_key",
-        "rate_burst",
-    ):
+    for flag in (*(field for field, _ in QUOTAS), "rate_burst"):
         if getattr(args, flag) < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 0")
     if args.rate_limit < 0:
@@ -176,11 +152,7 @@ def command(args: argparse.Namespace) -> int:
             max_json_depth=args.max_json_depth,
             rate_limit_per_second=args.rate_limit,
             rate_limit_burst=args.rate_burst,
-            max_live_intents_per_key=args.max_live_intents_per_key,
-            max_live_bytes_per_key=args.max_live_bytes_per_key,
-            max_goals_per_key=args.max_goals_per_key,
-            max_kv_entries_per_key=args.max_kv_entries_per_key,
-            max_parked_claims_per_key=args.max_parked_claims_per_key,
+            **{field: getattr(args, field) for field, _ in QUOTAS},
         ),
         queue=QueueSettings(claim_timeout_seconds=args.claim_timeout),
         wire_version=args.wire_version,
