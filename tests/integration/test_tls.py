@@ -204,3 +204,29 @@ def test_bad_tls_options_are_refused_clearly(
     )
     assert done.returncode == code, done.stderr
     assert message in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["operator", "--bus-ca-file", "/nonexistent/ca.pem"], "--bus-ca-file"),
+        (["operator", "--backlog-allow", "bus:8080"], "--backlog-allow"),
+        (["operator", "--backlog-allow", "10.0.0.0/8,http://x"], "neither a CIDR nor a host"),
+        (["sidecar", "--goal", "g", "--ca-file", "/nonexistent/ca.pem"], "ca_file"),
+        (["sidecar", "--goal", "g", "--bus-url", "ftp://bus"], "base_url"),
+    ],
+)
+def test_bad_ca_and_allow_list_flags_are_usage_errors(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "intent_fleet.cli.main", *command],
+        env={**env, "INTENT_API_KEY": "tk_" + "0" * 40},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert message in done.stderr
