@@ -59,8 +59,9 @@ bench-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 
 PROFILE ?= control-plane
-# What the node profile needs from Debian: the runtime, the CNI plugins, the image tools.
-CLUSTER_PACKAGES := containerd runc containernetworking-plugins buildah debootstrap iptables
+# What the node profile needs from Debian: the runtime, the CNI plugins, the image tools, and
+# socat (the API server's forwarder onto the pod bridge).
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins buildah debootstrap iptables socat
 
 cluster-deps:
 	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

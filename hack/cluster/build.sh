@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the cluster's binaries from the Go module proxy into the cache, only those missing:
-#   $CACHE/k8s-<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl}
+#   $CACHE/k8s-<version>/bin/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,
+#                             kube-proxy,kubectl}
 #   $CACHE/etcd-<version>/bin/etcd
 #   $CACHE/helm-<version>/bin/helm
+#   $CACHE/coredns-<version>/bin/coredns, $CACHE/local-path-<version>/bin/local-path-provisioner
 # The directory names carry the versions from versions.env, so a bump builds afresh and an
 # unchanged pin costs nothing. Each binary is linked to a temporary name and renamed into place,
 # so an interrupted build never leaves a binary that looks finished.
 #
-# Usage: hack/cluster/build.sh [kubernetes|etcd|helm]...   (default: all three)
+# Usage: hack/cluster/build.sh [kubernetes|etcd|helm|addons]...   (default: all four)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,7 +46,7 @@ build_kubernetes() {
         ldflags+=" -X $pkg.gitTreeState=archive -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
     cd "$here/modules/kubernetes"
-    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
         build_into "$bin" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ldflags"
     done
 }
@@ -76,15 +78,39 @@ build_helm() {
     log "helm ready in $((SECONDS - started)) s"
 }
 
+# go_install DIR NAME MODULE@VERSION [LDFLAGS]: a module whose go.mod builds as it is.
+go_install() {
+    local dir="$1" name="$2" module="$3" ldflags="${4:-}"
+    [[ -x "$dir/$name" ]] && return 0
+    mkdir -p "$dir"
+    log "compiling $name"
+    local started=$SECONDS
+    GOBIN="$dir/.partial" go install -trimpath -ldflags "-s -w $ldflags" "$module"
+    mv -f "$dir/.partial/$name" "$dir/$name"
+    rmdir "$dir/.partial"
+    log "$name ready in $((SECONDS - started)) s"
+}
+
+# The node's add-ons: CoreDNS (cluster DNS) and local-path-provisioner (the default StorageClass).
+build_addons() {
+    go_install "$cache/coredns-$COREDNS_VERSION/bin" coredns \
+        "github.com/coredns/coredns@$COREDNS_VERSION" \
+        "-X github.com/coredns/coredns/coremain.GitCommit=module-$COREDNS_VERSION"
+    go_install "$cache/local-path-$LOCAL_PATH_VERSION/bin" local-path-provisioner \
+        "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" \
+        "-X main.VERSION=$LOCAL_PATH_VERSION"
+}
+
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(etcd kubernetes helm); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(etcd kubernetes helm addons); fi
 started=$SECONDS
 for target in "${targets[@]}"; do
     case "$target" in
         kubernetes) (build_kubernetes) ;;
         etcd) (build_etcd) ;;
         helm) (build_helm) ;;
-        *) echo "build.sh: unknown target '$target' (kubernetes, etcd, helm)" >&2; exit 2 ;;
+        addons) (build_addons) ;;
+        *) echo "build.sh: unknown target '$target' (kubernetes, etcd, helm, addons)" >&2; exit 2 ;;
     esac
 done
 log "all binaries present after $((SECONDS - started)) s"

@@ -6,7 +6,9 @@
 #   images.sh pause           the Kubernetes pause container, compiled from k8s.io/kubernetes
 #   images.sh project         the sidecar, the operator and the example handlers (python, node, go), rebuilt
 #                             from the repo on every call
-#   images.sh all             base, pause and project
+#   images.sh addons          CoreDNS and local-path-provisioner, from the binaries build.sh
+#                             made; the base also named as the local-path helper image
+#   images.sh all             base, pause, addons and project
 #   images.sh import SOCKET   import every image built into containerd's k8s.io namespace
 #
 # Images are built with buildah in a store of our own under $CACHE/images (nothing lands in the
@@ -238,6 +240,31 @@ build_pause() {
     record "$PAUSE" "${alias[@]}"
 }
 
+# static_image NAME BINARY VERSION: an image of one static binary (no shell), run as 65532.
+static_image() {
+    local name="$1" binary="$2" version="$3"
+    [[ -x "$binary" ]] || die "$binary is missing; run hack/cluster/build.sh addons"
+    if [[ "$(label_of "$name" io.intent-fleet.version)" != "$version" ]]; then
+        new_container scratch
+        "${buildah[@]}" copy --quiet "$container" "$binary" "/$(basename "$binary")" >/dev/null
+        "${buildah[@]}" config --entrypoint "[\"/$(basename "$binary")\"]" --user 65532:65532 \
+            "$container"
+        commit "$name" "io.intent-fleet.version=$version"
+        log "$name built"
+    fi
+    record "$name"
+}
+
+build_addons() {
+    if ! have_image "$BASE"; then build_base; fi
+    static_image "localhost/intent-fleet/coredns:$COREDNS_VERSION" \
+        "$cache/coredns-$COREDNS_VERSION/bin/coredns" "$COREDNS_VERSION"
+    static_image "localhost/intent-fleet/local-path-provisioner:$LOCAL_PATH_VERSION" \
+        "$cache/local-path-$LOCAL_PATH_VERSION/bin/local-path-provisioner" "$LOCAL_PATH_VERSION"
+    # The helper pods that make and remove volume directories need a shell: the base has one.
+    record "$BASE" "localhost/intent-fleet/helper:dev"
+}
+
 # bud NAME DOCKERFILE CONTEXT [BUILD-ARG...]
 bud() {
     local name="$1" dockerfile="$2" context="$3" started=$SECONDS arg args=()
@@ -301,7 +328,7 @@ import_all() {
 
 started=$SECONDS
 case "${1:-}" in
-    base | pause | project | all)
+    base | pause | addons | project | all)
         mkdir -p "$archives"
         # One build at a time per cache.
         exec 9>"$store/.lock"
@@ -311,9 +338,10 @@ esac
 case "${1:-}" in
     base) build_base ;;
     pause) build_pause ;;
+    addons) build_addons ;;
     project) build_project ;;
-    all) build_base; build_pause; build_project ;;
+    all) build_base; build_pause; build_addons; build_project ;;
     import) import_all "${2:?usage: images.sh import CONTAINERD_SOCKET}" ;;
-    *) echo "usage: images.sh base|pause|project|all|import CONTAINERD_SOCKET" >&2; exit 2 ;;
+    *) echo "usage: images.sh base|pause|addons|project|all|import CONTAINERD_SOCKET" >&2; exit 2 ;;
 esac
 log "${1} done in $((SECONDS - started)) s"

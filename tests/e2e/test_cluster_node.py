@@ -1,4 +1,5 @@
-"""Real pods on the single node: native sidecars, scaling, host reachability, preStop hooks.
+"""Real pods on the single node: native sidecars, scaling, host reachability, preStop hooks,
+and the add-ons that make it like kind's node: Services, cluster DNS, the default StorageClass.
 
 Every pod runs the locally built Python handler image with its command replaced, so nothing is
 pulled: the images were imported into containerd by `cluster.py up --profile node`.
@@ -7,6 +8,8 @@ pulled: the images were imported into containerd by `cluster.py up --profile nod
 from __future__ import annotations
 
 import ipaddress
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,8 +190,8 @@ def test_pod_reaches_the_host_and_nothing_beyond(node_cluster: Cluster, pod_name
         assert seen.paths() == ["/from-pod"]
     logs = node_cluster.kubectl("logs", "reach", "-n", pod_namespace).stdout
     assert "host says hello" in logs
-    # The pod's resolver is the harness's own file, not the host's.
-    assert f"'nameserver', '{address}'" in logs
+    # The pod's resolver is the cluster's DNS (CoreDNS behind kube-dns), not the host's.
+    assert f"'nameserver', '{ClusterSettings().dns_address}'" in logs
     # TEST-NET-1 is never routed; the FORWARD rule answers at once instead of letting it out.
     assert "outside: refused" in logs
 
@@ -214,3 +217,142 @@ def test_deleting_a_pod_runs_its_prestop_hook(node_cluster: Cluster, pod_namespa
             60,
             "pod deletion",
         )
+
+
+WEB = """
+import http.server, socket
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hello from " + socket.gethostname()).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
+"""
+
+RESOLVE = """
+import socket, sys, urllib.request
+name = sys.argv[1]
+print("resolved:", socket.gethostbyname(name))
+print("fetched:", urllib.request.urlopen(f"http://{name}:80/", timeout=5).read().decode())
+for outside in ("example.com", "example.com."):
+    try:
+        print("outside resolved:", socket.gethostbyname(outside))
+    except OSError as error:
+        print("outside:", type(error).__name__)
+"""
+
+
+def web_service(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """A web pod behind a ClusterIP Service named web; returns the Service."""
+    labels = {"app": "web"}
+    cluster.apply(
+        {
+            **pod("web", namespace, [python("web", WEB, ports=[{"containerPort": 8080}])]),
+            "metadata": {"name": "web", "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    wait_phase(cluster, "web", namespace, "Running")
+    wait_until(
+        lambda: (cluster.get("pod", "web", "-n", namespace) or {}).get("status", {}).get("podIP"),
+        30,
+        "the web pod's address",
+    )
+    service: dict[str, Any] = cluster.get("service", "web", "-n", namespace)
+    return service
+
+
+def test_pods_resolve_services_and_reach_them_through_their_cluster_ip(
+    node_cluster: Cluster, pod_namespace: str
+) -> None:
+    service = web_service(node_cluster, pod_namespace)
+    cluster_ip = service["spec"]["clusterIP"]
+    name = f"web.{pod_namespace}.svc.cluster.local"
+    container = python("resolve", RESOLVE)
+    container["command"] = [*container["command"], name]
+    node_cluster.apply(pod("resolve", pod_namespace, [container]))
+    wait_phase(node_cluster, "resolve", pod_namespace, "Succeeded")
+    logs = node_cluster.kubectl("logs", "resolve", "-n", pod_namespace).stdout
+    assert f"resolved: {cluster_ip}" in logs, logs
+    assert "fetched: hello from web" in logs, logs
+    # The cluster's DNS knows cluster.local and nothing else: no query leaves the machine.
+    assert "outside resolved" not in logs, logs
+    assert logs.count("outside: gaierror") == 2, logs
+
+
+def test_the_host_reaches_a_cluster_ip(node_cluster: Cluster, pod_namespace: str) -> None:
+    if node_cluster.external:
+        pytest.skip("the host of someone else's cluster is not this machine")
+    service = web_service(node_cluster, pod_namespace)
+    url = f"http://{service['spec']['clusterIP']}:80/"
+
+    def fetched() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return str(answer.read().decode())
+        except OSError:
+            return ""
+
+    assert wait_until(fetched, 30, "the host to reach the ClusterIP") == "hello from web"
+
+
+PVC_WRITER = """
+import os, pathlib
+path = pathlib.Path("/data/proof.txt")
+path.write_text("kept on the node")
+print("wrote", path.read_text(), "uid", os.getuid())
+"""
+
+
+def test_a_claim_binds_to_a_directory_of_the_default_storage_class(
+    node_cluster: Cluster, pod_namespace: str
+) -> None:
+    classes = node_cluster.get("storageclass")["items"]
+    default = [
+        c["metadata"]["name"]
+        for c in classes
+        if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
+    assert len(default) == 1, classes
+    node_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": pod_namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "16Mi"}},
+            },
+        },
+        pod(
+            "writer",
+            pod_namespace,
+            [python("writer", PVC_WRITER, volumeMounts=[{"name": "data", "mountPath": "/data"}])],
+            volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        ),
+    )
+    wait_phase(node_cluster, "writer", pod_namespace, "Succeeded", timeout=120)
+    assert (
+        "wrote kept on the node"
+        in node_cluster.kubectl("logs", "writer", "-n", pod_namespace).stdout
+    )
+    claim = node_cluster.get("pvc", "data", "-n", pod_namespace)
+    assert claim["status"]["phase"] == "Bound"
+    volume = node_cluster.get("pv", claim["spec"]["volumeName"])
+    assert volume["spec"]["storageClassName"] == default[0]
+    if not node_cluster.external:
+        path = Path(volume["spec"]["hostPath"]["path"])
+        # Under the cluster's state directory: `cluster-down` removes it with the rest.
+        assert path.is_relative_to(ClusterSettings().local_path_dir), path
+        assert (path / "proof.txt").read_text() == "kept on the node"
+        node_cluster.kubectl("delete", "pod", "writer", "-n", pod_namespace)
+        node_cluster.kubectl("delete", "pvc", "data", "-n", pod_namespace)
+        wait_until(lambda: not path.exists(), 60, "the volume's directory to be removed")

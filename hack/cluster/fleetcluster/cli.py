@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleetcluster import controlplane, hostnet, node
+from fleetcluster import addons, controlplane, hostnet, node
 from fleetcluster.errors import ClusterError
 from fleetcluster.kubectl import Kubectl, default_service_account, node_ready
 from fleetcluster.procs import Supervisor
@@ -31,7 +31,9 @@ PROFILES = ("control-plane", "node")
 # Stop order: the node first (its pods need the apiserver to be torn down cleanly).
 STOP_ORDER = (
     "kube-scheduler",
+    "kube-proxy",
     "kubelet",
+    "apiserver-forward",
     "containerd",
     "kube-controller-manager",
     "kube-apiserver",
@@ -90,7 +92,7 @@ def up_node(
     sup: Supervisor,
     kubectl: Kubectl,
 ) -> None:
-    hostnet.require_tools("ip", "iptables", "ctr", "containerd", "runc", "buildah")
+    hostnet.require_tools("ip", "iptables", "ctr", "containerd", "runc", "buildah", "socat")
     if not (node.CNI_BIN_DIR / "bridge").exists():
         raise ClusterError(f"CNI plugins missing from {node.CNI_BIN_DIR}; run `make cluster-deps`")
     if recorded_profile(settings) != "node" and hostnet.link_exists(settings.bridge):
@@ -104,11 +106,17 @@ def up_node(
     hostnet.save_forwarding(settings.run_dir / "ip_forward.before")
     hostnet.ensure_bridge(settings.bridge, settings.node_address, node.subnet_prefix(settings))
     hostnet.ensure_firewall(settings.pod_subnet)
+    say(f"apiserver-forward: {sup.start(addons.apiserver_forward(settings))}")
     node.write_cni_config(settings)
     say(f"containerd: {sup.start(node.containerd(settings))}")
     load_images(settings)
     say(f"kubelet: {sup.start(node.kubelet(settings, creds))}")
     kubectl.wait_for(f"node {settings.node_name} to be Ready", node_ready(settings.node_name), 120)
+    # Pod-to-Service traffic crosses the bridge: iptables must see it for kube-proxy's rules.
+    hostnet.ensure_bridge_netfilter(settings.run_dir / "bridge_nf.before")
+    say(f"kube-proxy: {sup.start(addons.kube_proxy(settings, creds))}")
+    addons.install(settings, kubectl)
+    say("add-ons ready: CoreDNS (kube-dns), local-path-provisioner (default StorageClass)")
 
 
 def load_images(settings: ClusterSettings) -> None:
@@ -164,7 +172,9 @@ def clean_node_host(settings: ClusterSettings, netns: list[Path]) -> None:
     hostnet.remove_bridge(settings.bridge)
     hostnet.remove_firewall(settings.pod_subnet)
     hostnet.remove_kubelet_chains()
+    say(addons.kube_proxy_cleanup(settings))
     hostnet.restore_forwarding(settings.run_dir / "ip_forward.before")
+    hostnet.restore_bridge_netfilter(settings.run_dir / "bridge_nf.before")
 
 
 def leftovers(settings: ClusterSettings, sup: Supervisor, node: bool) -> list[str]:
@@ -179,6 +189,7 @@ def leftovers(settings: ClusterSettings, sup: Supervisor, node: bool) -> list[st
     if hostnet.firewall_rules_present(settings.pod_subnet):
         found.append("FORWARD rules tagged " + hostnet.FIREWALL_TAG)
     found += [f"cgroup {path}" for path in hostnet.cgroup_trees()]
+    found += [f"iptables chain {chain}" for chain in hostnet.kube_chains()]
     return found
 
 

@@ -96,6 +96,29 @@ def restore_forwarding(record: Path) -> None:
         record.unlink()
 
 
+BRIDGE_NF_SYSCTL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+
+
+def ensure_bridge_netfilter(record: Path) -> None:
+    """Bridged traffic through iptables (kube-proxy's Service rules), remembering how it was."""
+    if not BRIDGE_NF_SYSCTL.exists():
+        raise HostSetupError(
+            f"{BRIDGE_NF_SYSCTL} is missing: this kernel has no br_netfilter, which kube-proxy "
+            "needs for pod-to-Service traffic on one bridge"
+        )
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(BRIDGE_NF_SYSCTL.read_text())
+    if BRIDGE_NF_SYSCTL.read_text().strip() != "1":
+        BRIDGE_NF_SYSCTL.write_text("1")
+
+
+def restore_bridge_netfilter(record: Path) -> None:
+    if record.exists():
+        BRIDGE_NF_SYSCTL.write_text(record.read_text())
+        record.unlink()
+
+
 def mounts_under(root: Path) -> list[Path]:
     """Mount points at or below ``root``, deepest first (the order to unmount them in)."""
     found: list[Path] = []
@@ -193,6 +216,21 @@ KUBELET_CHAINS = {
     "nat": ("KUBE-KUBELET-CANARY",),
     "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
 }
+
+
+def kube_chains() -> list[str]:
+    """Chains named KUBE-* in the host's iptables (the kubelet's and kube-proxy's)."""
+    found: list[str] = []
+    for tool in ("iptables-save", "ip6tables-save"):
+        if shutil.which(tool) is None:
+            continue
+        table = ""
+        for line in _run(tool, check=False).stdout.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":KUBE-"):
+                found.append(f"{tool.split('-')[0]} {table} {line[1:].split()[0]}")
+    return found
 
 
 def remove_kubelet_chains() -> None:

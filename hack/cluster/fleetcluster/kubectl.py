@@ -18,10 +18,11 @@ class Kubectl:
         self.kubeconfig = str(settings.admin_kubeconfig)
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 60
+        self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
             capture_output=True,
             text=True,
             check=False,

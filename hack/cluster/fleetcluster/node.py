@@ -148,8 +148,9 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
         f"system:node:{node}",
     )
     resolv = settings.state_dir / "resolv.conf"
-    # Pods resolve nothing off this machine: a nameserver on the node's own bridge address
-    # that nobody serves fails fast instead of leaking queries to the host's resolver.
+    # Pods with dnsPolicy Default (CoreDNS itself) resolve nothing off this machine: a
+    # nameserver on the node's own bridge address that nobody serves fails fast instead of
+    # leaking queries to the host's resolver. ClusterFirst pods get CoreDNS (addons).
     resolv.write_text(f"nameserver {settings.node_address}\noptions timeout:1 attempts:1\n")
     ports = settings.ports
     config = {
@@ -173,9 +174,9 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
         "failSwapOn": False,
         "containerRuntimeEndpoint": f"unix://{settings.containerd_socket}",
         "resolvConf": str(resolv),
-        # ClusterFirst pods get the same dead-end nameserver, plus the cluster search path.
-        "clusterDNS": [settings.node_address],
-        "clusterDomain": "cluster.local",
+        # ClusterFirst pods ask CoreDNS (the kube-dns Service), which knows cluster.local only.
+        "clusterDNS": [settings.dns_address],
+        "clusterDomain": settings.cluster_domain,
         "podCIDR": settings.pod_subnet,
         "podLogsDir": str(settings.state_dir / "pod-logs"),
         # Images arrive by import, never by pull: collecting them would lose them for good.

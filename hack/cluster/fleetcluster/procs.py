@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -51,6 +52,19 @@ def https_probe(url: str, ca: Path, cert: Path | None = None, key: Path | None =
     if cert is not None and key is not None:
         context.load_cert_chain(str(cert), str(key))
     return _answers_ok(url, context)
+
+
+def tcp_probe(host: str, port: int) -> Probe:
+    """Ready when something accepts a TCP connection there."""
+
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    return probe
 
 
 def http_probe(url: str) -> Probe:

@@ -87,6 +87,14 @@ class Ports:
     def kubelet_healthz(self) -> int:
         return self._at(20248)
 
+    @property
+    def kube_proxy_healthz(self) -> int:
+        return self._at(20256)
+
+    @property
+    def kube_proxy_metrics(self) -> int:
+        return self._at(20249)
+
 
 @dataclass(frozen=True)
 class ClusterSettings:
@@ -103,6 +111,9 @@ class ClusterSettings:
     node_address: str = "10.244.0.1"
     service_subnet: str = "10.96.0.0/16"
     service_address: str = "10.96.0.1"
+    # The kube-dns Service's ClusterIP (CoreDNS), as kubeadm and kind place it.
+    dns_address: str = "10.96.0.10"
+    cluster_domain: str = "cluster.local"
     # How long any one component may take to become ready.
     ready_timeout: float = 90.0
 
@@ -117,6 +128,19 @@ class ClusterSettings:
     @property
     def helm_bin(self) -> Path:
         return self.cache_dir / f"helm-{self.versions['HELM_VERSION']}" / "bin"
+
+    @property
+    def coredns_bin(self) -> Path:
+        return self.cache_dir / f"coredns-{self.versions['COREDNS_VERSION']}" / "bin"
+
+    @property
+    def local_path_bin(self) -> Path:
+        return self.cache_dir / f"local-path-{self.versions['LOCAL_PATH_VERSION']}" / "bin"
+
+    @property
+    def local_path_dir(self) -> Path:
+        """Where PersistentVolumes of the default StorageClass live (gone with `down`)."""
+        return self.state_dir / "local-path"
 
     @property
     def pki_dir(self) -> Path:
