@@ -8,6 +8,7 @@ pulled: the images were imported into containerd by `cluster.py up --profile nod
 from __future__ import annotations
 
 import ipaddress
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,10 @@ from typing import Any
 import pytest
 
 from fleetcluster.settings import ClusterSettings
-from tests.support.cluster import Cluster, wait_until
+from tests.support.cluster import Cluster, ClusterManager, project_image, wait_until
 from tests.support.hostserver import host_server
 
-IMAGE = "localhost/intent-fleet/handler-python:dev"
+IMAGE = project_image("handler-python")
 
 
 def python(name: str, script: str, **extra: Any) -> dict[str, Any]:
@@ -287,10 +288,8 @@ def test_pods_resolve_services_and_reach_them_through_their_cluster_ip(
     assert logs.count("outside: gaierror") == 2, logs
 
 
-def test_the_host_reaches_a_cluster_ip(node_cluster: Cluster, pod_namespace: str) -> None:
-    if node_cluster.external:
-        pytest.skip("the host of someone else's cluster is not this machine")
-    service = web_service(node_cluster, pod_namespace)
+def host_fetches(service: dict[str, Any]) -> str:
+    """What the host gets from the Service's ClusterIP, once kube-proxy routes it."""
     url = f"http://{service['spec']['clusterIP']}:80/"
 
     def fetched() -> str:
@@ -300,7 +299,13 @@ def test_the_host_reaches_a_cluster_ip(node_cluster: Cluster, pod_namespace: str
         except OSError:
             return ""
 
-    assert wait_until(fetched, 30, "the host to reach the ClusterIP") == "hello from web"
+    return str(wait_until(fetched, 30, "the host to reach the ClusterIP"))
+
+
+def test_the_host_reaches_a_cluster_ip(node_cluster: Cluster, pod_namespace: str) -> None:
+    if node_cluster.external:
+        pytest.skip("the host of someone else's cluster is not this machine")
+    assert host_fetches(web_service(node_cluster, pod_namespace)) == "hello from web"
 
 
 PVC_WRITER = """
@@ -356,3 +361,18 @@ def test_a_claim_binds_to_a_directory_of_the_default_storage_class(
         node_cluster.kubectl("delete", "pod", "writer", "-n", pod_namespace)
         node_cluster.kubectl("delete", "pvc", "data", "-n", pod_namespace)
         wait_until(lambda: not path.exists(), 60, "the volume's directory to be removed")
+
+
+def test_a_second_up_restarts_nothing(
+    node_cluster: Cluster, cluster_manager: ClusterManager, pod_namespace: str
+) -> None:
+    """`up` on a running node probes its components and leaves them be (kube-proxy exits on
+    any write to its config file, so `up` must not rewrite an unchanged one)."""
+    if node_cluster.external:
+        pytest.skip("the harness's own `up`")
+    before = cluster_manager.harness("status").stdout
+    cluster_manager.harness("up", "--profile", "node")
+    time.sleep(2)  # long enough for kube-proxy to notice a rewritten config and exit
+    assert cluster_manager.harness("status").stdout == before
+    # And Services still work from the host through the same kube-proxy.
+    assert host_fetches(web_service(node_cluster, pod_namespace)) == "hello from web"

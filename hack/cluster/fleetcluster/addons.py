@@ -94,7 +94,11 @@ def kube_proxy_config(settings: ClusterSettings, creds: Credentials) -> Path:
     }
     path = settings.state_dir / "kube-proxy" / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2))
+    text = json.dumps(config, indent=2)
+    # kube-proxy watches its config file and exits on any write to it: a second `up`, which
+    # finds it running, must leave an unchanged file alone.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     return path
 
 

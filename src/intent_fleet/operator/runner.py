@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 
 import kopf
+from kopf._core.engines.peering import Identity  # a NewType kopf does not re-export
 
 from .controller import BacklogReader, Controller
 from .credentials import CredentialGate
@@ -97,6 +99,9 @@ async def run_operator(
             registry=build_registry(),
             settings=_kopf_settings(settings),
             standalone=True,
+            # kopf's default identity asks the passwd database for the user, and the image's
+            # user (65532) has no entry there: name this replica as the Lease does.
+            identity=Identity(settings.leader.identity or socket.gethostname()),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
             memo=kopf.Memo(controller=controller),
