@@ -4,6 +4,7 @@
 #   make test    lint + the whole test suite (what .ci/run calls)
 #   make lint    ruff + mypy --strict + import-linter
 #   make bench   benchmarks that print figures (valgrind for the instruction counts)
+#   make images  the sidecar, operator and example images, as OCI archives in the cache
 #   make cluster-up PROFILE=control-plane|node / make cluster-down
 #                a local single-node Kubernetes built from Go modules (hack/cluster)
 #
@@ -18,7 +19,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench bench-deps clean cluster-deps cluster-build cluster-images cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench bench-deps clean images cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -75,6 +76,10 @@ cluster-build:
 # Images are built with buildah from a debootstrapped base (cached) and imported at `up`.
 cluster-images: cluster-deps setup
 	hack/cluster/images.sh all
+
+# The project's images alone (for kind, k3d or a registry: charts/intent-fleet/README.md).
+images: cluster-deps setup
+	hack/cluster/images.sh project
 
 cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-images)
 	$(BIN)/python hack/cluster/cluster.py up --profile $(PROFILE)

@@ -5,11 +5,12 @@
 #   $CACHE/etcd-<version>/bin/etcd
 #   $CACHE/helm-<version>/bin/helm
 #   $CACHE/coredns-<version>/bin/coredns, $CACHE/local-path-<version>/bin/local-path-provisioner
+#   $CACHE/prometheus-operator-<version>/crds/servicemonitors.yaml (a CRD the tests apply)
 # The directory names carry the versions from versions.env, so a bump builds afresh and an
 # unchanged pin costs nothing. Each binary is linked to a temporary name and renamed into place,
 # so an interrupted build never leaves a binary that looks finished.
 #
-# Usage: hack/cluster/build.sh [kubernetes|etcd|helm|addons]...   (default: all four)
+# Usage: hack/cluster/build.sh [kubernetes|etcd|helm|addons|crds]...   (default: all five)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -101,8 +102,24 @@ build_addons() {
         "-X main.VERSION=$LOCAL_PATH_VERSION"
 }
 
+# Third-party CRDs the chart can use, from their Go modules (the module zip carries them).
+fetch_crds() {
+    local dir="$cache/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION/crds" module_dir
+    [[ -s "$dir/servicemonitors.yaml" ]] && return 0
+    module_dir="$(go mod download -json \
+        "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -n "$module_dir" ]] || { log "no module directory for prometheus-operator"; exit 1; }
+    mkdir -p "$dir"
+    install -m 0644 \
+        "$module_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+        "$dir/.servicemonitors.yaml.partial"
+    mv -f "$dir/.servicemonitors.yaml.partial" "$dir/servicemonitors.yaml"
+    log "ServiceMonitor CRD $PROMETHEUS_OPERATOR_VERSION ready"
+}
+
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(etcd kubernetes helm addons); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(etcd kubernetes helm addons crds); fi
 started=$SECONDS
 for target in "${targets[@]}"; do
     case "$target" in
@@ -110,7 +127,8 @@ for target in "${targets[@]}"; do
         etcd) (build_etcd) ;;
         helm) (build_helm) ;;
         addons) (build_addons) ;;
-        *) echo "build.sh: unknown target '$target' (kubernetes, etcd, helm, addons)" >&2; exit 2 ;;
+        crds) (fetch_crds) ;;
+        *) echo "build.sh: unknown target '$target' (kubernetes, etcd, helm, addons, crds)" >&2; exit 2 ;;
     esac
 done
 log "all binaries present after $((SECONDS - started)) s"

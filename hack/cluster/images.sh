@@ -21,7 +21,8 @@
 #   INTENT_FLEET_CACHE  the cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/intent-fleet)
 #   DEBIAN_MIRROR       the mirror for debootstrap (default: the host's apt sources for $BASE_SUITE)
 #   PYTHON              the Python that builds the wheelhouse (default: the repo's .venv)
-#   IMAGE_TAG           the tag of the project images (default dev)
+#   IMAGE_TAG           the tag of the project images (default: the version in pyproject.toml,
+#                       which is also the chart's appVersion)
 #   BUILDAH_ISOLATION   isolation for RUN steps (default oci, i.e. runc: chroot cannot do --network=none)
 #
 # Needs root, buildah, debootstrap, gcc, go, and for `import`, ctr (all from Debian bookworm).
@@ -35,7 +36,9 @@ cache="${INTENT_FLEET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intent-fleet}"
 store="$cache/images"
 archives="$store/archives"
 python="${PYTHON:-$repo/.venv/bin/python}"
-tag="${IMAGE_TAG:-dev}"
+# The project's version (pyproject.toml), which the chart's appVersion names too.
+tag="${IMAGE_TAG:-$(sed -n '/^version = /{s/^version = "\(.*\)"$/\1/p;q}' "$repo/pyproject.toml")}"
+[[ -n "$tag" ]] || { echo "images.sh: no version in $repo/pyproject.toml" >&2; exit 1; }
 isolation="${BUILDAH_ISOLATION:-oci}"
 
 buildah=(buildah --root "$store/storage" --runroot "$store/run" --storage-driver overlay)
@@ -279,6 +282,10 @@ bud() {
 
 build_project() {
     local started=$SECONDS context lang
+    # Another version's project images (an older checkout's) are no longer imported.
+    { grep -Ev "^localhost/intent-fleet/(sidecar|operator|handler-[a-z]+):" "$archives/current" \
+        2>/dev/null || true; } >"$archives/current.new"
+    mv -f "$archives/current.new" "$archives/current"
     if ! have_image "$BASE" || ! have_image "$GO_BUILD"; then build_base; fi
     # The wheelhouse: the project and its runtime dependencies, for `pip install --no-index`.
     # Built from a copy of the sources (no stale build/ of the checkout, nothing written into

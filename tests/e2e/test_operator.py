@@ -19,7 +19,7 @@ import pytest
 
 from intent_fleet.protocol import BusClient, ClientSettings
 from tests.support.busproc import BusProcess
-from tests.support.cluster import Cluster, wait_until
+from tests.support.cluster import Cluster, project_image, wait_until
 from tests.support.operatorproc import OperatorProcess, free_port, start_operator
 
 GOAL = "e2e.resize"
@@ -51,9 +51,7 @@ def intent_worker(name: str, namespace: str, bus_url: str, **spec: Any) -> dict[
             "handler": {"port": 8080, "timeoutSeconds": 30},
             "template": {
                 "spec": {
-                    "containers": [
-                        {"name": "handler", "image": "localhost/intent-fleet/handler-python:dev"}
-                    ]
+                    "containers": [{"name": "handler", "image": project_image("handler-python")}]
                 }
             },
             "scaling": {
@@ -243,7 +241,7 @@ def test_drift_is_corrected(
     def restored() -> bool:
         found = crd.get("deployment", "drift", "-n", namespace)
         image = found["spec"]["template"]["spec"]["containers"][0]["image"]
-        return bool(image == "localhost/intent-fleet/handler-python:dev")
+        return bool(image == project_image("handler-python"))
 
     wait_until(restored, 30, "the operator to restore the handler image")
 

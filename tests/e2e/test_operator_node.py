@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from fleetcluster.settings import ClusterSettings
 from intent_fleet.protocol import BusClient, ClientSettings
 from tests.support.busproc import BusProcess, start_bus
-from tests.support.cluster import REPO, Cluster, wait_until
+from tests.support.cluster import Cluster, project_image, readme_worker, wait_until
 from tests.support.operatorproc import OperatorProcess, start_operator
 
 GOAL = "e2e.node"
@@ -101,13 +99,13 @@ def worker(namespace: str, bus_url: str) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "handler",
-                            "image": "localhost/intent-fleet/handler-python:dev",
+                            "image": project_image("handler-python"),
                             "imagePullPolicy": "Never",
                         }
                     ]
                 }
             },
-            "sidecar": {"image": "localhost/intent-fleet/sidecar:dev"},
+            "sidecar": {"image": project_image("sidecar")},
             "scaling": {
                 "maxReplicas": 3,
                 "targetPerReplica": 10,
@@ -235,14 +233,6 @@ def test_scale_in_removes_the_idle_pod_and_cuts_no_job_off(
     )
 
 
-def readme_worker() -> dict[str, Any]:
-    """The IntentWorker example of the README, as a user would copy it."""
-    text = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
-    (example,) = [b for b in blocks if "kind: IntentWorker" in b]
-    return dict(yaml.safe_load(example))
-
-
 def test_the_readme_worker_is_admitted_and_runs_under_restricted_pod_security(
     node_cluster: Cluster, pod_namespace: str, pod_bus: BusProcess, node_operator: OperatorProcess
 ) -> None:
@@ -259,7 +249,7 @@ def test_the_readme_worker_is_admitted_and_runs_under_restricted_pod_security(
     plain = node_cluster.kubectl(
         "run",
         "plain",
-        "--image=localhost/intent-fleet/handler-python:dev",
+        f"--image={project_image('handler-python')}",
         "--dry-run=server",
         "-n",
         pod_namespace,
@@ -272,8 +262,8 @@ def test_the_readme_worker_is_admitted_and_runs_under_restricted_pod_security(
     spec = body["spec"]
     spec["bus"]["url"] = pod_bus.url
     (handler,) = spec["template"]["spec"]["containers"]
-    handler.update(image="localhost/intent-fleet/handler-python:dev", imagePullPolicy="Never")
-    spec["sidecar"] = {"image": "localhost/intent-fleet/sidecar:dev"}
+    handler.update(image=project_image("handler-python"), imagePullPolicy="Never")
+    spec["sidecar"] = {"image": project_image("sidecar")}
     spec["scaling"].update(pollingIntervalSeconds=1, cooldownSeconds=5)
     name, goal = body["metadata"]["name"], spec["goal"]
     node_cluster.apply(body)

@@ -183,3 +183,29 @@ def test_help_lists_every_command() -> None:
     assert res.returncode == 0
     for name in ("bus", "publish", "status", "result", "kv", "keys", "stats", "demo"):
         assert name in res.stdout
+
+
+def test_keys_create_key_only_prints_just_the_key_for_a_secret(
+    bus: BusProcess, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "admin-secret"
+    secret_file.write_text(bus.admin_secret + "\n")
+    res = cli(
+        "keys",
+        "create",
+        "--owner",
+        "team-a",
+        "--key-only",
+        "--bus-url",
+        bus.url,
+        "--admin-secret-file",
+        str(secret_file),
+        home=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    key = res.stdout.strip()
+    assert key.startswith("tk_") and len(key) == 43 and "\n" not in key
+    res = cli(
+        "publish", "g", "{}", env={"INTENT_API_KEY": key, "INTENT_BUS_URL": bus.url}, home=tmp_path
+    )
+    assert res.returncode == 0, res.stderr

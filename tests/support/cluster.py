@@ -7,17 +7,24 @@ With KUBECONFIG set, the same tests run against that cluster and nothing is star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from fleetcluster.release import Release
 from fleetcluster.settings import ClusterSettings
+from intent_fleet import __version__
 from intent_fleet.operator.credentials import OPT_IN_LABEL
 from tests.support.lifecycle import wait_until as lifecycle_wait_until
 
@@ -25,6 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "hack" / "cluster"
 
 PROFILE_RANK = {"control-plane": 0, "node": 1}
+
+
+def project_image(name: str) -> str:
+    """A project image as `make cluster-images` tags it: with the project's version."""
+    return f"localhost/intent-fleet/{name}:{__version__}"
 
 
 class ClusterCommandError(AssertionError):
@@ -105,6 +117,56 @@ class Cluster:
                         events.append(event)
         return events
 
+    def release(self, name: str, namespace: str) -> Release:
+        """charts/intent-fleet as ``name`` in ``namespace`` here (helm from the cache)."""
+        helm = ClusterSettings().helm_bin / "helm"
+        return Release(name, namespace, self.kubeconfig, helm, self.kubectl_binary)
+
+    @contextlib.contextmanager
+    def service_url(
+        self, namespace: str, name: str, port: int, *, forward: bool | None = None
+    ) -> Iterator[str]:
+        """A base URL on this host for a Service: its ClusterIP on the harness's node (kube-proxy
+        routes the host there), else, or with ``forward=True``, a `kubectl port-forward`."""
+        if forward is None:
+            forward = self.external
+        if not forward:
+            service = self.get("service", name, "-n", namespace)
+            yield f"http://{service['spec']['clusterIP']}:{port}"
+            return
+        # kubectl prints a line per connection: into a file, so no unread pipe ever blocks it.
+        with tempfile.TemporaryFile("w+") as said:
+            proc = subprocess.Popen(
+                [
+                    str(self.kubectl_binary),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "port-forward",
+                    "--address=127.0.0.1",
+                    "-n",
+                    namespace,
+                    f"service/{name}",
+                    f":{port}",
+                ],
+                stdout=said,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            try:
+
+                def bound() -> str | None:
+                    said.seek(0)
+                    found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) ->", said.read())
+                    if found is None and proc.poll() is not None:
+                        said.seek(0)
+                        raise ClusterCommandError(f"kubectl port-forward: {said.read().strip()}")
+                    return found.group(1) if found else None
+
+                local = wait_until(bound, 30, f"kubectl port-forward to {namespace}/{name}")
+                yield f"http://127.0.0.1:{local}"
+            finally:
+                proc.terminate()
+                proc.wait(timeout=15)
+
     def namespace(self, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.kubectl("create", "namespace", name)
@@ -183,3 +245,11 @@ class ClusterManager:
             self.current.delete_namespaces()
         if self.started_by_us:
             self.harness("down", "--keep-logs", str(keep_logs))
+
+
+def readme_worker() -> dict[str, Any]:
+    """The IntentWorker example of the README, as a user would copy it."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    (example,) = [b for b in blocks if "kind: IntentWorker" in b]
+    return dict(yaml.safe_load(example))

@@ -134,6 +134,11 @@ class ClusterSettings:
         return self.cache_dir / f"coredns-{self.versions['COREDNS_VERSION']}" / "bin"
 
     @property
+    def servicemonitor_crd(self) -> Path:
+        version = self.versions["PROMETHEUS_OPERATOR_VERSION"]
+        return self.cache_dir / f"prometheus-operator-{version}" / "crds" / "servicemonitors.yaml"
+
+    @property
     def local_path_bin(self) -> Path:
         return self.cache_dir / f"local-path-{self.versions['LOCAL_PATH_VERSION']}" / "bin"
 

@@ -124,6 +124,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     p = keys_sub.add_parser("create", help="create a key; prints it once", epilog=EPILOG)
     p.add_argument("--owner", default="anonymous", help="who the key is for")
+    p.add_argument(
+        "--key-only", action="store_true", help="print only the key (for a script or a Secret)"
+    )
     _common(p, admin=True)
     p.set_defaults(func=_run(_keys_create))
     p = keys_sub.add_parser("revoke", help="revoke a key by id or secret", epilog=EPILOG)
@@ -255,7 +258,8 @@ async def _kv_set(args: argparse.Namespace) -> Any:
 
 async def _keys_create(args: argparse.Namespace) -> Any:
     async with _admin(args) as admin:
-        return await admin.generate_key(args.owner)
+        created = await admin.generate_key(args.owner)
+    return created.api_key if args.key_only else created
 
 
 async def _keys_revoke(args: argparse.Namespace) -> Any:

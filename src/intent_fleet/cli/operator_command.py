@@ -13,6 +13,8 @@ import signal
 import socket
 import ssl
 
+from intent_fleet import __version__
+
 from . import loop
 from .errors import CliError, UsageError
 
@@ -46,7 +48,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "--sidecar-image",
-        default=_env("INTENT_OPERATOR_SIDECAR_IMAGE", "localhost/intent-fleet/sidecar:dev"),
+        default=_env(
+            "INTENT_OPERATOR_SIDECAR_IMAGE", f"localhost/intent-fleet/sidecar:{__version__}"
+        ),
         help="sidecar image for IntentWorkers that name none [env INTENT_OPERATOR_SIDECAR_IMAGE]",
     )
     p.add_argument(
@@ -144,7 +148,9 @@ def command(args: argparse.Namespace) -> int:
         listen=args.listen,
         watch_server_timeout=args.watch_timeout,
         watch_client_timeout=args.watch_timeout + 30,
-        render=RenderSettings(sidecar_image=args.sidecar_image),
+        render=RenderSettings(sidecar_image=args.sidecar_image)
+        if args.sidecar_image
+        else RenderSettings(),
         leader=LeaderSettings(
             enabled=args.leader_election,
             lease_name=args.lease_name,

@@ -24,9 +24,12 @@ __all__ = [
     "LEADER_RULES",
     "NAMESPACED_RULES",
     "RBAC_YAML_HEADER",
+    "RULES_FILE_HEADER",
     "Rule",
     "manifests",
+    "render_rules_file",
     "render_yaml",
+    "rules_document",
 ]
 
 RBAC_API: Final = "rbac.authorization.k8s.io/v1"
@@ -211,6 +214,29 @@ def manifests(
 ) -> list[dict[str, Any]]:
     """The objects to apply: the namespace, the account, and its roles for the chosen mode."""
     return [doc for doc, _ in _documents(namespaces, operator_namespace, account)]
+
+
+def rules_document() -> dict[str, list[dict[str, Any]]]:
+    """The three rule sets by name: what the Helm chart's RBAC templates render
+    (charts/intent-fleet/files/operator-rules.yaml is this, kept in step by a test)."""
+    return {
+        "cluster": [r.as_policy_rule() for r in CLUSTER_RULES],
+        "namespaced": [r.as_policy_rule() for r in NAMESPACED_RULES],
+        "leader": [r.as_policy_rule() for r in LEADER_RULES],
+    }
+
+
+#: The comment that opens the chart's copy of the rules.
+RULES_FILE_HEADER: Final = """\
+The operator's RBAC rules, as the chart renders them: a copy of rules_document() in
+src/intent_fleet/operator/rbac.py, the one declaration (tests/unit/test_chart.py keeps
+this file in step). cluster: only when watching the whole cluster; namespaced: cluster-wide, or
+per watched namespace; leader: the Lease in the release namespace."""
+
+
+def render_rules_file() -> str:
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in RULES_FILE_HEADER.splitlines())
+    return comment + yaml.safe_dump(rules_document(), sort_keys=False, width=100)
 
 
 def _dump(data: Any) -> str:

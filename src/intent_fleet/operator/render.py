@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from intent_fleet import __version__
+
 from .podpolicy import CA_VOLUME, CREDENTIALS_VOLUME, harden
 from .spec import API_GROUP, API_VERSION, KIND, WorkerSpec
 
@@ -47,7 +49,7 @@ class RenderSettings:
     """Operator-wide rendering defaults (the chart sets them from its values)."""
 
     #: Sidecar image when the IntentWorker names none.
-    sidecar_image: str = "localhost/intent-fleet/sidecar:dev"
+    sidecar_image: str = f"localhost/intent-fleet/sidecar:{__version__}"
     #: Pod-IP port of the sidecar's ops listener (probes, drain, state, metrics).
     ops_port: int = 9090
     #: Seconds added to the handler timeout for the pod's termination grace period.
