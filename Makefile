@@ -4,6 +4,7 @@
 #   make test    lint + the whole test suite (what .ci/run calls)
 #   make lint    ruff + mypy --strict + import-linter
 #   make bench   benchmarks that print figures (valgrind for the instruction counts)
+#   make cluster-demo  the same on Kubernetes: node up, helm install, an IntentWorker, 200 intents
 #   make images  the sidecar, operator and example images, as OCI archives in the cache
 #   make cluster-up PROFILE=control-plane|node / make cluster-down
 #                a local single-node Kubernetes built from Go modules (hack/cluster)
@@ -19,7 +20,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench bench-deps clean images cluster-deps cluster-build cluster-images cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench bench-deps clean images cluster-demo cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -48,11 +49,12 @@ unit: setup
 integration: setup
 	$(BIN)/pytest -q tests/integration
 
-bench: setup bench-deps
+bench: setup bench-deps cluster-build cluster-images
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/bus_instructions.py
 	$(BIN)/python bench/sidecar.py
 	$(BIN)/python bench/autoscale.py
+	$(BIN)/python bench/cluster.py
 
 # bench/bus_instructions.py counts instructions with valgrind (Debian's package).
 bench-deps:
@@ -83,6 +85,10 @@ images: cluster-deps setup
 
 cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-images)
 	$(BIN)/python hack/cluster/cluster.py up --profile $(PROFILE)
+
+# The main job on Kubernetes, for a newcomer on a root Linux machine (README, "On Kubernetes").
+cluster-demo: setup cluster-build cluster-images
+	$(BIN)/python hack/cluster/cluster.py demo
 
 cluster-down: setup
 	$(BIN)/python hack/cluster/cluster.py down

@@ -11,7 +11,6 @@ bus's data, which a reinstall finds again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import threading
 import time
@@ -23,10 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from fleetcluster.release import BUS_NAME, BUS_PORT, CHART, CRD_NAME, Release, ReleaseError
+from fleetcluster.release import BUS_NAME, BUS_PORT, CHART, CRD_NAME, Release
 from intent_fleet.operator.settings import LeaderSettings
 from intent_fleet.protocol import BusClient, ClientSettings
-from tests.support.cluster import REPO, Cluster, project_image, readme_worker, wait_until
+from tests.support.cluster import Cluster, project_image, readme_worker, wait_until
 
 COUNT = 40
 GOAL = "e2e.chart"
@@ -75,13 +74,8 @@ def installed(node_cluster: Cluster) -> Iterator[Installed]:
     try:
         yield Installed(release, team, installed_in, leader_after)
     finally:
-        # The workers go while an operator still runs (it holds their finalizers), then the
-        # release, the claim, and the CRD goes back to what crds/ has.
-        node_cluster.kubectl("delete", "intentworkers", "--all", "-n", team, check=False)
-        with contextlib.suppress(ReleaseError):
-            release.uninstall()
-        node_cluster.kubectl("delete", "pvc", "--all", "-n", fleet, "--wait=false", check=False)
-        node_cluster.kubectl("replace", "-f", str(REPO / "crds" / f"{CRD_NAME}.yaml"), check=False)
+        release.remove([team])
+        release.restore_crd()
 
 
 def test_the_operator_runs_from_its_image_and_one_replica_leads(

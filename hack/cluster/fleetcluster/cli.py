@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleetcluster import addons, controlplane, hostnet, node
+from fleetcluster import addons, controlplane, demo, hostnet, node
 from fleetcluster.errors import ClusterError
 from fleetcluster.kubectl import Kubectl, default_service_account, node_ready
 from fleetcluster.procs import Supervisor
@@ -289,11 +289,25 @@ def main(argv: list[str] | None = None) -> int:
     down_parser = verbs.add_parser("down", help="stop everything and clean the host")
     down_parser.add_argument("--keep-logs", type=Path, default=None, help="copy logs here first")
     verbs.add_parser("status", help="list the recorded components")
+    demo_parser = verbs.add_parser(
+        "demo",
+        help="node up, helm install, an IntentWorker, intents through it (make cluster-demo)",
+    )
+    demo_parser.add_argument("--intents", type=int, default=demo.DemoSettings.intents)
     args = parser.parse_args(argv)
     settings = ClusterSettings()
     try:
         if args.verb == "status":
             return status(settings)
+        if args.verb == "demo":
+            started = time.monotonic()
+            with locked(settings):
+                up(settings, "node")
+            timings = demo.run(
+                settings, demo.DemoSettings(intents=args.intents), time.monotonic() - started
+            )
+            print(json.dumps({"demo": timings.marks}))
+            return 0
         with locked(settings):
             if args.verb == "up":
                 up(settings, args.profile)

@@ -19,8 +19,10 @@ from fleetcluster.errors import ClusterError
 from fleetcluster.settings import HARNESS_DIR
 from intent_fleet.operator.credentials import OPT_IN_LABEL
 
-CHART = HARNESS_DIR.parent.parent / "charts" / "intent-fleet"
+REPO_DIR = HARNESS_DIR.parent.parent
+CHART = REPO_DIR / "charts" / "intent-fleet"
 CRD_NAME = "intentworkers.intentbus.io"
+CRD_FILE = REPO_DIR / "crds" / f"{CRD_NAME}.yaml"
 # The chart's fixed names (templates/_helpers.tpl): users type the bus's into spec.bus.url.
 BUS_NAME = "intent-bus"
 BUS_PORT = 8080
@@ -50,20 +52,23 @@ class Release:
         )
 
     def kubectl(
-        self, *args: str, timeout: float = 120, stdin: str | None = None
+        self, *args: str, timeout: float = 120, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return self._run(
-            [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args], timeout, stdin
+            [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args],
+            timeout,
+            stdin,
+            check,
         )
 
     @staticmethod
     def _run(
-        argv: list[str], timeout: float, stdin: str | None = None
+        argv: list[str], timeout: float, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             argv, input=stdin, capture_output=True, text=True, check=False, timeout=timeout
         )
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             command = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv))
             raise ReleaseError(f"{command} failed ({done.returncode}): {done.stderr.strip()}")
         return done
@@ -88,6 +93,21 @@ class Release:
 
     def uninstall(self, *, wait: bool = True) -> None:
         self.helm("uninstall", self.name, *(["--wait"] if wait else []))
+
+    def remove(self, worker_namespaces: list[str]) -> None:
+        """Everything the release and its users made: the IntentWorkers first, while an
+        operator still runs to release their finalizers, then the release, then the bus's claim
+        (which `helm uninstall` keeps on purpose). Leaves the kept CRD."""
+        for namespace in worker_namespaces:
+            self.kubectl("delete", "intentworkers", "--all", "-n", namespace, check=False)
+        listed = self.helm("list", "-q", "--filter", f"^{self.name}$").stdout.split()
+        if self.name in listed:
+            self.uninstall()
+        self.kubectl("delete", "pvc", "--all", "-n", self.namespace, "--wait=false", check=False)
+
+    def restore_crd(self) -> None:
+        """The CRD exactly as crds/ has it (no Helm marks, no upgraded schema)."""
+        self.kubectl("replace", "-f", str(CRD_FILE), check=False)
 
     def test(self) -> str:
         return self.helm("test", self.name, "--logs", "--timeout=3m").stdout
