@@ -61,9 +61,7 @@ def pod_namespace(node_cluster: Cluster) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def crd(control_plane: Cluster) -> Cluster:
     control_plane.kubectl("apply", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/intentworkers.intentbus.io", "--timeout=60s"
-    )
+    control_plane.wait_established("intentworkers.intentbus.io")
     return control_plane
 
 

@@ -52,12 +52,7 @@ def servicemonitor_crd(control_plane: Cluster) -> None:
     """The Prometheus Operator's ServiceMonitor CRD, as the chart's users have it installed."""
     crd = ClusterSettings().servicemonitor_crd
     control_plane.kubectl("apply", "--server-side", "-f", str(crd))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "--timeout=60s",
-    )
+    control_plane.wait_established("servicemonitors.monitoring.coreos.com")
 
 
 def value_sets(team: str) -> dict[str, dict[str, Any]]:
@@ -138,6 +133,8 @@ def test_defaults_keep_the_promises_of_the_values(namespace: str) -> None:
     assert "--leader-election" in args and "--credentials-opt-in" in args
     assert f"--sidecar-image=localhost/intent-fleet/sidecar:{__version__}" in args
     assert "--namespaces=" in args  # the whole cluster
+    # IntentWorkers that name no bus get the chart's own.
+    assert f"--default-bus-url=http://intent-bus.{namespace}:8080" in args
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False and security["runAsNonRoot"] is True
     assert security["capabilities"] == {"drop": ["ALL"]}
@@ -177,6 +174,18 @@ def test_watch_namespaces_grant_nothing_cluster_wide(namespace: str) -> None:
         "--namespaces=team-a,team-b"
         in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     )
+
+
+def test_without_the_chart_bus_intent_workers_must_name_theirs(namespace: str) -> None:
+    def args(values: dict[str, Any]) -> list[str]:
+        (deployment,) = of_kind(render(namespace, values), "Deployment")
+        return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--default-bus-url=" in args({"bus": {"enabled": False}})
+    own = "https://bus.example.internal:8443"
+    assert f"--default-bus-url={own}" in args({"operator": {"defaultBusURL": own}})
+    done = helm("template", "r", str(CHART), "--set", "operator.defaultBusURL=bus:8080")
+    assert done.returncode != 0 and "defaultBusURL" in done.stderr, done.stderr
 
 
 def test_crds_keep_off_lets_the_crd_go_with_the_release(namespace: str) -> None:

@@ -78,9 +78,7 @@ def widget(name: str, namespace: str, **spec: int) -> dict:
 @pytest.fixture(scope="module")
 def widgets(control_plane: Cluster) -> Cluster:
     control_plane.apply(widget_crd())
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", f"crd/widgets.{GROUP}", "--timeout=60s"
-    )
+    control_plane.wait_established(f"widgets.{GROUP}")
     return control_plane
 
 

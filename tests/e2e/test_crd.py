@@ -103,7 +103,7 @@ def scale_of(cluster: Cluster, name: str, namespace: str) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def crd(control_plane: Cluster) -> Cluster:
     control_plane.kubectl("apply", "-f", str(CRD_PATH))
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    control_plane.wait_established(CRD_NAME)
     return control_plane
 
 

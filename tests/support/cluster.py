@@ -86,6 +86,17 @@ class Cluster:
             raise ClusterCommandError(f"kubectl get {' '.join(args)}: {done.stderr.strip()}")
         return json.loads(done.stdout)
 
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Until the CRD serves. Polled: ``kubectl wait`` fails outright while a fresh CRD
+        has no conditions yet."""
+
+        def established() -> bool:
+            got = self.get(f"crd/{crd}") or {}
+            conditions = got.get("status", {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+        wait_until(established, timeout, f"CRD {crd} established")
+
     def credentials_secret(
         self, namespace: str, name: str, *, opt_in: bool = True, **data: str
     ) -> None:

@@ -34,6 +34,15 @@ intent-bus
 {{- printf "http://%s.%s:%v" (include "intent-fleet.busName" .) .Release.Namespace .Values.bus.service.port -}}
 {{- end -}}
 
+{{/* IntentWorkers without spec.bus.url use this: the value, else the chart's own bus. */}}
+{{- define "intent-fleet.defaultBusURL" -}}
+{{- if .Values.operator.defaultBusURL -}}
+{{- .Values.operator.defaultBusURL -}}
+{{- else if .Values.bus.enabled -}}
+{{- include "intent-fleet.busURL" . -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "intent-fleet.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/name: {{ include "intent-fleet.name" . }}

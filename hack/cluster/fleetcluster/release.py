@@ -187,14 +187,15 @@ class Release:
     def worker(
         self, namespace: str, name: str, goal: str, image: str, **scaling: Any
     ) -> dict[str, Any]:
-        """NOTES.txt step 3: an IntentWorker on this release's bus with the Secret above."""
+        """NOTES.txt step 3: an IntentWorker with the Secret above and no bus URL, so the
+        operator's default: this release's bus."""
         return {
             "apiVersion": "intentbus.io/v1alpha1",
             "kind": "IntentWorker",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {
                 "goal": goal,
-                "bus": {"url": self.bus_url, "credentialsSecretRef": {"name": "bus-key"}},
+                "bus": {"credentialsSecretRef": {"name": "bus-key"}},
                 "handler": {"port": 8080, "healthPath": "/healthz", "timeoutSeconds": 60},
                 "template": {"spec": {"containers": [{"name": "handler", "image": image}]}},
                 "scaling": dict(scaling),

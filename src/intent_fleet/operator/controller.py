@@ -150,7 +150,7 @@ class Controller:
             self._refusals.pop(str((body.get("metadata") or {}).get("uid")), None)
 
     async def _reconcile(self, body: Mapping[str, Any]) -> None:
-        worker = parse_worker(body)
+        worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
         async with self._lock(worker):
             current = await self._deployment(worker)
             await self.check_credentials(worker)
@@ -171,7 +171,7 @@ class Controller:
         """One autoscaling step; returns the seconds until the next."""
         try:
             with self.metrics.reconciling():
-                worker = parse_worker(body)
+                worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
                 async with self._lock(worker):
                     await self._tick(worker, body)
         except InvalidSpecError as refused:

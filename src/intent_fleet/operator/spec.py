@@ -132,15 +132,20 @@ def _str(doc: Mapping[str, Any], key: str, where: str, default: str | None = Non
     return value
 
 
-def _bus(spec: Mapping[str, Any]) -> BusSpec:
+def _bus(spec: Mapping[str, Any], default_url: str) -> BusSpec:
     bus = _obj(spec, "bus", "spec")
+    url = _str(bus, "url", "spec.bus", default_url)
+    if not url:
+        raise InvalidSpecError(
+            "spec.bus.url is required: this operator has no default bus (--default-bus-url)"
+        )
     secret = _obj(bus, "credentialsSecretRef", "spec.bus")
     ca = _obj(bus, "caConfigMapRef", "spec.bus")
     capabilities = bus.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise InvalidSpecError("spec.bus.capabilities must be a list of strings")
     return BusSpec(
-        url=_str(bus, "url", "spec.bus"),
+        url=url,
         namespace=_str(bus, "namespace", "spec.bus", "default"),
         secret_name=check_subdomain(
             _str(secret, "name", "spec.bus.credentialsSecretRef"),
@@ -243,15 +248,17 @@ def _template(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     return template
 
 
-def parse_worker(body: Mapping[str, Any]) -> WorkerSpec:
-    """Build a :class:`WorkerSpec` from an IntentWorker object as the API server returns it."""
+def parse_worker(body: Mapping[str, Any], *, default_bus_url: str = "") -> WorkerSpec:
+    """Build a :class:`WorkerSpec` from an IntentWorker object as the API server returns it.
+
+    ``default_bus_url`` stands in for an absent ``spec.bus.url`` (the chart's own bus)."""
     meta = _obj(body, "metadata", "")
     spec = _obj(body, "spec", "")
     sidecar = _obj(spec, "sidecar", "spec")
     resources = sidecar.get("resources")
     policy, interval = _policy(spec)
     replicas = spec.get("replicas")
-    bus = _bus(spec)
+    bus = _bus(spec, default_bus_url)
     template = _template(spec)
     check_template(template, credentials_secret=bus.secret_name)
     return WorkerSpec(

@@ -159,6 +159,25 @@ def test_sidecar_environment_carries_the_spec() -> None:
     assert int(env["INTENT_DRAIN_TIMEOUT"]) >= 120
 
 
+def test_an_absent_bus_url_is_the_operators_default_else_refused() -> None:
+    body = worker_body(bus={"credentialsSecretRef": {"name": "bus-key"}})
+    chart_bus = "http://intent-bus.intent-fleet:8080"
+    worker = parse_worker(body, default_bus_url=chart_bus)
+    assert worker.bus.url == chart_bus
+    env = {
+        e["name"]: e.get("value")
+        for e in pod_spec(render_deployment(worker, 1, RenderSettings(sidecar_image="sc:1")))[
+            "initContainers"
+        ][0]["env"]
+    }
+    assert env["INTENT_BUS_URL"] == chart_bus
+    # A URL in the spec wins over the default.
+    named = worker_body()
+    assert parse_worker(named, default_bus_url=chart_bus).bus.url == "http://bus:8080"
+    with pytest.raises(InvalidSpecError, match=r"spec\.bus\.url is required.*--default-bus-url"):
+        parse_worker(body)
+
+
 def test_labels_selector_owner_and_replicas() -> None:
     deployment = render(worker_body(), replicas=4)
     assert deployment["spec"]["replicas"] == 4
