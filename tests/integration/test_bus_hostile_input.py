@@ -160,7 +160,7 @@ def test_a_short_admin_secret_is_refused(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert "shorter than 24 characters" in done.stderr
+    assert "the admin secret must be at least 24 characters" in done.stderr
     assert "openssl rand -hex 24" in done.stderr
     assert not (tmp_path / "b.db").exists()
 

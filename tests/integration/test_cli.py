@@ -47,6 +47,7 @@ def tenant(bus: BusProcess, tmp_path: Path) -> dict[str, str]:
     created = json.loads(res.stdout)
     assert created["api_key"].startswith("tk_")
     assert created["owner"] == "cli-test"
+    assert isinstance(created["created_at"], float), created
     return {
         "INTENT_API_KEY": created["api_key"],
         "INTENT_BUS_URL": bus.url,

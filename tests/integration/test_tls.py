@@ -120,7 +120,7 @@ def test_the_cli_verifies_with_intent_ca_file(tls_bus: BusProcess, tls: Tls) -> 
         check=False,
     )
     assert bad.returncode == 2, bad.stderr
-    assert "ca_file" in bad.stderr
+    assert "--ca-file is not a readable PEM CA file" in bad.stderr
 
 
 async def test_a_sidecar_with_the_ca_file_works_a_tls_bus(
@@ -176,7 +176,7 @@ async def test_the_operators_backlog_reads_verify_with_its_ca_file(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["--tls-cert", "x.pem"], 2, "--tls-cert and --tls-key go together"),
+        (["--tls-cert", "x.pem"], 2, "--tls-key goes with a certificate"),
         (["--tls-cert", "missing.pem", "--tls-key", "missing.key"], 1, "cannot load the TLS"),
     ],
 )
@@ -212,8 +212,11 @@ def test_bad_tls_options_are_refused_clearly(
         (["operator", "--bus-ca-file", "/nonexistent/ca.pem"], "--bus-ca-file"),
         (["operator", "--backlog-allow", "bus:8080"], "--backlog-allow"),
         (["operator", "--backlog-allow", "10.0.0.0/8,http://x"], "neither a CIDR nor a host"),
-        (["sidecar", "--goal", "g", "--ca-file", "/nonexistent/ca.pem"], "ca_file"),
-        (["sidecar", "--goal", "g", "--bus-url", "ftp://bus"], "base_url"),
+        (["sidecar", "--goal", "g", "--ca-file", "/nonexistent/ca.pem"], "--ca-file is not"),
+        (["sidecar", "--goal", "g", "--bus-url", "ftp://bus"], "--bus-url must start with"),
+        (["publish", "g", "{}", "--bus-url", "ftp://bus"], "--bus-url must start with"),
+        (["operator", "--default-bus-url", "intent-bus:8080"], "--default-bus-url"),
+        (["operator", "--default-bus-url", "ftp://intent-bus"], "--default-bus-url"),
     ],
 )
 def test_bad_ca_and_allow_list_flags_are_usage_errors(

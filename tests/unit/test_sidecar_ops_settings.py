@@ -3,13 +3,14 @@ variables, read into :class:`OpsSettings` with every problem reported together."
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import pytest
 
 from intent_fleet.cli.errors import UsageError
-from intent_fleet.cli.sidecar_command import add_flags, parse_listen, settings_from_args
+from intent_fleet.cli.flags import resolve
+from intent_fleet.cli.main import build_parser
+from intent_fleet.cli.sidecar_command import parse_listen, settings_from_args
 from intent_fleet.sidecar import DRAIN_HEADER, OpsSettings, SidecarSettings
 from intent_fleet.sidecar.local_api import LOCAL_ROUTES, OPS_ROUTES
 
@@ -18,15 +19,15 @@ TOKEN = "a3f1c9e07b2d4e6f8a1b3c5d7e9f0a2b"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The flags read their defaults from INTENT_* variables when the parser is built.
+    # The flags fall back to the INTENT_* variables of this process.
     for name in [n for n in os.environ if n.startswith("INTENT_")]:
         monkeypatch.delenv(name)
 
 
 def _settings(*argv: str) -> SidecarSettings:
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    return settings_from_args(parser.parse_args(["--goal", "g", *argv]))
+    args = build_parser().parse_args(["sidecar", "--goal", "g", *argv])
+    resolve(args, os.environ)
+    return settings_from_args(args)
 
 
 @pytest.mark.parametrize(
@@ -89,19 +90,24 @@ def test_an_ops_listener_without_a_token_is_allowed_and_refuses_drain() -> None:
     assert ops.enabled and ops.drain_token == ""
 
 
-def test_every_problem_is_reported_at_once_and_the_token_is_never_echoed() -> None:
+def test_every_settings_problem_is_reported_at_once_and_the_token_is_never_echoed() -> None:
     short = "s3cr3t"
     with pytest.raises(UsageError) as info:
-        _settings("--ops-listen", "0.0.0.0:99999", "--drain-token", short, "--concurrency", "0")
+        _settings("--drain-token", short, "--concurrency", "0", "--app-port", "0")
     message = str(info.value)
-    assert "--ops-listen" in message
+    assert "--app-port must be 1-65535" in message
     assert "--drain-token must be at least 16 characters" in message
-    assert "--concurrency" in message
+    assert "--concurrency must be >= 1" in message
     assert short not in message
 
 
+def test_a_bad_listen_address_is_named() -> None:
+    with pytest.raises(UsageError, match="--ops-listen port must be 1-65535"):
+        _settings("--ops-listen", "0.0.0.0:99999")
+
+
 def test_the_ops_port_must_differ_from_the_local_api_port() -> None:
-    with pytest.raises(UsageError, match="--api-port"):
+    with pytest.raises(UsageError, match=r"--ops-listen must use another port than .* \(8787\)"):
         _settings("--ops-listen", "0.0.0.0:8787", "--api-port", "8787")
 
 

@@ -36,7 +36,10 @@ async def generate_key(request: web.Request) -> web.Response:
     await asyncio.shield(
         ctx.store.submit([insert_key_op(key)], on_durable=lambda: ctx.keys.add(key))
     )
-    return json_response(201, {"api_key": secret, "id": key.id, "owner": key.name})
+    return json_response(
+        201,
+        {"api_key": secret, "id": key.id, "owner": key.name, "created_at": key.created_at},
+    )
 
 
 async def revoke_key(request: web.Request) -> web.Response:

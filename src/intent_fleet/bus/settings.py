@@ -1,12 +1,22 @@
-"""The bus server's settings: one documented dataclass per concern, built once by the CLI."""
+"""The bus server's settings: one documented dataclass per concern, built once by the CLI.
+
+Each class says what is wrong with it in ``problems()``; :class:`BusSettings` checks the
+whole tree when it is built.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from intent_fleet.protocol import validate
+
 __all__ = [
     "MIN_ADMIN_SECRET_CHARS",
+    "QUOTAS",
+    "WIRE_VERSIONS",
     "AuthSettings",
     "BusSettings",
     "LimitSettings",
@@ -29,6 +39,12 @@ class ListenSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not 0 <= self.port <= 65535:
+            yield "port", f"must be 0-65535, got {self.port}"
+        if (self.tls_cert is None) != (self.tls_key is None):
+            yield "tls_key", "goes with a certificate (tls_cert): give both or neither"
+
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
@@ -42,6 +58,31 @@ class StorageSettings:
     #: How often (seconds) the retention sweep runs.
     cleanup_interval_seconds: float = 300.0
 
+    def problems(self) -> Iterator[tuple[str, str]]:
+        # Retention 0 keeps nothing past the next sweep (tests and throwaway buses use it).
+        if not (math.isfinite(self.retention_seconds) and self.retention_seconds >= 0):
+            yield (
+                "retention_seconds",
+                f"must be a number of seconds >= 0, got {self.retention_seconds}",
+            )
+        if not (math.isfinite(self.cleanup_interval_seconds) and self.cleanup_interval_seconds > 0):
+            yield (
+                "cleanup_interval_seconds",
+                (f"must be a number of seconds > 0, got {self.cleanup_interval_seconds}"),
+            )
+
+
+#: The protocol versions the bus can answer as, the default first.
+WIRE_VERSIONS = ("2.1", "1.1")
+
+#: The per-key quotas of :class:`LimitSettings`, each with what it bounds (flags and docs use it).
+QUOTAS = {
+    "max_live_intents_per_key": "open and claimed intents a key may have published (429 past it)",
+    "max_live_bytes_per_key": "payload bytes of those intents, kept in memory (507 past it)",
+    "max_goals_per_key": "distinct namespace/goal pairs among those intents (429 past it)",
+    "max_kv_entries_per_key": "unexpired KV entries of a key (429 past it)",
+    "max_parked_claims_per_key": "long-poll claims of a key waiting at once (429 past it)",
+}
 
 #: Shortest admin secret a bus accepts: the admin secret is also an API key, and guessing it
 #: gives everything; 24 characters of random text are out of reach of any online guessing.
@@ -54,16 +95,29 @@ class AuthSettings:
 
     #: The admin secret: sent as ``X-Admin-Token`` to admin endpoints and, like
     #: the reference server's secret, also accepted as an API key.
-    admin_secret: str = ""
+    admin_secret: str = field(default="", repr=False)
     #: Reject protocol requests that carry no signature headers. Off by default
     #: because unsigned ``curl`` requests are part of the protocol ("protocol first").
     require_signatures: bool = False
     #: Allowed clock skew for ``X-Timestamp`` (seconds); the protocol fixes it at 300.
     signature_window_seconds: float = 300.0
     #: Token that may read ``/metrics`` besides the admin secret; empty = admin only.
-    metrics_token: str = ""
+    metrics_token: str = field(default="", repr=False)
     #: Serve ``/metrics`` without a token (for a scrape inside a trusted network).
     metrics_public: bool = False
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        # Lengths only: a secret's value is never quoted.
+        if len(self.admin_secret) < MIN_ADMIN_SECRET_CHARS:
+            yield (
+                "admin_secret",
+                (
+                    f"must be at least {MIN_ADMIN_SECRET_CHARS} characters; "
+                    "generate one with: openssl rand -hex 24"
+                ),
+            )
+        elif self.admin_secret != self.admin_secret.strip():
+            yield "admin_secret", "must not start or end with whitespace"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +155,26 @@ class LimitSettings:
     #: Longest KV TTL (seconds): the store is ephemeral by contract. 7 days.
     max_kv_ttl_seconds: int = 7 * 24 * 3600
 
+    def problems(self) -> Iterator[tuple[str, str]]:
+        for name in (
+            "max_payload_bytes",
+            "max_result_bytes",
+            "max_kv_value_bytes",
+            "max_json_depth",
+            "max_kv_ttl_seconds",
+        ):
+            if getattr(self, name) < 1:
+                yield name, f"must be >= 1, got {getattr(self, name)}"
+        for name in (*QUOTAS, "rate_limit_burst"):
+            if getattr(self, name) < 0:
+                yield name, f"must be >= 0, got {getattr(self, name)}"
+        rate = self.rate_limit_per_second
+        if not (math.isfinite(rate) and rate >= 0):
+            yield "rate_limit_per_second", f"must be a number >= 0, got {rate}"
+        wait = self.max_claim_wait_seconds
+        if not (math.isfinite(wait) and wait >= 0):
+            yield "max_claim_wait_seconds", f"must be a number >= 0, got {wait}"
+
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
@@ -118,6 +192,17 @@ class QueueSettings:
     min_extend_seconds: int = 10
     max_extend_seconds: int = 3600
 
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not 1 <= self.claim_timeout_seconds <= self.max_extend_seconds:
+            yield (
+                "claim_timeout_seconds",
+                (f"must be 1-{self.max_extend_seconds}, got {self.claim_timeout_seconds}"),
+            )
+        if self.default_max_attempts < 1:
+            yield "default_max_attempts", f"must be >= 1, got {self.default_max_attempts}"
+        if not 0 < self.min_extend_seconds <= self.max_extend_seconds:
+            yield "min_extend_seconds", "must be > 0 and <= max_extend_seconds"
+
 
 @dataclass(frozen=True, slots=True)
 class BusSettings:
@@ -126,10 +211,17 @@ class BusSettings:
     #: "2.1" (normal), or "1.1" to answer exactly like a v1.1 reference server
     #: (no /health, no claim tokens, no namespaces, final /fail) so clients can
     #: be tested against the older protocol with a real process.
-    wire_version: str = "2.1"
+    wire_version: str = WIRE_VERSIONS[0]
 
     listen: ListenSettings = field(default_factory=ListenSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.wire_version not in WIRE_VERSIONS:
+            yield "wire_version", f"must be one of {', '.join(WIRE_VERSIONS)}"
+
+    def __post_init__(self) -> None:
+        validate(self)

@@ -6,10 +6,13 @@ import argparse
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from intent_fleet.bus import (
-    MIN_ADMIN_SECRET_CHARS,
+    QUOTAS,
+    WIRE_VERSIONS,
     AuthSettings,
     BusSettings,
     LimitSettings,
@@ -20,18 +23,149 @@ from intent_fleet.bus import (
 )
 
 from .errors import UsageError
+from .flags import LOG_LEVEL, Flag, build, path, register
 
-__all__ = ["add_parser", "command"]
+__all__ = ["FLAGS", "add_parser", "command"]
 
-_LIMITS, _QUEUE, _STORAGE = LimitSettings(), QueueSettings(), StorageSettings()
+_LISTEN, _LIMITS, _QUEUE, _STORAGE = (
+    ListenSettings(),
+    LimitSettings(),
+    QueueSettings(),
+    StorageSettings(),
+)
+_QUOTA_GROUP = (
+    "per-key quotas (what one tenant key may hold; the admin key is exempt; 0 = no limit)"
+)
 
-#: The per-key quotas: each a LimitSettings field and the flag of the same name.
-QUOTAS = (
-    ("max_live_intents_per_key", "open and claimed intents a key may have published (429 past it)"),
-    ("max_live_bytes_per_key", "payload bytes of those intents, kept in memory (507 past it)"),
-    ("max_goals_per_key", "distinct namespace/goal pairs among those intents (429 past it)"),
-    ("max_kv_entries_per_key", "unexpired KV entries of a key (429 past it)"),
-    ("max_parked_claims_per_key", "long-poll claims of a key waiting at once (429 past it)"),
+
+def _limit(field: str, parse: Callable[[str], Any], help_text: str, group: str = "") -> Flag:
+    name = field.replace("_", "-")
+    return Flag(
+        f"--{name}",
+        f"INTENT_BUS_{field.upper()}",
+        help_text,
+        parse=parse,
+        default=getattr(_LIMITS, field),
+        setting=f"LimitSettings.{field}",
+        group=group,
+    )
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--db",
+        "INTENT_BUS_DB",
+        "SQLite file (created with its directory)",
+        parse=path,
+        default=_STORAGE.path,
+    ),
+    Flag(
+        "--host",
+        "INTENT_BUS_HOST",
+        "address to bind",
+        default=_LISTEN.host,
+        setting="ListenSettings.host",
+    ),
+    Flag(
+        "--port",
+        "INTENT_BUS_PORT",
+        "port (0: any free port)",
+        parse=int,
+        default=_LISTEN.port,
+        setting="ListenSettings.port",
+    ),
+    Flag(
+        "--tls-cert",
+        "INTENT_BUS_TLS_CERT",
+        "PEM certificate chain: serve HTTPS",
+        parse=path,
+        setting="ListenSettings.tls_cert",
+    ),
+    Flag(
+        "--tls-key",
+        "INTENT_BUS_TLS_KEY",
+        "PEM private key of --tls-cert",
+        parse=path,
+        setting="ListenSettings.tls_key",
+    ),
+    Flag(
+        "--admin-secret-file",
+        "INTENT_BUS_ADMIN_SECRET_FILE",
+        "file holding the admin secret (else INTENT_BUS_ADMIN_SECRET)",
+        parse=path,
+    ),
+    Flag(
+        "--dev",
+        "",
+        "generate an admin secret and print it (local use only)",
+        switch=True,
+        default=False,
+    ),
+    Flag(
+        "--require-signatures",
+        "INTENT_BUS_REQUIRE_SIGNATURES",
+        "refuse requests without HMAC signature headers",
+        switch=True,
+        default=False,
+    ),
+    Flag(
+        "--metrics-token-file",
+        "INTENT_BUS_METRICS_TOKEN_FILE",
+        "file holding a bearer token for /metrics (besides the admin secret)",
+        parse=path,
+    ),
+    Flag(
+        "--metrics-public",
+        "INTENT_BUS_METRICS_PUBLIC",
+        "serve /metrics without a token",
+        switch=True,
+        default=False,
+    ),
+    _limit("max_payload_bytes", int, "largest intent payload, bytes (413 past it)"),
+    _limit("max_result_bytes", int, "largest fulfil result, bytes (413 past it)"),
+    _limit("max_json_depth", int, "deepest JSON nesting of a request body"),
+    Flag(
+        "--rate-limit",
+        "INTENT_BUS_RATE_LIMIT",
+        "requests per second per key (0: unlimited; the admin key is exempt)",
+        parse=float,
+        default=_LIMITS.rate_limit_per_second,
+        setting="LimitSettings.rate_limit_per_second",
+    ),
+    Flag(
+        "--rate-burst",
+        "INTENT_BUS_RATE_BURST",
+        "burst a key may send above --rate-limit, requests",
+        parse=int,
+        default=_LIMITS.rate_limit_burst,
+        setting="LimitSettings.rate_limit_burst",
+    ),
+    *(_limit(field, int, what, _QUOTA_GROUP) for field, what in QUOTAS.items()),
+    Flag(
+        "--claim-timeout",
+        "INTENT_BUS_CLAIM_TIMEOUT",
+        "lease a claim grants, seconds",
+        parse=int,
+        default=_QUEUE.claim_timeout_seconds,
+        setting="QueueSettings.claim_timeout_seconds",
+    ),
+    Flag(
+        "--retention",
+        "INTENT_BUS_RETENTION",
+        "seconds fulfilled, dead and cancelled intents are kept",
+        parse=float,
+        default=_STORAGE.retention_seconds,
+        setting="StorageSettings.retention_seconds",
+    ),
+    Flag(
+        "--wire-version",
+        "INTENT_BUS_WIRE_VERSION",
+        "1.1: answer like a v1.1 reference server (for testing older clients)",
+        default=WIRE_VERSIONS[0],
+        choices=WIRE_VERSIONS,
+        setting="BusSettings.wire_version",
+    ),
+    LOG_LEVEL,
 )
 
 
@@ -45,54 +179,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "also a valid API key."
         ),
     )
-    p.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    p.add_argument("--db", type=Path, default=Path("intent-bus.db"), help="SQLite file (created)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve HTTPS")
-    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    p.add_argument("--admin-secret-file", type=Path, help="file holding the admin secret")
-    p.add_argument("--dev", action="store_true", help="generate and print an admin secret")
-    p.add_argument(
-        "--require-signatures", action="store_true", help="refuse requests without HMAC headers"
-    )
-    p.add_argument("--metrics-token-file", type=Path, help="file holding a /metrics bearer token")
-    p.add_argument("--metrics-public", action="store_true", help="serve /metrics without a token")
-    p.add_argument("--max-payload-bytes", type=int, default=_LIMITS.max_payload_bytes)
-    p.add_argument("--max-result-bytes", type=int, default=_LIMITS.max_result_bytes)
-    p.add_argument("--max-json-depth", type=int, default=_LIMITS.max_json_depth)
-    p.add_argument(
-        "--rate-limit",
-        type=float,
-        default=_LIMITS.rate_limit_per_second,
-        help="requests per second per key (0 = unlimited; the admin key is exempt)",
-    )
-    p.add_argument("--rate-burst", type=int, default=_LIMITS.rate_limit_burst)
-    quotas = p.add_argument_group(
-        "per-key quotas", "what one tenant key may hold (the admin key is exempt; 0 = no limit)"
-    )
-    for field, what in QUOTAS:
-        quotas.add_argument(
-            "--" + field.replace("_", "-"), type=int, default=getattr(_LIMITS, field), help=what
-        )
-    p.add_argument(
-        "--claim-timeout",
-        type=int,
-        default=_QUEUE.claim_timeout_seconds,
-        help="lease granted by a claim, seconds",
-    )
-    p.add_argument(
-        "--retention",
-        type=float,
-        default=_STORAGE.retention_seconds,
-        help="seconds to keep fulfilled/dead/cancelled intents",
-    )
-    p.add_argument(
-        "--wire-version",
-        choices=["2.1", "1.1"],
-        default="2.1",
-        help="1.1: answer like a v1.1 reference server (for testing older clients)",
-    )
+    register(p, FLAGS)
     p.set_defaults(func=command)
 
 
@@ -107,7 +194,7 @@ def _read_secret(path: Path, what: str) -> str:
 
 
 def command(args: argparse.Namespace) -> int:
-    secret = os.environ.get("INTENT_BUS_ADMIN_SECRET", "").strip()
+    secret, generated = os.environ.get("INTENT_BUS_ADMIN_SECRET", "").strip(), False
     if args.admin_secret_file is not None:
         secret = _read_secret(args.admin_secret_file, "admin secret")
     if not secret:
@@ -116,47 +203,38 @@ def command(args: argparse.Namespace) -> int:
                 "no admin secret: set INTENT_BUS_ADMIN_SECRET, pass --admin-secret-file, "
                 "or use --dev to generate one for local use"
             )
-        secret = "dev_" + secrets.token_hex(20)
-        print(f"admin secret (also an API key; --dev only): {secret}", flush=True)
-    if len(secret) < MIN_ADMIN_SECRET_CHARS:
-        raise UsageError(
-            f"the admin secret is shorter than {MIN_ADMIN_SECRET_CHARS} characters; "
-            "generate one with: openssl rand -hex 24"
-        )
+        secret, generated = "dev_" + secrets.token_hex(20), True
     metrics_token = ""
     if args.metrics_token_file is not None:
         metrics_token = _read_secret(args.metrics_token_file, "metrics token")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be 0-65535, got {args.port}")
-    for flag in (*(field for field, _ in QUOTAS), "rate_burst"):
-        if getattr(args, flag) < 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must be >= 0")
-    if args.rate_limit < 0:
-        raise UsageError("--rate-limit must be >= 0")
-    settings = BusSettings(
-        listen=ListenSettings(
-            host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+    settings = build(
+        FLAGS,
+        lambda: BusSettings(
+            listen=ListenSettings(
+                host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+            ),
+            storage=StorageSettings(path=args.db, retention_seconds=args.retention),
+            auth=AuthSettings(
+                admin_secret=secret,
+                require_signatures=args.require_signatures,
+                metrics_token=metrics_token,
+                metrics_public=args.metrics_public,
+            ),
+            limits=LimitSettings(
+                max_payload_bytes=args.max_payload_bytes,
+                max_result_bytes=args.max_result_bytes,
+                max_json_depth=args.max_json_depth,
+                rate_limit_per_second=args.rate_limit,
+                rate_limit_burst=args.rate_burst,
+                **{field: getattr(args, field) for field in QUOTAS},
+            ),
+            queue=QueueSettings(claim_timeout_seconds=args.claim_timeout),
+            wire_version=args.wire_version,
         ),
-        storage=StorageSettings(path=args.db, retention_seconds=args.retention),
-        auth=AuthSettings(
-            admin_secret=secret,
-            require_signatures=args.require_signatures,
-            metrics_token=metrics_token,
-            metrics_public=args.metrics_public,
-        ),
-        limits=LimitSettings(
-            max_payload_bytes=args.max_payload_bytes,
-            max_result_bytes=args.max_result_bytes,
-            max_json_depth=args.max_json_depth,
-            rate_limit_per_second=args.rate_limit,
-            rate_limit_burst=args.rate_burst,
-            **{field: getattr(args, field) for field, _ in QUOTAS},
-        ),
-        queue=QueueSettings(claim_timeout_seconds=args.claim_timeout),
-        wire_version=args.wire_version,
+        names={"AuthSettings.admin_secret": "the admin secret"},
     )
+    if generated:
+        print(f"admin secret (also an API key; --dev only): {secret}", flush=True)
 
     def ready(url: str) -> None:
         print(f"intent-fleet bus listening on {url}", flush=True)

@@ -7,6 +7,7 @@ that says what went wrong, so scripts can branch on it (see ``EXIT_CODES``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -31,11 +32,10 @@ from intent_fleet.protocol import (
 )
 
 from . import loop
-from .errors import CliError, UsageError
+from .errors import BusCommandError, UsageError
+from .flags import BUS_URL, CA_FILE, LOG_LEVEL, Flag, build, path, register
 
 __all__ = ["EXIT_CODES", "add_parsers"]
-
-DEFAULT_BUS_URL = "http://127.0.0.1:8080"
 
 #: Exit codes of the client commands, most specific first.
 EXIT_CODES: tuple[tuple[type[IntentBusError], int, str], ...] = (
@@ -54,37 +54,47 @@ EPILOG = (
 )
 
 
-class BusCommandError(CliError):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+_TIMEOUT = Flag(
+    "--timeout",
+    "",
+    "request timeout, seconds",
+    parse=float,
+    default=ClientSettings().request_timeout,
+    setting="ClientSettings.request_timeout",
+)
+_QUIET = dataclasses.replace(LOG_LEVEL, default="warning")
+
+#: The options of the commands that act with an API key.
+TENANT_FLAGS: tuple[Flag, ...] = (
+    BUS_URL,
+    Flag(
+        "--api-key-file",
+        "",
+        "file with the API key (default: INTENT_API_KEY, INTENT_API_KEY_FILE, ~/.apikey)",
+        parse=path,
+    ),
+    CA_FILE,
+    _TIMEOUT,
+    _QUIET,
+)
+
+#: The options of the commands that act with the admin secret.
+ADMIN_FLAGS: tuple[Flag, ...] = (
+    BUS_URL,
+    Flag(
+        "--admin-secret-file",
+        "",
+        "file with the admin secret (default: env INTENT_BUS_ADMIN_SECRET)",
+        parse=path,
+    ),
+    CA_FILE,
+    _TIMEOUT,
+    _QUIET,
+)
 
 
 def _common(p: argparse.ArgumentParser, *, admin: bool = False) -> None:
-    p.add_argument(
-        "--bus-url",
-        default=os.environ.get("INTENT_BUS_URL", DEFAULT_BUS_URL),
-        help=f"bus base URL (env INTENT_BUS_URL, default {DEFAULT_BUS_URL})",
-    )
-    if admin:
-        p.add_argument(
-            "--admin-secret-file",
-            type=Path,
-            help="file with the admin secret (default: env INTENT_BUS_ADMIN_SECRET)",
-        )
-    else:
-        p.add_argument(
-            "--api-key-file",
-            type=Path,
-            help="file with the API key (default: INTENT_API_KEY, INTENT_API_KEY_FILE, ~/.apikey)",
-        )
-    p.add_argument(
-        "--ca-file",
-        default=os.environ.get("INTENT_CA_FILE") or None,
-        help="PEM CA certificates an https:// bus is verified against (env INTENT_CA_FILE; "
-        "default: the system's)",
-    )
-    p.add_argument("--timeout", type=float, default=10.0, help="request timeout, seconds")
+    register(p, ADMIN_FLAGS if admin else TENANT_FLAGS)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -176,12 +186,14 @@ def _print(value: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings:
-    try:
-        return ClientSettings(
-            base_url=args.bus_url, request_timeout=args.timeout, ca_file=args.ca_file
-        )
-    except ValueError as bad:
-        raise UsageError(str(bad)) from bad
+    return build(
+        TENANT_FLAGS,
+        lambda: ClientSettings(
+            base_url=args.bus_url,
+            request_timeout=args.timeout,
+            ca_file=str(args.ca_file) if args.ca_file else None,
+        ),
+    )
 
 
 def _client(args: argparse.Namespace) -> BusClient:

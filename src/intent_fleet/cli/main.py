@@ -9,7 +9,15 @@ from collections.abc import Sequence
 
 from intent_fleet import __version__
 
-from . import bus_command, client_commands, demo, operator_command, run_command, sidecar_command
+from . import (
+    bus_command,
+    client_commands,
+    demo,
+    flags,
+    operator_command,
+    run_command,
+    sidecar_command,
+)
 from .errors import CliError
 from .logs import configure_logging
 
@@ -35,11 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Servers log at info by default; one-shot client commands only warnings.
-    configure_logging(
-        getattr(args, "log_level", None) or os.environ.get("INTENT_LOG_LEVEL", "warning")
-    )
     try:
+        flags.resolve(args, os.environ)
+        # Servers log at info by default; one-shot client commands only warnings.
+        configure_logging(
+            getattr(args, "log_level", None) or os.environ.get("INTENT_LOG_LEVEL", "warning")
+        )
         code: int = args.func(args)
     except CliError as exc:
         print(f"intent-fleet {args.command}: error: {exc}", file=sys.stderr)

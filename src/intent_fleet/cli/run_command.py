@@ -20,10 +20,29 @@ from intent_fleet.sidecar import SidecarSettings, run_sidecar
 
 from . import loop
 from .errors import UsageError
+from .flags import Flag, path, register
 from .local_stack import embedded_bus, start_handler, stop_handler
-from .sidecar_command import add_flags, api_key_from_args, install_drain_signals, settings_from_args
+from .sidecar_command import FLAGS, api_key_from_args, install_drain_signals, settings_from_args
 
-__all__ = ["add_parser"]
+__all__ = ["RUN_FLAGS", "add_parser"]
+
+#: The sidecar's flags, but a bus URL only when the bus is not the embedded one.
+RUN_FLAGS: tuple[Flag, ...] = (
+    *(f for f in FLAGS if f.name != "--bus-url"),
+    Flag(
+        "--bus-url",
+        "INTENT_BUS_URL",
+        "use this bus instead of an embedded one",
+        setting="ClientSettings.base_url",
+    ),
+    Flag(
+        "--state-dir",
+        "",
+        "where the embedded bus keeps its database and admin secret "
+        "(default: $XDG_STATE_HOME/intent-fleet/run, else ~/.local/state/intent-fleet/run)",
+        parse=path,
+    ),
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,18 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="intent-fleet run --goal G --app-port P [--bus-url URL] [options] -- CMD [ARG...]",
     )
-    add_flags(p, skip=("--bus-url",))
-    p.add_argument(
-        "--bus-url",
-        default=os.environ.get("INTENT_BUS_URL") or None,
-        help="use this bus instead of an embedded one [env INTENT_BUS_URL]",
-    )
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        default=_default_state_dir(),
-        help="where the embedded bus keeps its database and admin secret",
-    )
+    register(p, RUN_FLAGS)
     p.add_argument("handler", nargs=argparse.REMAINDER, help="the handler command, after --")
     p.set_defaults(func=command, embedded_bus=None)
 
@@ -62,6 +70,8 @@ def command(args: argparse.Namespace) -> int:
     if not cmd:
         raise UsageError("give the handler command after --, e.g. -- python handler.py")
     settings = settings_from_args(args)
+    if args.state_dir is None:
+        args.state_dir = _default_state_dir()
     return loop.run(_run(args, settings, cmd, embedded=args.bus_url is None))
 
 
@@ -105,34 +115,34 @@ async def _serve(
 ) -> int:
     """Sidecar first (its local API URL goes to the handler), then the handler."""
     api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    sidecar = asyncio.create_task(
-        run_sidecar(settings, bus=bus, drain=drain, abort=abort, on_ready=api_url.set_result)
-    )
     handler: asyncio.subprocess.Process | None = None
     exit_code = 0
-    try:
-        local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
-        handler = await start_handler(cmd, app_port=settings.app.port, api_url=local_api)
-        _print_banner(settings, bus_url=bus_url, api_url=local_api, secret_file=secret_file)
-        handler_exit = asyncio.create_task(handler.wait())
-        done, _ = await asyncio.wait({sidecar, handler_exit}, return_when=asyncio.FIRST_COMPLETED)
-        if handler_exit in done:
-            exit_code = handler_exit.result() or 1
-            print(
-                f"intent-fleet run: the handler exited with {handler_exit.result()}; stopping",
-                file=sys.stderr,
-                flush=True,
-            )
-            drain.set()
-            abort.set()
-        await sidecar
-    finally:
-        if not sidecar.done():
-            drain.set()
-            abort.set()
-            await asyncio.gather(sidecar, return_exceptions=True)
-        if handler is not None:
-            await stop_handler(handler)
+    async with asyncio.TaskGroup() as tasks:
+        sidecar = tasks.create_task(
+            run_sidecar(settings, bus=bus, drain=drain, abort=abort, on_ready=api_url.set_result)
+        )
+        try:
+            local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
+            handler = await start_handler(cmd, app_port=settings.app.port, api_url=local_api)
+            _print_banner(settings, bus_url=bus_url, api_url=local_api, secret_file=secret_file)
+            handler_exit = tasks.create_task(handler.wait())
+            await asyncio.wait({sidecar, handler_exit}, return_when=asyncio.FIRST_COMPLETED)
+            if handler_exit.done():
+                exit_code = handler_exit.result() or 1
+                print(
+                    f"intent-fleet run: the handler exited with {handler_exit.result()}; stopping",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            handler_exit.cancel()
+        finally:
+            # The sidecar stops first (what it holds is handed back), then the handler goes.
+            if not sidecar.done():
+                drain.set()
+                abort.set()
+            await asyncio.wait({sidecar})
+            if handler is not None:
+                await stop_handler(handler)
     return exit_code
 
 

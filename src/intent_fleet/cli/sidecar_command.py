@@ -1,8 +1,8 @@
 """``intent-fleet sidecar``: claim for one goal and forward each intent to a local handler.
 
-Every setting is a flag with a matching environment variable, declared once in
-``FLAGS``; the README's table is rendered from the same declaration (a test
-fails when they drift).
+Every setting is a flag with a matching environment variable, declared once in ``FLAGS``
+(see :mod:`.flags`); the README's table is rendered from the same declaration (a test
+fails when they drift), and the settings types check the values.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from intent_fleet.protocol import (
     BusClient,
@@ -27,6 +23,7 @@ from intent_fleet.protocol import (
 )
 from intent_fleet.sidecar import (
     DRAIN_HEADER,
+    MIN_DRAIN_TOKEN,
     AppSettings,
     ClaimSettings,
     LocalApiSettings,
@@ -37,153 +34,17 @@ from intent_fleet.sidecar import (
 
 from . import loop
 from .errors import UsageError
+from .flags import BUS_URL, CA_FILE, LOG_LEVEL, Flag, build, comma_list, path, register
 
-__all__ = ["FLAGS", "add_parser", "flag_table", "parse_listen", "settings_from_args"]
-
-#: Shortest drain token accepted: it guards a pod-IP port that can stop a worker claiming.
-MIN_DRAIN_TOKEN = 16
-
-
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    env: str
-    kind: Callable[[str], Any]
-    default: Any
-    help: str
-
+__all__ = [
+    "BUS_FLAGS",
+    "FLAGS",
+    "add_parser",
+    "parse_listen",
+    "settings_from_args",
+]
 
 _APP, _CLAIM, _API = AppSettings(), ClaimSettings(), LocalApiSettings()
-
-FLAGS: tuple[Flag, ...] = (
-    Flag("--goal", "INTENT_GOAL", str, None, "goal to claim (required)"),
-    Flag("--namespace", "INTENT_NAMESPACE", str, _CLAIM.namespace, "bus namespace"),
-    Flag("--bus-url", "INTENT_BUS_URL", str, "http://127.0.0.1:8080", "bus base URL"),
-    Flag(
-        "--api-key-file",
-        "INTENT_API_KEY_FILE",
-        Path,
-        None,
-        "file with the API key (a mounted Secret); else INTENT_API_KEY",
-    ),
-    Flag(
-        "--ca-file",
-        "INTENT_CA_FILE",
-        Path,
-        None,
-        "PEM CA certificates an https:// bus is verified against (default: the system's)",
-    ),
-    Flag("--app-port", "INTENT_APP_PORT", int, _APP.port, "handler port on 127.0.0.1"),
-    Flag("--app-path", "INTENT_APP_PATH", str, _APP.path, "path intents are POSTed to"),
-    Flag(
-        "--app-health-path",
-        "INTENT_APP_HEALTH_PATH",
-        str,
-        _APP.health_path,
-        "path answering 200 when the handler is ready (empty: port open = ready)",
-    ),
-    Flag(
-        "--concurrency", "INTENT_CONCURRENCY", int, _CLAIM.concurrency, "intents in flight at once"
-    ),
-    Flag(
-        "--handler-timeout",
-        "INTENT_HANDLER_TIMEOUT",
-        float,
-        _APP.timeout_seconds,
-        "seconds the handler gets per intent",
-    ),
-    Flag(
-        "--api-port",
-        "INTENT_API_PORT",
-        int,
-        _API.port,
-        "local API port on 127.0.0.1 (0: any free port)",
-    ),
-    Flag(
-        "--worker-id",
-        "INTENT_WORKER_ID",
-        str,
-        None,
-        "sent as X-Worker-ID (default: POD_NAME, else the host name)",
-    ),
-    Flag(
-        "--capabilities",
-        "INTENT_CAPABILITIES",
-        str,
-        "",
-        "comma list sent as X-Worker-Capabilities",
-    ),
-    Flag(
-        "--drain-timeout",
-        "INTENT_DRAIN_TIMEOUT",
-        float,
-        _CLAIM.drain_timeout_seconds,
-        "seconds in-flight work gets after SIGTERM or /v1/drain",
-    ),
-    Flag(
-        "--ops-listen",
-        "INTENT_OPS_LISTEN",
-        str,
-        "",
-        "HOST:PORT of the ops listener for the kubelet, the operator and Prometheus "
-        "(e.g. 0.0.0.0:9090): probes, /v1/state, /metrics and a token-guarded /v1/drain, "
-        "never publish, KV or intents (empty: off)",
-    ),
-    Flag(
-        "--drain-token",
-        "INTENT_DRAIN_TOKEN",
-        str,
-        None,
-        f"token that /v1/drain on the ops listener requires in the {DRAIN_HEADER} "
-        f"header ({MIN_DRAIN_TOKEN}+ characters; unset: drain refused there). Whoever reads "
-        "the pod spec sees it in the preStop hook anyway, so the env var is fine; prefer it "
-        "to the flag, which ps shows",
-    ),
-    Flag("--log-level", "INTENT_LOG_LEVEL", str, "info", "debug, info, warning or error"),
-)
-
-
-def _dest(flag: Flag) -> str:
-    return flag.name.removeprefix("--").replace("-", "_")
-
-
-def add_flags(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
-    for flag in FLAGS:
-        if flag.name in skip:
-            continue
-        env_value = os.environ.get(flag.env)
-        default = flag.kind(env_value) if env_value not in (None, "") else flag.default
-        p.add_argument(
-            flag.name,
-            dest=_dest(flag),
-            type=flag.kind,
-            default=default,
-            help=f"{flag.help} [env {flag.env}]",
-        )
-
-
-def flag_table() -> str:
-    """The Markdown table of flags, environment variables and defaults."""
-    rows = ["| Flag | Environment | Default | Meaning |", "|---|---|---|---|"]
-    for f in FLAGS:
-        default = "" if f.default in (None, "") else f"`{f.default}`"
-        rows.append(f"| `{f.name}` | `{f.env}` | {default} | {f.help} |")
-    return "\n".join(rows)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "sidecar",
-        help="claim intents for one goal and forward them to a local handler",
-        description=(
-            "Claim intents for one goal, forward each to the handler on 127.0.0.1, keep "
-            "leases alive, report outcomes, and serve the handler's local API. SIGTERM "
-            "drains: stop claiming, finish in-flight work, exit 0; a second SIGTERM hands "
-            "unfinished intents back at once."
-        ),
-    )
-    add_flags(p)
-    p.set_defaults(func=command)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -200,60 +61,159 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _ops_settings(args: argparse.Namespace, problems: list[str]) -> OpsSettings:
-    token = (args.drain_token or "").strip()
-    if token and len(token) < MIN_DRAIN_TOKEN:
-        # The value itself is never echoed: it may be nearly right.
-        problems.append(f"--drain-token must be at least {MIN_DRAIN_TOKEN} characters")
-    if not args.ops_listen:
-        return OpsSettings(drain_token=token)
-    try:
-        host, port = parse_listen(args.ops_listen)
-    except ValueError as exc:
-        problems.append(f"--ops-listen: {exc}")
-        return OpsSettings(drain_token=token)
-    if port == args.api_port:
-        problems.append(f"--ops-listen must use another port than --api-port ({port})")
-    return OpsSettings(host=host, port=port, drain_token=token)
+#: How the sidecar (and ``run``) reach the bus.
+BUS_FLAGS: tuple[Flag, ...] = (
+    BUS_URL,
+    Flag(
+        "--api-key-file",
+        "INTENT_API_KEY_FILE",
+        "file with the API key (a mounted Secret); else INTENT_API_KEY",
+        parse=path,
+    ),
+    CA_FILE,
+)
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("--goal", "INTENT_GOAL", "goal to claim", required=True, setting="ClaimSettings.goal"),
+    Flag(
+        "--namespace",
+        "INTENT_NAMESPACE",
+        "bus namespace",
+        default=_CLAIM.namespace,
+        setting="ClaimSettings.namespace",
+    ),
+    *BUS_FLAGS,
+    Flag(
+        "--app-port",
+        "INTENT_APP_PORT",
+        "handler port on 127.0.0.1",
+        parse=int,
+        default=_APP.port,
+        setting="AppSettings.port",
+    ),
+    Flag(
+        "--app-path",
+        "INTENT_APP_PATH",
+        "path intents are POSTed to",
+        default=_APP.path,
+        setting="AppSettings.path",
+    ),
+    Flag(
+        "--app-health-path",
+        "INTENT_APP_HEALTH_PATH",
+        "path answering 200 when the handler is ready (empty: port open = ready)",
+        default=_APP.health_path,
+        setting="AppSettings.health_path",
+    ),
+    Flag(
+        "--concurrency",
+        "INTENT_CONCURRENCY",
+        "intents in flight at once",
+        parse=int,
+        default=_CLAIM.concurrency,
+        setting="ClaimSettings.concurrency",
+    ),
+    Flag(
+        "--handler-timeout",
+        "INTENT_HANDLER_TIMEOUT",
+        "seconds the handler gets per intent",
+        parse=float,
+        default=_APP.timeout_seconds,
+        setting="AppSettings.timeout_seconds",
+    ),
+    Flag(
+        "--api-port",
+        "INTENT_API_PORT",
+        "local API port on 127.0.0.1 (0: any free port)",
+        parse=int,
+        default=_API.port,
+        setting="LocalApiSettings.port",
+    ),
+    Flag(
+        "--worker-id",
+        "INTENT_WORKER_ID",
+        "sent as X-Worker-ID (default: POD_NAME, else the host name)",
+        setting="ClaimSettings.worker_id",
+    ),
+    Flag(
+        "--capabilities",
+        "INTENT_CAPABILITIES",
+        "comma list sent as X-Worker-Capabilities",
+        parse=comma_list,
+        default=(),
+        setting="ClaimSettings.capabilities",
+    ),
+    Flag(
+        "--drain-timeout",
+        "INTENT_DRAIN_TIMEOUT",
+        "seconds in-flight work gets after SIGTERM or /v1/drain",
+        parse=float,
+        default=_CLAIM.drain_timeout_seconds,
+        setting="ClaimSettings.drain_timeout_seconds",
+    ),
+    Flag(
+        "--ops-listen",
+        "INTENT_OPS_LISTEN",
+        "HOST:PORT of the ops listener for the kubelet, the operator and Prometheus "
+        "(e.g. 0.0.0.0:9090): probes, /v1/state, /metrics and a token-guarded /v1/drain, "
+        "never publish, KV or intents (empty: off)",
+        parse=parse_listen,
+        setting="SidecarSettings.ops",
+    ),
+    Flag(
+        "--drain-token",
+        "INTENT_DRAIN_TOKEN",
+        f"token that /v1/drain on the ops listener requires in the {DRAIN_HEADER} "
+        f"header ({MIN_DRAIN_TOKEN}+ characters; unset: drain refused there). Whoever reads "
+        "the pod spec sees it in the preStop hook anyway, so the env var is fine; prefer it "
+        "to the flag, which ps shows",
+        parse=str.strip,
+        default="",
+        setting="OpsSettings.drain_token",
+        secret=True,
+    ),
+    LOG_LEVEL,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sidecar",
+        help="claim intents for one goal and forward them to a local handler",
+        description=(
+            "Claim intents for one goal, forward each to the handler on 127.0.0.1, keep "
+            "leases alive, report outcomes, and serve the handler's local API. SIGTERM "
+            "drains: stop claiming, finish in-flight work, exit 0; a second SIGTERM hands "
+            "unfinished intents back at once."
+        ),
+    )
+    register(p, FLAGS)
+    p.set_defaults(func=command)
 
 
 def settings_from_args(args: argparse.Namespace) -> SidecarSettings:
-    problems: list[str] = []
-    ops = _ops_settings(args, problems)
-    if not args.goal:
-        problems.append("--goal (or INTENT_GOAL) is required")
-    if args.concurrency < 1:
-        problems.append(f"--concurrency must be >= 1, got {args.concurrency}")
-    if args.handler_timeout <= 0:
-        problems.append(f"--handler-timeout must be > 0, got {args.handler_timeout}")
-    for name in ("app_port", "api_port"):
-        if not 0 <= getattr(args, name) <= 65535:
-            problems.append(f"--{name.replace('_', '-')} must be 0-65535")
-    if not args.app_path.startswith("/"):
-        problems.append("--app-path must start with '/'")
-    if args.app_health_path and not args.app_health_path.startswith("/"):
-        problems.append("--app-health-path must start with '/'")
-    if problems:
-        raise UsageError("; ".join(problems))
-    worker_id = args.worker_id or os.environ.get("POD_NAME") or socket.gethostname()
-    capabilities = tuple(c.strip() for c in args.capabilities.split(",") if c.strip())
-    return SidecarSettings(
-        app=AppSettings(
-            port=args.app_port,
-            path=args.app_path,
-            health_path=args.app_health_path,
-            timeout_seconds=args.handler_timeout,
+    """The sidecar's settings from resolved flags; problems are usage errors naming the flag."""
+    host, port = args.ops_listen or ("", OpsSettings().port)
+    return build(
+        FLAGS,
+        lambda: SidecarSettings(
+            app=AppSettings(
+                port=args.app_port,
+                path=args.app_path,
+                health_path=args.app_health_path,
+                timeout_seconds=args.handler_timeout,
+            ),
+            claim=ClaimSettings(
+                goal=args.goal,
+                namespace=args.namespace,
+                concurrency=args.concurrency,
+                worker_id=args.worker_id or os.environ.get("POD_NAME") or socket.gethostname(),
+                capabilities=args.capabilities,
+                drain_timeout_seconds=args.drain_timeout,
+            ),
+            api=LocalApiSettings(port=args.api_port),
+            ops=OpsSettings(host=host, port=port, drain_token=args.drain_token),
         ),
-        claim=ClaimSettings(
-            goal=args.goal,
-            namespace=args.namespace,
-            concurrency=args.concurrency,
-            worker_id=worker_id,
-            capabilities=capabilities,
-            drain_timeout_seconds=args.drain_timeout,
-        ),
-        api=LocalApiSettings(port=args.api_port),
-        ops=ops,
     )
 
 
@@ -283,14 +243,14 @@ def install_drain_signals(drain: asyncio.Event, abort: asyncio.Event) -> None:
 
 
 def client_settings_from_args(args: argparse.Namespace, *, pool_size: int) -> ClientSettings:
-    try:
-        return ClientSettings(
+    return build(
+        BUS_FLAGS,
+        lambda: ClientSettings(
             base_url=args.bus_url,
             pool_size=pool_size,
             ca_file=str(args.ca_file) if args.ca_file else None,
-        )
-    except ValueError as bad:
-        raise UsageError(str(bad)) from bad
+        ),
+    )
 
 
 def command(args: argparse.Namespace) -> int:

@@ -25,25 +25,13 @@ from typing import Any, Final
 from .errors import KubeApiError, KubeNotFoundError, NotPermittedError
 from .kube import SECRETS, SERVICE_ACCOUNTS, KubeApi, Resource, secret_value
 from .podpolicy import referenced_secrets, token_service_account
+from .settings import CredentialSettings
 from .spec import WorkerSpec
 
-__all__ = ["OPT_IN_LABEL", "CredentialGate", "CredentialSettings"]
+__all__ = ["OPT_IN_LABEL", "CredentialGate"]
 
 OPT_IN_LABEL: Final = "intentbus.io/credentials"
 OPT_IN_VALUE: Final = "true"
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialSettings:
-    """How the operator decides which credentials an IntentWorker may use."""
-
-    #: Use only Secrets and ServiceAccounts labelled ``intentbus.io/credentials=true``.
-    #: Off means every Secret the operator can read is usable by any IntentWorker author.
-    require_opt_in: bool = True
-    #: Seconds a Secret's value, or a granted opt-in, is reused before it is read again: a key
-    #: rotation or a removed label takes effect within this time. Refusals are never cached,
-    #: so adding the label takes effect at the next pass.
-    cache_seconds: float = 60.0
 
 
 def _refusal(kind: str, namespace: str, name: str) -> NotPermittedError:

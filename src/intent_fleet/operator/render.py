@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ class RenderSettings:
 
     #: Sidecar image when the IntentWorker names none.
     sidecar_image: str = f"localhost/intent-fleet/sidecar:{__version__}"
+    #: Bus URL when the IntentWorker names none (the chart sets its own bus's); "" = required.
+    default_bus_url: str = ""
     #: Pod-IP port of the sidecar's ops listener (probes, drain, state, metrics).
     ops_port: int = 9090
     #: Seconds added to the handler timeout for the pod's termination grace period.
@@ -58,6 +61,15 @@ class RenderSettings:
     sidecar_requests_cpu: str = "50m"
     sidecar_requests_memory: str = "64Mi"
     sidecar_limits_memory: str = "256Mi"
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not self.sidecar_image.strip():
+            yield "sidecar_image", "must name an image"
+        url = self.default_bus_url
+        if url:
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                yield "default_bus_url", f"must be an absolute http:// or https:// URL, got {url!r}"
 
 
 def selector_labels(worker: WorkerSpec) -> dict[str, str]:

@@ -1,15 +1,36 @@
-"""The operator's settings, one documented dataclass per concern (flags and env in the CLI)."""
+"""The operator's settings, one documented dataclass per concern (flags and env in the CLI).
+
+Each class says what is wrong with it in ``problems()``; :class:`OperatorSettings` checks the
+whole tree when it is built.
+"""
 
 from __future__ import annotations
 
+import math
+import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .credentials import CredentialSettings
+from intent_fleet.protocol import validate
+
 from .egress import EgressPolicy
 from .render import RenderSettings
 
-__all__ = ["LeaderSettings", "OperatorSettings"]
+__all__ = ["CredentialSettings", "LeaderSettings", "OperatorSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSettings:
+    """How the operator decides which credentials an IntentWorker may use."""
+
+    #: Use only Secrets and ServiceAccounts labelled ``intentbus.io/credentials=true``.
+    #: Off means every Secret the operator can read is usable by any IntentWorker author.
+    require_opt_in: bool = True
+    #: Seconds a Secret's value, or a granted opt-in, is reused before it is read again: a key
+    #: rotation or a removed label takes effect within this time. Refusals are never cached,
+    #: so adding the label takes effect at the next pass.
+    cache_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +42,21 @@ class LeaderSettings:
     #: The coordination.k8s.io Lease the replicas compete for.
     lease_name: str = "intent-fleet-operator"
     #: Namespace of the Lease (the operator's own).
-    lease_namespace: str = "default"
+    lease_namespace: str = "intent-fleet-system"
     #: This replica's name in the Lease (the pod name in a cluster).
-    identity: str = ""
+    identity: str = field(default_factory=socket.gethostname)
     #: A leader that has not renewed for this long is presumed dead (seconds).
     lease_seconds: float = 15.0
     #: How often the leader renews, and followers retry (seconds).
     renew_seconds: float = 5.0
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.enabled and not self.identity:
+            yield "identity", "is required with leader election"
+        if not (math.isfinite(self.renew_seconds) and self.renew_seconds > 0):
+            yield "renew_seconds", f"must be > 0, got {self.renew_seconds}"
+        elif not self.lease_seconds > self.renew_seconds:
+            yield "lease_seconds", "must be longer than renew_seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +85,19 @@ class OperatorSettings:
         if self.bus_ca_file is None:
             return True
         return ssl.create_default_context(cafile=self.bus_ca_file)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        host, sep, port = self.listen.rpartition(":")
+        if not (sep and host and port.isdigit() and 0 <= int(port) <= 65535):
+            yield "listen", f"must be HOST:PORT with a port of 0-65535, got {self.listen!r}"
+        if not (math.isfinite(self.watch_server_timeout) and self.watch_server_timeout > 0):
+            yield "watch_server_timeout", f"must be > 0 seconds, got {self.watch_server_timeout}"
+        elif not self.watch_client_timeout > self.watch_server_timeout:
+            yield "watch_client_timeout", "must be longer than watch_server_timeout"
+        try:
+            self.bus_ssl_context()
+        except (OSError, ssl.SSLError) as bad:
+            yield "bus_ca_file", f"is not a readable PEM CA file: {bad}"
+
+    def __post_init__(self) -> None:
+        validate(self)

@@ -22,6 +22,8 @@ from .errors import (
     IntentBusProtocolError,
     IntentBusRateLimitError,
     IntentBusServerError,
+    InvalidSettingError,
+    Problem,
 )
 from .models import (
     Ack,
@@ -37,8 +39,8 @@ from .models import (
     ProtocolVersion,
     PublishReceipt,
 )
-from .retry import RetryPolicy, full_jitter, parse_retry_after
-from .settings import ClientSettings
+from .retry import RetryPolicy, parse_retry_after
+from .settings import DEFAULT_BUS_URL, ClientSettings, validate
 from .signing import (
     SignedHeaders,
     canonical_body,
@@ -50,6 +52,7 @@ from .signing import (
 )
 
 __all__ = [
+    "DEFAULT_BUS_URL",
     "Ack",
     "AdminClient",
     "BusClient",
@@ -71,8 +74,10 @@ __all__ = [
     "IntentBusServerError",
     "IntentResult",
     "IntentStatus",
+    "InvalidSettingError",
     "KeyInfo",
     "KvValue",
+    "Problem",
     "ProtocolVersion",
     "PublishReceipt",
     "RetryPolicy",
@@ -81,10 +86,10 @@ __all__ = [
     "canonical_path",
     "canonical_query",
     "compute_signature",
-    "full_jitter",
     "parse_retry_after",
     "read_key_file",
     "resolve_api_key",
     "sign_request",
     "signatures_match",
+    "validate",
 ]

@@ -14,9 +14,16 @@
 
 Every error raised by a server answer carries ``status`` and ``code`` (the
 ``error.code`` of the protocol's JSON error body) when the server sent them.
+
+Apart from that tree, for every settings dataclass of the project (see ``settings``)::
+
+    InvalidSettingError (a ValueError)   values a settings tree cannot work with; ``problems``
+                                         lists each as a :class:`Problem`
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 __all__ = [
     "IntentBusAuthError",
@@ -28,6 +35,8 @@ __all__ = [
     "IntentBusProtocolError",
     "IntentBusRateLimitError",
     "IntentBusServerError",
+    "InvalidSettingError",
+    "Problem",
 ]
 
 
@@ -79,3 +88,23 @@ class IntentBusConflictError(IntentBusError):
 
 class IntentBusServerError(IntentBusError):
     """The bus answered 5xx (after any retries the operation allows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What is wrong with one field: ``setting`` is ``Class.field``, ``text`` a phrase
+    ("must be >= 1, got 0") that never quotes a secret."""
+
+    setting: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.setting} {self.text}"
+
+
+class InvalidSettingError(ValueError):
+    """A settings tree holds values it cannot work with; ``problems`` lists every one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(map(str, problems)))

@@ -1,16 +1,50 @@
-"""The bus client's settings: one documented dataclass, built once and passed in."""
+"""The bus client's settings, and how every settings dataclass of the project checks itself.
+
+Settings are frozen dataclasses, one per concern, built once and passed in. A settings class
+says what is wrong with it in ``problems()`` (field name and what is wrong, never a secret's
+value); the root of each tree (``ClientSettings``, ``BusSettings``, ``SidecarSettings``,
+``OperatorSettings``) calls :func:`validate` when it is built, so every problem of the whole tree
+is reported at once, and the CLI names each under the flag that set it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from intent_fleet import __version__
 
+from .errors import InvalidSettingError, Problem
 from .retry import RetryPolicy
 
-__all__ = ["ClientSettings"]
+__all__ = ["DEFAULT_BUS_URL", "ClientSettings", "validate"]
+
+#: Where clients look for a bus when told nothing: the bus's own default listen address.
+DEFAULT_BUS_URL = "http://127.0.0.1:8080"
+
+
+def _problems(settings: Any) -> Iterator[Problem]:
+    own = getattr(settings, "problems", None)
+    if own is not None:
+        owner = type(settings).__name__
+        for name, text in own():
+            yield Problem(f"{owner}.{name}", text)
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from _problems(value)
+
+
+def validate(settings: Any) -> None:
+    """Raise :class:`InvalidSettingError` with every problem of ``settings`` and the settings
+    dataclasses in its fields, however deep."""
+    found = list(_problems(settings))
+    if found:
+        raise InvalidSettingError(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +53,7 @@ class ClientSettings:
 
     #: Scheme, host and port of the bus (a trailing slash is ignored). Loopback
     #: by default, matching the bus's own default listen address.
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: str = DEFAULT_BUS_URL
     #: Seconds to open a TCP connection (or wait for a pooled one). Short, so a
     #: dead bus is reported quickly instead of stalling every worker.
     connect_timeout: float = 5.0
@@ -47,19 +81,25 @@ class ClientSettings:
         try:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ValueError(
-                f"ClientSettings.ca_file {self.ca_file!r} is not a readable PEM CA file: {exc}"
+            raise InvalidSettingError(
+                [Problem("ClientSettings.ca_file", f"is not a readable PEM CA file: {exc}")]
             ) from None
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Iterator[tuple[str, str]]:
         if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("ClientSettings.base_url must start with http:// or https://")
+            yield "base_url", f"must start with http:// or https://, got {self.base_url!r}"
         for name in ("connect_timeout", "request_timeout"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"ClientSettings.{name} must be a positive number of seconds")
+                yield name, f"must be a positive number of seconds, got {value}"
         if self.pool_size < 1:
-            raise ValueError("ClientSettings.pool_size must be >= 1")
+            yield "pool_size", f"must be >= 1, got {self.pool_size}"
         if not (math.isfinite(self.max_wait_seconds) and self.max_wait_seconds >= 0):
-            raise ValueError("ClientSettings.max_wait_seconds must be a number >= 0")
-        self.ssl_context()  # a bad CA file is reported now, not at the first request
+            yield "max_wait_seconds", f"must be a number >= 0, got {self.max_wait_seconds}"
+        try:
+            self.ssl_context()  # a bad CA file is reported now, not at the first request
+        except InvalidSettingError as bad:
+            yield "ca_file", bad.problems[0].text
+
+    def __post_init__(self) -> None:
+        validate(self)

