@@ -8,6 +8,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import kopf
+import pytest
+
+from intent_fleet.operator import runner
+from intent_fleet.operator.backlog_reader import reader_factory
+from intent_fleet.operator.settings import LeaderSettings, OperatorSettings
 from intent_fleet.protocol import BusClient, ClientSettings
 from tests.e2e.test_operator import secret
 from tests.support.busproc import BusProcess
@@ -138,3 +144,36 @@ def test_two_hundred_intent_workers_at_once(
     ]
     assert errors == [], errors[:5]
     assert code == 0
+
+
+async def test_a_leader_whose_kopf_fails_gives_the_lease_up_for_good(
+    crd: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal is owned by run_operator: once it returns, nothing renews the Lease, so the
+    release stands and a follower takes over at once (a stray renewal took it back before)."""
+
+    async def failing_kopf(**_: Any) -> None:
+        await asyncio.sleep(1.0)  # the renewal runs several times meanwhile
+        raise RuntimeError("kopf fell over")
+
+    monkeypatch.setenv("KUBECONFIG", str(crd.kubeconfig))
+    monkeypatch.setattr(kopf, "operator", failing_kopf)
+    settings = OperatorSettings(
+        namespaces=(namespace,),
+        listen="127.0.0.1:0",
+        leader=LeaderSettings(
+            lease_namespace=namespace, identity="racer", renew_seconds=0.2, lease_seconds=2.0
+        ),
+    )
+    with pytest.raises(ExceptionGroup) as failed:
+        await runner.run_operator(settings, reader_factory, asyncio.Event())
+    assert failed.group_contains(RuntimeError, match="kopf fell over")
+
+    def holder() -> str | None:
+        lease = crd.get("lease", "intent-fleet-operator", "-n", namespace)
+        found: str | None = lease["spec"].get("holderIdentity")
+        return found
+
+    assert holder() is None
+    await asyncio.sleep(5 * settings.leader.renew_seconds)  # five renewals' time
+    assert holder() is None

@@ -52,9 +52,6 @@ def fake_clocks() -> Clocks:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
-    current = asyncio.current_task()
-    stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    assert not stray, f"the test left tasks running: {stray}"
 
 
 @asynccontextmanager

@@ -99,36 +99,41 @@ async def _demo(args: argparse.Namespace, cmd: list[str], state: Path) -> int:
         print(f"bus      {bus_url}  (database {state / 'intent-bus.db'})", flush=True)
         async with BusClient(settings=ClientSettings(base_url=bus_url), api_key=secret) as bus:
             api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            sidecar = asyncio.create_task(
-                run_sidecar(
-                    settings,
-                    bus=bus,
-                    drain=drain,
-                    abort=abort,
-                    on_ready=api_url.set_result,
-                    metrics=metrics,
+            # A sidecar that fails cancels the demo at once instead of leaving it waiting.
+            async with asyncio.TaskGroup() as tasks:
+                sidecar = tasks.create_task(
+                    run_sidecar(
+                        settings,
+                        bus=bus,
+                        drain=drain,
+                        abort=abort,
+                        on_ready=api_url.set_result,
+                        metrics=metrics,
+                    )
                 )
-            )
-            handler = None
-            try:
-                local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
-                handler = await start_handler(
-                    cmd, app_port=settings.app.port, api_url=local_api, log=state / "handler.log"
-                )
-                where = f"127.0.0.1:{settings.app.port}"
-                print(f"sidecar  {local_api}  -> handler on {where}: {' '.join(cmd)}")
-                print(f"handler log {state / 'handler.log'}", flush=True)
-                started = time.perf_counter()
-                ids = await _publish(bus, args.intents)
-                print(f"published {len(ids)} intents to {GOAL!r}", flush=True)
-                await _follow(bus, metrics, total=len(ids), handler=handler)
-                elapsed = time.perf_counter() - started
-                await _summary(bus, ids, elapsed)
-            finally:
-                drain.set()
-                await sidecar
-                if handler is not None:
-                    await stop_handler(handler)
+                handler = None
+                try:
+                    local_api = await asyncio.wait_for(asyncio.shield(api_url), timeout=30)
+                    handler = await start_handler(
+                        cmd,
+                        app_port=settings.app.port,
+                        api_url=local_api,
+                        log=state / "handler.log",
+                    )
+                    where = f"127.0.0.1:{settings.app.port}"
+                    print(f"sidecar  {local_api}  -> handler on {where}: {' '.join(cmd)}")
+                    print(f"handler log {state / 'handler.log'}", flush=True)
+                    started = time.perf_counter()
+                    ids = await _publish(bus, args.intents)
+                    print(f"published {len(ids)} intents to {GOAL!r}", flush=True)
+                    await _follow(bus, metrics, total=len(ids), handler=handler)
+                    elapsed = time.perf_counter() - started
+                    await _summary(bus, ids, elapsed)
+                finally:
+                    drain.set()
+                    await asyncio.wait({sidecar})
+                    if handler is not None:
+                        await stop_handler(handler)
     return 0
 
 

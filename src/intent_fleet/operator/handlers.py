@@ -7,9 +7,12 @@ module has no side effects and tests can build as many operators as they like.
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import kopf
+
+from intent_fleet.protocol import RetryPolicy
 
 from .controller import Controller
 from .errors import KubeApiError
@@ -21,8 +24,9 @@ __all__ = ["build_registry"]
 log = logging.getLogger("intent_fleet.operator")
 
 RESOURCE = (API_GROUP, API_VERSION, "intentworkers")
-#: Seconds before retrying a tick that failed on the API server or the network.
-RETRY_SECONDS = 5.0
+#: Wait before a tick that failed on the API server or the network runs again: 1 s,
+#: doubling while it keeps failing, at most 30 s (an API server under strain gets room).
+TICK_RETRY = RetryPolicy(base_seconds=1.0, cap_seconds=30.0, jitter="equal")
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -55,15 +59,19 @@ def build_registry() -> kopf.OperatorRegistry:
         stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
         controller = _controller(memo)
+        failures = 0
+        rng = random.Random()
         while not stopped:
             try:
                 interval = await controller.tick(body)
-            except (TimeoutError, KubeApiError, OSError) as error:
+                failures = 0
+            except KubeApiError as error:
                 log.warning(
                     "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
                 )
                 kopf.warn(body, reason="ScalingFailed", message=str(error))
-                interval = RETRY_SECONDS
+                interval = TICK_RETRY.delay(failures, rng)
+                failures += 1
             await stopped.wait(interval)
 
     @kopf.on.event(

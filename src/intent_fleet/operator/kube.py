@@ -1,8 +1,15 @@
 """The few Kubernetes API calls the operator makes, over one aiohttp session.
 
 Credentials come from kopf's own login (kubeconfig or the pod's service account), so the
-operator has a single notion of "the cluster". Kubernetes answers are mapped to the operator's
-error tree with the API server's message kept: it names the field that was wrong.
+operator has a single notion of "the cluster"; a 401 logs in again once and retries, as kopf's
+own client does, so a rotated service-account token is picked up. Kubernetes answers are mapped
+to the operator's error tree with the API server's message kept (it names the field that was
+wrong), and so are aiohttp's and the OS's errors, once, here: a caller catches
+:class:`KubeApiError` and nothing else.
+
+Why not lightkube or kubernetes_asyncio: the operator needs six calls on five resource types,
+kopf already does the login, and a client of its own keeps every path built from checked,
+encoded names (:class:`Resource`) in one screenful.
 """
 
 from __future__ import annotations
@@ -10,8 +17,8 @@ from __future__ import annotations
 import base64
 import ssl
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -20,7 +27,13 @@ import kopf
 import orjson
 import yarl
 
-from .errors import InvalidNameError, KubeApiError, KubeNotFoundError, OperatorError
+from .errors import (
+    InvalidNameError,
+    KubeApiError,
+    KubeNotFoundError,
+    KubeUnreachableError,
+    OperatorError,
+)
 from .names import check_label, check_subdomain
 
 __all__ = [
@@ -32,6 +45,8 @@ __all__ = [
     "KubeApi",
     "KubeApiError",
     "KubeNotFoundError",
+    "KubeUnreachableError",
+    "Login",
     "Resource",
     "connect",
     "secret_value",
@@ -121,6 +136,10 @@ def _headers(info: kopf.ConnectionInfo) -> dict[str, str]:
     return {}
 
 
+#: Fresh ``Authorization`` headers (a re-read token); called when the API server answers 401.
+Login = Callable[[], Mapping[str, str]]
+
+
 @dataclass
 class KubeApi:
     """The calls the reconciler, the autoscaler and the leader election need.
@@ -131,6 +150,10 @@ class KubeApi:
 
     session: aiohttp.ClientSession
     server: str
+    #: The credentials sent with every request.
+    auth: Mapping[str, str] = field(default_factory=dict)
+    #: Where fresh credentials come from after a 401; None = a 401 is final.
+    login: Login | None = None
 
     async def close(self) -> None:
         await self.session.close()
@@ -146,22 +169,39 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         data = None if body is None else orjson.dumps(body)
-        headers = {"Accept": accept}
-        if data is not None:
-            headers["Content-Type"] = content_type
         url = yarl.URL(self.server + path, encoded=True)
         if params:
             url = url.update_query(params)
-        async with self.session.request(method, url, data=data, headers=headers) as answer:
-            text = await answer.read()
-            if answer.status >= 400:
-                try:
-                    message = orjson.loads(text).get("message", "")
-                except (orjson.JSONDecodeError, AttributeError):
-                    message = text[:300].decode(errors="replace")
-                error = KubeNotFoundError if answer.status == 404 else KubeApiError
-                raise error(f"{method} {path}: {answer.status} {message}", answer.status)
-            return orjson.loads(text) if text else None
+        for fresh in (False, True):
+            headers = {"Accept": accept, **self.auth}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            status, text = await self._send(method, url, data, headers)
+            if status == 401 and not fresh and self.login is not None:
+                self.auth = dict(self.login())
+                continue
+            break
+        if status >= 400:
+            try:
+                message = orjson.loads(text).get("message", "")
+            except (orjson.JSONDecodeError, AttributeError):
+                message = text[:300].decode(errors="replace")
+            error = KubeNotFoundError if status == 404 else KubeApiError
+            raise error(f"{method} {path}: {status} {message}", status)
+        return orjson.loads(text) if text else None
+
+    async def _send(
+        self, method: str, url: yarl.URL, data: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes]:
+        try:
+            async with self.session.request(method, url, data=data, headers=headers) as answer:
+                return answer.status, await answer.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # aiohttp's timeouts are TimeoutErrors, and its connection errors OSErrors.
+            what = type(exc).__name__ if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise KubeUnreachableError(
+                f"{method} {url.path}: {self.server} unreachable: {what}"
+            ) from exc
 
     async def get(self, resource: Resource, namespace: str, name: str) -> Any:
         return await self._request("GET", resource.item(namespace, name))
@@ -238,8 +278,18 @@ async def connect(request_timeout: float = 30.0) -> KubeApi:
         raise OperatorError("no Kubernetes credentials: neither a service account nor a kubeconfig")
     connector = aiohttp.TCPConnector(ssl=_ssl_context(info), limit=32)
     session = aiohttp.ClientSession(
-        connector=connector,
-        headers=_headers(info),
-        timeout=aiohttp.ClientTimeout(total=request_timeout),
+        connector=connector, timeout=aiohttp.ClientTimeout(total=request_timeout)
     )
-    return KubeApi(session=session, server=info.server.rstrip("/"))
+    return KubeApi(
+        session=session, server=info.server.rstrip("/"), auth=_headers(info), login=_login_again
+    )
+
+
+def _login_again() -> Mapping[str, str]:
+    """The credentials as they are now: a service account's token file is rotated by the
+    kubelet, a kubeconfig may have been refreshed."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    return _headers(info) if info is not None else {}

@@ -128,7 +128,7 @@ class LeaderElector:
                     continue
                 log.error("lost the lease to another replica")
                 return
-            except (KubeApiError, OSError, TimeoutError) as error:
+            except KubeApiError as error:
                 log.warning("could not renew the lease: %s", error)
             if self.clock() - self._renewed > self.settings.lease_seconds:
                 log.error(
@@ -145,5 +145,5 @@ class LeaderElector:
             lease["spec"]["holderIdentity"] = None
             lease["spec"]["leaseDurationSeconds"] = 1
             await self._put(lease)
-        except (KubeApiError, OSError, TimeoutError) as error:
+        except KubeApiError as error:
             log.warning("could not release the lease: %s", error)

@@ -24,13 +24,12 @@ import copy
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from .errors import SpecRefusedError
+from .errors import PodRefusedError
 
 __all__ = [
     "CA_VOLUME",
     "CREDENTIALS_VOLUME",
     "RESERVED_VOLUMES",
-    "PodRefusedError",
     "check_template",
     "harden",
     "referenced_secrets",
@@ -95,12 +94,6 @@ _SECRET_REF_KEYS: Final = frozenset(
     }
 )
 _APPARMOR_ANNOTATION: Final = "container.apparmor.security.beta.kubernetes.io/"
-
-
-class PodRefusedError(SpecRefusedError):
-    """The pod template asks for something no worker pod may have."""
-
-    reason = "PodNotAllowed"
 
 
 def _containers(pod: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:

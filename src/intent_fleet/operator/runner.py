@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Callable
+from typing import Any
 
 import kopf
 from kopf._core.engines.peering import Identity  # a NewType kopf does not re-export
@@ -64,54 +64,31 @@ async def run_operator(
     gate = CredentialGate(api, settings.credentials)
     elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
     try:
-        if elector is not None:
-            probes.role = "follower"
-            acquired = asyncio.ensure_future(elector.acquire())
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({acquired, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not acquired.done():
-                acquired.cancel()
+        # Every task below belongs to this group, so none outlives it: a renewal can never
+        # take the Lease back after release() (below) gave it up, whatever kopf raised.
+        async with asyncio.TaskGroup() as tasks:
+            stopping = tasks.create_task(stop.wait())
+            if elector is not None and not await _stand_by(elector, tasks, stopping, probes):
                 return 0
-            stopping.cancel()
-        probes.role = "leader"
-        metrics.set_leader(True)
-        controller = Controller(
-            api=api,
-            read_backlog=reader_factory(api, sessions, gate),
-            post_event=_post_event,
-            check_credentials=gate.check,
-            render_settings=settings.render,
-            http=sessions.pods,
-            metrics=metrics,
-        )
-        kopf_stop = asyncio.Event()
-        # Created before kopf starts: kopf cancels the tasks born during its run when it stops
-        # (on SIGTERM it handles the signal itself), and a cancelled renewal is not a lost lease.
-        renewal = asyncio.ensure_future(elector.hold() if elector else asyncio.Event().wait())
-        stopping = asyncio.ensure_future(stop.wait())
-
-        async def watch_leadership() -> None:
-            await asyncio.wait({renewal, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            kopf_stop.set()
-
-        guard = asyncio.ensure_future(watch_leadership())
-        await kopf.operator(
-            registry=build_registry(),
-            settings=_kopf_settings(settings),
-            standalone=True,
-            # kopf's default identity asks the passwd database for the user, and the image's
-            # user (65532) has no entry there: name this replica as the Lease does.
-            identity=Identity(settings.leader.identity or socket.gethostname()),
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            memo=kopf.Memo(controller=controller),
-            stop_flag=kopf_stop,
-            ready_flag=probes.ready,
-        )
-        lost = renewal.done() and not renewal.cancelled() and not stop.is_set()
-        for task in (guard, renewal, stopping):
-            task.cancel()
-        return 1 if lost else 0
+            probes.role = "leader"
+            metrics.set_leader(True)
+            controller = Controller(
+                api=api,
+                read_backlog=reader_factory(api, sessions, gate),
+                post_event=_post_event,
+                check_credentials=gate.check,
+                render_settings=settings.render,
+                http=sessions.pods,
+                metrics=metrics,
+            )
+            return await _lead(
+                settings,
+                controller,
+                elector=elector,
+                tasks=tasks,
+                stopping=stopping,
+                probes=probes,
+            )
     finally:
         metrics.set_leader(False)
         if elector is not None and probes.role == "leader":
@@ -120,3 +97,61 @@ async def run_operator(
         await api.close()
         with contextlib.suppress(Exception):
             await probe_runner.cleanup()
+
+
+async def _stand_by(
+    elector: LeaderElector,
+    tasks: asyncio.TaskGroup,
+    stopping: asyncio.Task[Any],
+    probes: ProbeState,
+) -> bool:
+    """Wait as a follower: True once this replica leads, False if stopped first."""
+    probes.role = "follower"
+    acquired = tasks.create_task(elector.acquire())
+    await asyncio.wait({acquired, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if acquired.done():
+        return True
+    acquired.cancel()
+    return False
+
+
+async def _lead(
+    settings: OperatorSettings,
+    controller: Controller,
+    *,
+    elector: LeaderElector | None,
+    tasks: asyncio.TaskGroup,
+    stopping: asyncio.Task[Any],
+    probes: ProbeState,
+) -> int:
+    """Run kopf until stopped (0) or until the Lease is lost (1: the pod restarts as a
+    follower instead of ever acting beside the new leader)."""
+    kopf_stop = asyncio.Event()
+    # Created before kopf starts: kopf cancels the tasks born during its run when it stops
+    # (on SIGTERM it handles the signal itself), and a cancelled renewal is not a lost lease.
+    renewal = tasks.create_task(elector.hold() if elector else asyncio.Event().wait())
+
+    async def stop_kopf() -> None:
+        await asyncio.wait({renewal, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        kopf_stop.set()
+
+    guard = tasks.create_task(stop_kopf())
+    try:
+        await kopf.operator(
+            registry=build_registry(),
+            settings=_kopf_settings(settings),
+            standalone=True,
+            # kopf's default identity asks the passwd database for the user, and the image's
+            # user (65532) has no entry there: name this replica as the Lease does.
+            identity=Identity(settings.leader.identity),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            memo=kopf.Memo(controller=controller),
+            stop_flag=kopf_stop,
+            ready_flag=probes.ready,
+        )
+        lost = renewal.done() and not renewal.cancelled() and not stopping.done()
+        return 1 if lost else 0
+    finally:
+        for task in (guard, renewal, stopping):
+            task.cancel()

@@ -1,9 +1,12 @@
-"""How long to wait before trying a safe request again.
+"""How long to wait before trying again: the one retry policy of the project.
 
-Backoff is "full jitter" (delay drawn uniformly from 0 to an exponentially
-growing ceiling): many clients that failed together do not retry together,
-which is what turns a bus hiccup into a thundering herd. A server's
-``Retry-After`` is a floor on top of that, never ignored.
+Every loop that waits to try again (a request retried by the transport, a report the sidecar
+repeats while its lease lasts, a lease extend, an empty claim poll, an operator tick that
+failed) draws its wait from a :class:`RetryPolicy`: an exponentially growing ceiling, capped,
+with jitter, so many clients that failed together do not retry together (which is what turns
+a bus hiccup into a thundering herd). "Full" jitter draws from 0 to the ceiling and spreads
+retries best; "equal" jitter draws from half the ceiling, for polls that must never spin. A
+server's ``Retry-After`` is a floor on top of that, never ignored.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Literal
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "RetryPolicy", "full_jitter", "parse_retry_after"]
+__all__ = ["MAX_RETRY_AFTER_SECONDS", "RetryPolicy", "parse_retry_after"]
 
 #: A ``Retry-After`` longer than this is cut: a client parked for an hour by a
 #: confused proxy looks dead; the caller can still decide to wait longer.
@@ -41,6 +45,8 @@ class RetryPolicy:
     base_seconds: float = 0.2
     #: Largest backoff ceiling, seconds, so later retries do not stall a worker.
     cap_seconds: float = 5.0
+    #: ``full``: uniform(0, ceiling); ``equal``: uniform(ceiling / 2, ceiling).
+    jitter: Literal["full", "equal"] = "full"
 
     def __post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
@@ -51,18 +57,18 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.base_seconds must be a finite number >= 0")
         if not (math.isfinite(self.cap_seconds) and self.cap_seconds >= 0):
             raise ValueError("RetryPolicy.cap_seconds must be a finite number >= 0")
+        if self.jitter not in ("full", "equal"):
+            raise ValueError("RetryPolicy.jitter must be 'full' or 'equal'")
 
-
-def full_jitter(attempt: int, *, policy: RetryPolicy, rng: random.Random) -> float:
-    """Seconds to wait after failed try number ``attempt`` (0-based).
-
-    ``uniform(0, min(cap, base * 2**attempt))``; ``rng`` is injected so tests
-    get a deterministic sequence.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    ceiling = min(policy.cap_seconds, policy.base_seconds * 2.0 ** min(attempt, _MAX_EXPONENT))
-    return rng.uniform(0.0, ceiling)
+    def delay(self, attempt: int, rng: random.Random, *, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed try number ``attempt`` (0-based): jittered below
+        ``min(cap, base * 2**attempt)``, and never less than the server's ``retry_after``.
+        ``rng`` is injected so tests get a deterministic sequence."""
+        if attempt < 0:
+            raise ValueError("attempt must be >= 0")
+        ceiling = min(self.cap_seconds, self.base_seconds * 2.0 ** min(attempt, _MAX_EXPONENT))
+        wait = rng.uniform(ceiling / 2 if self.jitter == "equal" else 0.0, ceiling)
+        return wait if retry_after is None else max(wait, retry_after)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

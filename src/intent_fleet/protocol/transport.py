@@ -41,7 +41,7 @@ from .errors import (
     IntentBusServerError,
 )
 from .models import ProtocolVersion
-from .retry import full_jitter, parse_retry_after
+from .retry import parse_retry_after
 from .settings import ClientSettings
 from .signing import QueryParams, canonical_body, canonical_path, sign_request
 
@@ -217,10 +217,7 @@ class Transport:
             except (IntentBusNetworkError, IntentBusRateLimitError, IntentBusServerError) as exc:
                 if attempt + 1 >= tries or not _transient(exc):
                     raise
-                delay = max(
-                    full_jitter(attempt, policy=self._settings.retry, rng=self._rng),
-                    exc.retry_after or 0.0,
-                )
+                delay = self._settings.retry.delay(attempt, self._rng, retry_after=exc.retry_after)
                 logger.info(
                     "retrying %s %s in %.2f s after %s (try %d of %d)",
                     method,

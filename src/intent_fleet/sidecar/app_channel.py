@@ -20,6 +20,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from intent_fleet.protocol import parse_retry_after
+
+from .clock import Clock
 from .settings import AppSettings
 
 __all__ = ["AppChannel", "Busy", "Delivery", "Failed", "Fulfilled", "Outcome"]
@@ -72,12 +75,23 @@ Outcome = Fulfilled | Failed | Busy
 class AppChannel:
     """Delivers intents to the handler and probes its readiness."""
 
-    def __init__(self, *, settings: AppSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, *, settings: AppSettings, session: aiohttp.ClientSession, clock: Clock | None = None
+    ) -> None:
         self._settings = settings
         self._session = session
+        self._clock = clock or Clock()
         base = f"http://127.0.0.1:{settings.port}"
         self._url = base + settings.path
         self._health_url = base + settings.health_path if settings.health_path else None
+
+    def _retry_after(self, value: str | None) -> float:
+        """The busy handler's Retry-After (seconds or an HTTP date), capped; a default when
+        it sends none or nonsense."""
+        wait = parse_retry_after(value, now=self._clock.wall())
+        return min(
+            DEFAULT_BUSY_WAIT if wait is None else wait, self._settings.max_busy_wait_seconds
+        )
 
     async def deliver(self, delivery: Delivery, *, limit_seconds: float) -> Outcome:
         headers = {
@@ -117,7 +131,7 @@ class AppChannel:
     async def _outcome(self, resp: aiohttp.ClientResponse) -> Outcome:
         status = resp.status
         if status in (429, 503):
-            return Busy(_retry_after(resp.headers.get("Retry-After"), self._settings))
+            return Busy(self._retry_after(resp.headers.get("Retry-After")))
         limit = self._settings.max_result_bytes
         body = await _read_limited(resp, limit)
         if 200 <= status < 300:
@@ -213,16 +227,6 @@ def _error_text(body: bytes | None) -> str:
         return "(error body larger than the result limit)"
     text = body.decode("utf-8", "replace").strip()
     return (text[:MAX_ERROR_TEXT] + "...") if len(text) > MAX_ERROR_TEXT else (text or "(no body)")
-
-
-def _retry_after(value: str | None, settings: AppSettings) -> float:
-    try:
-        wait = float(value) if value is not None else DEFAULT_BUSY_WAIT
-    except ValueError:
-        wait = DEFAULT_BUSY_WAIT
-    if not math.isfinite(wait) or wait < 0:
-        wait = DEFAULT_BUSY_WAIT
-    return min(wait, settings.max_busy_wait_seconds)
 
 
 def _reason(exc: aiohttp.ClientConnectorError) -> str:

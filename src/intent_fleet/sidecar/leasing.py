@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from intent_fleet.protocol import IntentBusError, IntentBusLeaseLostError
+from intent_fleet.protocol import IntentBusError, IntentBusLeaseLostError, RetryPolicy
+
+from .clock import Clock
 
 __all__ = ["Lease", "keep_alive"]
 
@@ -39,8 +41,9 @@ async def keep_alive(
     lease: Lease,
     *,
     extend: Extend,
-    clock: Callable[[], float],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    retry: RetryPolicy,
+    rng: random.Random,
+    clock: Clock,
 ) -> None:
     """Extend ``lease`` until cancelled; marks it lost on a 404 and returns.
 
@@ -48,8 +51,11 @@ async def keep_alive(
     """
     if lease.claim_token is None:
         return
+    failures = 0
     while True:
-        await sleep(max(0.5, lease.expires_at - lease.seconds * RENEW_FRACTION - clock()))
+        await clock.sleep(
+            max(0.5, lease.expires_at - lease.seconds * RENEW_FRACTION - clock.wall())
+        )
         try:
             granted = await extend(lease.intent_id, lease.claim_token, lease.seconds)
         except IntentBusLeaseLostError:
@@ -62,12 +68,14 @@ async def keep_alive(
                 "lease extend failed; retrying",
                 extra={"intent_id": lease.intent_id, "error": str(exc)},
             )
-            if clock() >= lease.expires_at:
+            if clock.wall() >= lease.expires_at:
                 lease.lost = True
                 return
-            await sleep(1.0)
+            await clock.sleep(retry.delay(failures, rng, retry_after=exc.retry_after))
+            failures += 1
             continue
+        failures = 0
         # The bus may grant more (or less) than asked: plan from what it granted.
         lease.seconds = granted
-        lease.expires_at = clock() + granted
+        lease.expires_at = clock.wall() + granted
         lease.extends += 1

@@ -36,6 +36,7 @@ from intent_fleet.protocol import (
     IntentBusServerError,
 )
 
+from .errors import LocalApiError
 from .metrics import SidecarMetrics
 from .settings import DRAIN_HEADER, SidecarSettings
 from .worker import Worker
@@ -158,8 +159,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(502, "bad_bus_answer", exc.message)
     except IntentBusError as exc:
         return _error(400, exc.code or "invalid_request", exc.message)
-    except web.HTTPException as exc:
-        return _error(exc.status, "invalid_request", exc.reason)
+    except LocalApiError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:  # the router's own 404 and 405
+        return _error(
+            exc.status, "not_found" if exc.status == 404 else "invalid_request", exc.reason
+        )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -167,9 +172,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         doc = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
-        raise web.HTTPBadRequest(reason=f"body is not valid JSON: {exc}") from None
+        raise LocalApiError(400, "invalid_request", f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
+        raise LocalApiError(400, "invalid_request", "body must be a JSON object")
     return doc
 
 

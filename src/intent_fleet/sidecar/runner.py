@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
-from intent_fleet.protocol import BusClient, IntentBusError, ProtocolVersion
+from intent_fleet.protocol import BusClient, IntentBusError, ProtocolVersion, RetryPolicy
 
 from .app_channel import AppChannel
+from .clock import Clock
 from .local_api import LocalApi, start_local_api, start_ops_api
 from .metrics import SidecarMetrics
 from .settings import SidecarSettings
@@ -21,13 +23,13 @@ __all__ = ["detect_features", "run_sidecar"]
 
 log = logging.getLogger(__name__)
 
-#: Ceiling of the back-off while the bus is unreachable at start (seconds).
-MAX_START_BACKOFF = 5.0
 
-
-async def detect_features(bus: BusClient, *, stop: asyncio.Event) -> Features | None:
+async def detect_features(
+    bus: BusClient, *, stop: asyncio.Event, retry: RetryPolicy, rng: random.Random | None = None
+) -> Features | None:
     """Ask the bus what it offers, retrying while it is unreachable; None if stopped first."""
-    delay = 0.2
+    rng = rng or random.Random()
+    failures = 0
     while not stop.is_set():
         try:
             health = await bus.health()
@@ -35,9 +37,9 @@ async def detect_features(bus: BusClient, *, stop: asyncio.Event) -> Features | 
         except IntentBusError as exc:
             log.warning("bus not reachable yet; retrying", extra={"error": str(exc)})
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(retry.delay(failures, rng, retry_after=exc.retry_after)):
                     await stop.wait()
-            delay = min(MAX_START_BACKOFF, delay * 2)
+            failures += 1
             continue
         v2 = protocol is ProtocolVersion.V2_1
         return Features(
@@ -67,12 +69,29 @@ async def run_sidecar(
     abort: asyncio.Event,
     on_ready: Callable[[str], None] | None = None,
     metrics: SidecarMetrics | None = None,
+    clock: Clock | None = None,
 ) -> None:
     """Run until drained. ``drain`` stops claiming; ``abort`` hands in-flight work back now."""
     metrics = metrics or SidecarMetrics()
-    features = await detect_features(bus, stop=drain)
+    clock = clock or Clock()
+    features = await detect_features(bus, stop=drain, retry=settings.claim.poll_backoff)
     if features is None:
         return
+    _log_features(features, settings)
+    connector = aiohttp.TCPConnector(limit=settings.claim.concurrency + 4, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as app_session:
+        app = AppChannel(settings=settings.app, session=app_session, clock=clock)
+        worker = Worker(
+            settings=settings, bus=bus, app=app, features=features, metrics=metrics, clock=clock
+        )
+        api = LocalApi(settings=settings, bus=bus, worker=worker, metrics=metrics)
+        async with _listeners(api, settings) as url:
+            if on_ready is not None:
+                on_ready(url)
+            await _work(worker, app, settings, drain=drain, abort=abort)
+
+
+def _log_features(features: Features, settings: SidecarSettings) -> None:
     log.info(
         "bus detected",
         extra={
@@ -92,49 +111,57 @@ async def run_sidecar(
                 "lease": DEFAULT_LEASE_SECONDS,
             },
         )
-    connector = aiohttp.TCPConnector(limit=settings.claim.concurrency + 4, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as app_session:
-        app = AppChannel(settings=settings.app, session=app_session)
-        worker = Worker(settings=settings, bus=bus, app=app, features=features, metrics=metrics)
-        api = LocalApi(settings=settings, bus=bus, worker=worker, metrics=metrics)
-        async with contextlib.AsyncExitStack() as servers:
-            runner, url = await start_local_api(api)
-            servers.push_async_callback(runner.cleanup)
-            log.info("local API ready", extra={"url": url, "goal": settings.claim.goal})
-            if settings.ops.enabled:
-                ops_runner, ops_url = await start_ops_api(api)
-                servers.push_async_callback(ops_runner.cleanup)
-                log.info(
-                    "ops listener ready",
-                    extra={"url": ops_url, "drain_token_set": bool(settings.ops.drain_token)},
-                )
-                if not settings.ops.drain_token:
-                    log.warning("no drain token: /v1/drain on the ops listener is refused")
-            if on_ready is not None:
-                on_ready(url)
-            async with asyncio.TaskGroup() as tg:
-                helpers = [
-                    tg.create_task(
-                        _watch_handler(worker, app, interval=settings.app.health_interval_seconds)
-                    ),
-                    tg.create_task(_on(drain, worker.drain)),
-                ]
-                aborter = tg.create_task(_abort_on(abort, worker))
-                await worker.run()
-                for task in helpers:
-                    task.cancel()
-                if not drain.is_set():
-                    # Drained through /v1/drain (a preStop hook): claim nothing, but keep
-                    # both listeners up (the handler, still shutting down, may use the local
-                    # API; probes go on); the sidecar itself stops on SIGTERM, after the
-                    # handler.
-                    log.info("drained; serving the local API until told to stop")
-                    await drain.wait()
-                # An abort may still be handing intents back (run() returns as soon
-                # as the cancelled jobs are gone): let it finish, or they would wait
-                # out their leases.
-                if not abort.is_set():
-                    aborter.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _listeners(api: LocalApi, settings: SidecarSettings) -> AsyncIterator[str]:
+    """The local API (and the ops listener when asked for) while the body runs: its URL."""
+    async with contextlib.AsyncExitStack() as servers:
+        runner, url = await start_local_api(api)
+        servers.push_async_callback(runner.cleanup)
+        log.info("local API ready", extra={"url": url, "goal": settings.claim.goal})
+        if settings.ops.enabled:
+            ops_runner, ops_url = await start_ops_api(api)
+            servers.push_async_callback(ops_runner.cleanup)
+            log.info(
+                "ops listener ready",
+                extra={"url": ops_url, "drain_token_set": bool(settings.ops.drain_token)},
+            )
+            if not settings.ops.drain_token:
+                log.warning("no drain token: /v1/drain on the ops listener is refused")
+        yield url
+
+
+async def _work(
+    worker: Worker,
+    app: AppChannel,
+    settings: SidecarSettings,
+    *,
+    drain: asyncio.Event,
+    abort: asyncio.Event,
+) -> None:
+    """Claim until drained, with the handler watched and the signals wired to the worker."""
+    async with asyncio.TaskGroup() as tg:
+        helpers = [
+            tg.create_task(
+                _watch_handler(worker, app, interval=settings.app.health_interval_seconds)
+            ),
+            tg.create_task(_on(drain, worker.drain)),
+        ]
+        aborter = tg.create_task(_abort_on(abort, worker))
+        await worker.run()
+        for task in helpers:
+            task.cancel()
+        if not drain.is_set():
+            # Drained through /v1/drain (a preStop hook): claim nothing, but keep both
+            # listeners up (the handler, still shutting down, may use the local API; probes
+            # go on); the sidecar itself stops on SIGTERM, after the handler.
+            log.info("drained; serving the local API until told to stop")
+            await drain.wait()
+        # An abort may still be handing intents back (run() returns as soon as the
+        # cancelled jobs are gone): let it finish, or they would wait out their leases.
+        if not abort.is_set():
+            aborter.cancel()
 
 
 async def _on(event: asyncio.Event, action: Callable[[], None]) -> None:

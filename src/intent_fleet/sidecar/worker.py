@@ -14,13 +14,11 @@ then hand back (or fail) what is left so another worker gets it at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -35,12 +33,13 @@ from intent_fleet.protocol import (
     IntentBusServerError,
 )
 
-from .app_channel import AppChannel, Busy, Delivery, Failed, Fulfilled, Outcome
+from .app_channel import Busy, Delivery, Failed, Fulfilled, Outcome
+from .clock import Clock
 from .leasing import Lease, keep_alive
 from .metrics import SidecarMetrics
 from .settings import SidecarSettings
 
-__all__ = ["BusPort", "Features", "Worker"]
+__all__ = ["AppPort", "BusPort", "Features", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,12 @@ class BusPort(Protocol):
     async def release(self, intent_id: str, *, claim_token: str | None = None) -> None: ...
 
 
+class AppPort(Protocol):
+    """What the worker needs of the handler; :class:`AppChannel` fits."""
+
+    async def deliver(self, delivery: Delivery, *, limit_seconds: float) -> Outcome: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Features:
     """What the bus offers, detected once at start."""
@@ -121,9 +126,9 @@ class WorkerState:
     handler_ready: bool = False
     draining: bool = False
     #: Monotonic time of the last moment work was in flight or was claimed.
-    last_active: float = field(default_factory=time.monotonic)
+    last_active: float = 0.0
     busy_seconds: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0
 
 
 class Worker:
@@ -134,11 +139,10 @@ class Worker:
         *,
         settings: SidecarSettings,
         bus: BusPort,
-        app: AppChannel,
+        app: AppPort,
         features: Features,
         metrics: SidecarMetrics,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._s = settings
@@ -146,8 +150,7 @@ class Worker:
         self._app = app
         self._features = features
         self._metrics = metrics
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or Clock()
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(settings.claim.concurrency)
         self._jobs: dict[str, _Job] = {}
@@ -159,8 +162,10 @@ class Worker:
         self._batch = 1
         #: Names this worker's long-polls so a drain can end them at once.
         self._session = secrets.token_hex(8)
-        self._interrupt: asyncio.Task[None] | None = None
-        self.state = WorkerState()
+        #: The running ``run()``'s task group: every task the worker starts belongs to it.
+        self._tg: asyncio.TaskGroup | None = None
+        now = self._clock.monotonic()
+        self.state = WorkerState(last_active=now, started=now)
         metrics.gauge("intent_sidecar_in_flight", "Intents being handled.", lambda: len(self._jobs))
         metrics.gauge(
             "intent_sidecar_busy_ratio", "Share of slot time spent handling.", self.busy_ratio
@@ -177,14 +182,14 @@ class Worker:
         return self._features
 
     def busy_ratio(self) -> float:
-        elapsed = max(1e-9, time.monotonic() - self.state.started)
+        elapsed = max(1e-9, self._clock.monotonic() - self.state.started)
         busy = self.state.busy_seconds + sum(
-            time.monotonic() - j.started for j in self._jobs.values()
+            self._clock.monotonic() - j.started for j in self._jobs.values()
         )
         return min(1.0, busy / (elapsed * self._s.claim.concurrency))
 
     def idle_seconds(self) -> float:
-        return 0.0 if self._jobs else time.monotonic() - self.state.last_active
+        return 0.0 if self._jobs else self._clock.monotonic() - self.state.last_active
 
     def set_handler_ready(self, ready: bool) -> None:
         if ready and not self._ready.is_set():
@@ -199,9 +204,10 @@ class Worker:
         """Stop claiming; in-flight work goes on (``run`` returns when it is done)."""
         if not self._drain.is_set():
             log.info("draining", extra={"in_flight": len(self._jobs)})
-            if self._features.interrupt:
-                # Parked long-polls would otherwise hold the drain for their whole wait.
-                self._interrupt = asyncio.ensure_future(self._interrupt_parked())
+            if self._features.interrupt and self._tg is not None:
+                # Parked long-polls would otherwise hold the drain for their whole wait (and
+                # without a running run() nothing is parked).
+                self._tg.create_task(self._interrupt_parked())
         self._drain.set()
         self.state.draining = True
 
@@ -227,17 +233,15 @@ class Worker:
             # The drain timeout runs from the drain itself: a lane waiting for a
             # slot only gets one when a job ends, so waiting for the lanes first
             # would let a slow handler outlast any timeout.
-            timed_out = False
-            try:
-                async with asyncio.timeout(self._s.claim.drain_timeout_seconds):
-                    await asyncio.wait(claimers)  # unlike gather, never cancels them
-                    await self._idle.wait()
-            except TimeoutError:
-                timed_out = True
+
+            async def finish() -> None:
+                await asyncio.wait(claimers)  # unlike gather, never cancels them
+                await self._idle.wait()
+
+            timed_out = not await self._clock.within(self._s.claim.drain_timeout_seconds, finish())
+            if timed_out:
                 await self.abandon("drain timeout reached before the handler finished")
             await asyncio.gather(*claimers, return_exceptions=True)
-            if self._interrupt is not None:
-                await self._interrupt
             if timed_out and self._jobs:
                 # Started from a claim still under way at the timeout (a bus without release).
                 await self.abandon("drain timeout reached before the handler finished")
@@ -253,76 +257,87 @@ class Worker:
 
     # -- claiming ---------------------------------------------------------
     async def _claim_lane(self, lane: int) -> None:
-        empty_polls = 0
-        claim = self._s.claim
+        misses = 0  # empty polls and failed claims in a row: the backoff's attempt number
         while not self._drain.is_set():
             if not await self._wait_for(self._ready):
                 return
-            pause = self._pause_until - time.monotonic()
+            pause = self._pause_until - self._clock.monotonic()
             if pause > 0 and await self._sleep_or_drain(pause):
                 return
-            await self._slots.acquire()
-            if self._drain.is_set():
-                self._slots.release()
+            held = await self._take_slots()
+            if not held:
                 return
-            # Take more free slots without waiting, up to the batch size: one
-            # round trip then claims for all of them.
-            held = 1
-            while held < self._batch and not self._slots.locked():
-                await self._slots.acquire()
-                held += 1
-            t0 = time.perf_counter()
             try:
-                outcome = await self._bus.claim(
-                    claim.goal,
-                    namespace=claim.namespace,
-                    worker_id=claim.worker_id or None,
-                    capabilities=claim.capabilities,
-                    wait=claim.long_poll_seconds if self._features.long_poll else None,
-                    batch=held if self._features.batch else None,
-                    session=self._session if self._features.interrupt else None,
-                )
-            except IntentBusError as exc:
+                intents, retry_after = await self._claim(held)
+            except BaseException:
                 self._release_slots(held)
-                self._metrics.polls.inc(outcome="error")
-                self._metrics.bus_errors.inc(op="claim", kind=type(exc).__name__)
-                delay = self._backoff(empty_polls, hint=exc.retry_after)
-                empty_polls += 1
-                level = (
-                    logging.INFO if isinstance(exc, IntentBusRateLimitError) else logging.WARNING
-                )
-                log.log(
-                    level,
-                    "claim failed; backing off",
-                    extra={"error": str(exc), "delay": round(delay, 2)},
-                )
-                if await self._sleep_or_drain(delay):
-                    return
-                continue
-            self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="claim")
-            intents = outcome.intents
+                raise
             self._release_slots(held - len(intents))
-            if not intents:
-                self._metrics.polls.inc(outcome="empty")
-                if not self._features.long_poll:
-                    delay = self._backoff(empty_polls, hint=outcome.retry_after)
-                    empty_polls += 1
-                    if await self._sleep_or_drain(delay):
-                        return
+            if intents:
+                misses = 0
+                await self._start_all(intents)
                 continue
-            empty_polls = 0
+            if retry_after is None:  # an empty long-poll: ask again at once
+                continue
+            delay = self._s.claim.poll_backoff.delay(misses, self._rng, retry_after=retry_after)
+            misses += 1
+            if await self._sleep_or_drain(delay):
+                return
+
+    async def _take_slots(self) -> int:
+        """Slots for one claim: wait for one, then take more free ones up to the batch size
+        (one round trip then claims for all of them); 0 when a drain began meanwhile."""
+        await self._slots.acquire()
+        if self._drain.is_set():
+            self._slots.release()
+            return 0
+        held = 1
+        while held < self._batch and not self._slots.locked():
+            await self._slots.acquire()
+            held += 1
+        return held
+
+    async def _claim(self, held: int) -> tuple[list[ClaimedIntent], float | None]:
+        """Up to ``held`` intents, and how long to back off when there are none: None after
+        an empty long-poll (it waited already), else the server's hint (0: none)."""
+        claim = self._s.claim
+        t0 = time.perf_counter()
+        try:
+            outcome = await self._bus.claim(
+                claim.goal,
+                namespace=claim.namespace,
+                worker_id=claim.worker_id or None,
+                capabilities=claim.capabilities,
+                wait=claim.long_poll_seconds if self._features.long_poll else None,
+                batch=held if self._features.batch else None,
+                session=self._session if self._features.interrupt else None,
+            )
+        except IntentBusError as exc:
+            self._metrics.polls.inc(outcome="error")
+            self._metrics.bus_errors.inc(op="claim", kind=type(exc).__name__)
+            level = logging.INFO if isinstance(exc, IntentBusRateLimitError) else logging.WARNING
+            log.log(level, "claim failed; backing off", extra={"error": str(exc)})
+            return [], exc.retry_after or 0.0
+        self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="claim")
+        intents = list(outcome.intents)
+        if intents:
             self._metrics.polls.inc(outcome="claimed")
-            if (self._drain.is_set() or not self._ready.is_set()) and self._features.release:
-                # A long-poll parked while the handler was ready can answer after it
-                # stopped being ready, or after a drain began (and /v1/drain may have
-                # answered already): hand those intents back (no attempt burned)
-                # rather than start work nobody waits for.
-                self._release_slots(len(intents))
-                why = "draining" if self._drain.is_set() else "handler not ready"
-                await asyncio.gather(*(self._hand_back_unstarted(i, why) for i in intents))
-                continue
-            for intent in intents:
-                self._start(intent)
+            return intents, None
+        self._metrics.polls.inc(outcome="empty")
+        return [], None if self._features.long_poll else (outcome.retry_after or 0.0)
+
+    async def _start_all(self, intents: list[ClaimedIntent]) -> None:
+        if (self._drain.is_set() or not self._ready.is_set()) and self._features.release:
+            # A long-poll parked while the handler was ready can answer after it stopped
+            # being ready, or after a drain began (and /v1/drain may have answered
+            # already): hand those intents back (no attempt burned) rather than start work
+            # nobody waits for.
+            self._release_slots(len(intents))
+            why = "draining" if self._drain.is_set() else "handler not ready"
+            await asyncio.gather(*(self._hand_back_unstarted(i, why) for i in intents))
+            return
+        for intent in intents:
+            self._start(intent)
 
     async def _hand_back_unstarted(self, intent: ClaimedIntent, why: str) -> None:
         try:
@@ -342,34 +357,25 @@ class Worker:
         for _ in range(count):
             self._slots.release()
 
-    def _backoff(self, empty_polls: int, *, hint: float | None) -> float:
-        cap = self._s.claim.max_poll_backoff_seconds
-        base = min(cap, 0.25 * 2**empty_polls)
-        if hint is not None:
-            base = min(max(base, hint), max(cap, hint))
-        return self._rng.uniform(base / 2, base)
-
     async def _wait_for(self, event: asyncio.Event) -> bool:
         """Wait for ``event`` unless a drain comes first; True when the event fired."""
         if event.is_set():
             return True
-        waiter = asyncio.ensure_future(event.wait())
-        drain = asyncio.ensure_future(self._drain.wait())
-        done, pending = await asyncio.wait({waiter, drain}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        return waiter in done and not self._drain.is_set()
+        async with asyncio.TaskGroup() as waits:
+            waiter = waits.create_task(event.wait())
+            drain = waits.create_task(self._drain.wait())
+            await asyncio.wait({waiter, drain}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            drain.cancel()
+        return event.is_set() and not self._drain.is_set()
 
     async def _sleep_or_drain(self, seconds: float) -> bool:
         """Sleep, cut short by a drain; True when draining."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._drain.wait()
-        return self._drain.is_set()
+        return await self._clock.wait_for(self._drain, seconds)
 
     # -- one intent -------------------------------------------------------
     def _start(self, intent: ClaimedIntent) -> None:
-        now = self._clock()
+        now = self._clock.wall()
         seconds = intent.claim_timeout or DEFAULT_LEASE_SECONDS
         lease = Lease(
             intent_id=intent.id,
@@ -377,12 +383,15 @@ class Worker:
             seconds=seconds,
             expires_at=now + seconds,
         )
-        job = _Job(intent=intent, lease=lease, started=time.monotonic(), mark=time.perf_counter())
+        job = _Job(
+            intent=intent, lease=lease, started=self._clock.monotonic(), mark=time.perf_counter()
+        )
         self._jobs[intent.id] = job
         self._idle.clear()
         self.state.in_flight = len(self._jobs)
-        self.state.last_active = time.monotonic()
+        self.state.last_active = self._clock.monotonic()
         self._metrics.claimed.inc()
+        assert self._tg is not None, "claims start only inside run()"
         job.task = self._tg.create_task(self._work(job))
 
     async def _work(self, job: _Job) -> None:
@@ -397,23 +406,28 @@ class Worker:
             self._finish(job)
 
     async def _work_unguarded(self, job: _Job) -> None:
-        keeper: asyncio.Task[None] | None = None
-        try:
+        # The lease keeper lives exactly as long as the delivery: the group awaits it.
+        async with asyncio.TaskGroup() as lease:
+            keeper = None
             if self._features.extend and job.lease.claim_token is not None:
-                keeper = asyncio.create_task(
-                    keep_alive(job.lease, extend=self._extend, clock=self._clock, sleep=self._sleep)
+                keeper = lease.create_task(
+                    keep_alive(
+                        job.lease,
+                        extend=self._extend,
+                        retry=self._s.claim.extend_retry,
+                        rng=self._rng,
+                        clock=self._clock,
+                    )
                 )
-            outcome = await self._deliver(job)
-            if keeper is not None:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
-            if job.lease.lost:
-                self._lease_lost(job, "handler outcome dropped")
-                return
-            await self._report(job, outcome)
-        finally:
-            if keeper is not None and not keeper.done():
-                keeper.cancel()
+            try:
+                outcome = await self._deliver(job)
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+        if job.lease.lost:
+            self._lease_lost(job, "handler outcome dropped")
+            return
+        await self._report(job, outcome)
 
     async def _extend(self, intent_id: str, token: str, seconds: int) -> int:
         t0 = time.perf_counter()
@@ -428,17 +442,17 @@ class Worker:
     async def _deliver(self, job: _Job) -> Outcome:
         intent = job.intent
         timeout = self._s.app.timeout_seconds
-        give_up = time.monotonic() + timeout
+        give_up = self._clock.monotonic() + timeout
         payload = orjson.dumps(intent.payload)
         while True:
             # One budget for the intent: busy retries spend it, they do not renew it.
-            remaining = max(0.001, give_up - time.monotonic())
+            remaining = max(0.001, give_up - self._clock.monotonic())
             delivery = Delivery(
                 intent_id=intent.id,
                 goal=intent.goal,
                 namespace=intent.namespace,
                 attempt=intent.claim_attempts,
-                deadline=self._clock() + remaining,
+                deadline=self._clock.wall() + remaining,
                 payload=payload,
             )
             t0 = time.perf_counter()
@@ -455,18 +469,20 @@ class Worker:
             self._metrics.busy.inc()
             # The handler is saturated: keep the lease, back off, and let the
             # claim lanes pause too so no more work piles up behind it.
-            self._pause_until = max(self._pause_until, time.monotonic() + outcome.retry_after)
-            if time.monotonic() + outcome.retry_after > give_up:
+            self._pause_until = max(
+                self._pause_until, self._clock.monotonic() + outcome.retry_after
+            )
+            if self._clock.monotonic() + outcome.retry_after > give_up:
                 return Failed(f"handler stayed busy (429/503) for {timeout:g} s", cause="busy")
             if (
                 not self._features.extend
-                and self._clock() + outcome.retry_after >= job.lease.expires_at
+                and self._clock.wall() + outcome.retry_after >= job.lease.expires_at
             ):
                 return Failed("handler stayed busy until the lease ran out", cause="busy")
-            await self._sleep(outcome.retry_after)
+            await self._clock.sleep(outcome.retry_after)
 
     async def _report(self, job: _Job, outcome: Outcome) -> None:
-        intent, lease = job.intent, job.lease
+        """Send the outcome; retried on transient errors while the lease lasts."""
         attempt = 0
         while True:
             t0 = time.perf_counter()
@@ -475,26 +491,7 @@ class Worker:
                 job.mark = 0.0
             op = "fulfill" if isinstance(outcome, Fulfilled) else "fail"
             try:
-                if isinstance(outcome, Fulfilled):
-                    if outcome.result_type is None:
-                        await self._bus.fulfill(intent.id, claim_token=lease.claim_token)
-                    else:
-                        await self._bus.fulfill(
-                            intent.id,
-                            claim_token=lease.claim_token,
-                            result=outcome.result,
-                            result_type=outcome.result_type,
-                        )
-                    self._metrics.fulfilled.inc()
-                else:
-                    assert isinstance(outcome, Failed)
-                    await self._bus.fail(
-                        intent.id, claim_token=lease.claim_token, error=outcome.error
-                    )
-                    self._metrics.failed.inc(reason=outcome.cause)
-                    log.info(
-                        "intent failed", extra={"intent_id": intent.id, "error": outcome.error}
-                    )
+                await self._send(job, outcome)
                 job.reported = True
                 return
             except IntentBusLeaseLostError:
@@ -502,36 +499,53 @@ class Worker:
                 return
             except (IntentBusNetworkError, IntentBusServerError, IntentBusRateLimitError) as exc:
                 self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
-                delay = min(5.0, 0.1 * 2**attempt) * self._rng.uniform(0.5, 1.0)
-                if isinstance(exc, IntentBusRateLimitError) and exc.retry_after:
-                    delay = max(delay, exc.retry_after)
+                retry = self._s.claim.report_retry
+                delay = retry.delay(attempt, self._rng, retry_after=exc.retry_after)
                 attempt += 1
-                if self._clock() + delay >= lease.expires_at:
+                if self._clock.wall() + delay >= job.lease.expires_at:
                     self._lease_lost(job, f"{op} could not reach the bus before the lease ended")
                     return
                 log.warning(
                     "report failed; retrying while the lease lasts",
-                    extra={"intent_id": intent.id, "op": op, "error": str(exc)},
+                    extra={"intent_id": job.intent.id, "op": op, "error": str(exc)},
                 )
-                await self._sleep(delay)
+                await self._clock.sleep(delay)
             except IntentBusError as exc:
                 self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
                 log.error(
                     "bus refused the report",
-                    extra={"intent_id": intent.id, "op": op, "error": str(exc)},
+                    extra={"intent_id": job.intent.id, "op": op, "error": str(exc)},
                 )
-                if isinstance(outcome, Fulfilled):
-                    # A fulfil the bus will never take (a result it refuses, say): report a
-                    # failure with the cause now rather than leave the intent to its lease.
-                    outcome = Failed(
-                        f"the bus refused the fulfil ({exc.status}): {exc.message}",
-                        cause="fulfill_refused",
-                    )
-                    continue
-                job.reported = True
-                return
+                if not isinstance(outcome, Fulfilled):
+                    job.reported = True
+                    return
+                # A fulfil the bus will never take (a result it refuses, say): report a
+                # failure with the cause now rather than leave the intent to its lease.
+                outcome = Failed(
+                    f"the bus refused the fulfil ({exc.status}): {exc.message}",
+                    cause="fulfill_refused",
+                )
             finally:
                 self._metrics.bus_seconds.observe(time.perf_counter() - t0, op=op)
+
+    async def _send(self, job: _Job, outcome: Outcome) -> None:
+        intent, token = job.intent, job.lease.claim_token
+        if isinstance(outcome, Fulfilled):
+            if outcome.result_type is None:
+                await self._bus.fulfill(intent.id, claim_token=token)
+            else:
+                await self._bus.fulfill(
+                    intent.id,
+                    claim_token=token,
+                    result=outcome.result,
+                    result_type=outcome.result_type,
+                )
+            self._metrics.fulfilled.inc()
+            return
+        assert isinstance(outcome, Failed)
+        await self._bus.fail(intent.id, claim_token=token, error=outcome.error)
+        self._metrics.failed.inc(reason=outcome.cause)
+        log.info("intent failed", extra={"intent_id": intent.id, "error": outcome.error})
 
     async def _give_back(self, job: _Job, reason: str) -> None:
         """Hand an unfinished intent back: release (no attempt burned) or fail."""
@@ -561,10 +575,10 @@ class Worker:
         log.warning("lease lost: %s", what, extra={"intent_id": job.intent.id})
 
     def _finish(self, job: _Job) -> None:
-        self.state.busy_seconds += time.monotonic() - job.started
+        self.state.busy_seconds += self._clock.monotonic() - job.started
         self._jobs.pop(job.intent.id, None)
         self.state.in_flight = len(self._jobs)
-        self.state.last_active = time.monotonic()
+        self.state.last_active = self._clock.monotonic()
         self._slots.release()
         if not self._jobs:
             self._idle.set()

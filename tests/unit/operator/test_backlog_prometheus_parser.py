@@ -10,12 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from intent_fleet.operator.backlog import exposition
-from intent_fleet.operator.backlog.exposition import (
-    Exposition,
-    ExpositionError,
-    Sample,
-    parse_exposition,
-)
+from intent_fleet.operator.backlog.exposition import Exposition, Sample, parse_exposition
+from intent_fleet.operator.errors import MalformedAnswerError
 
 # --- a renderer with every liberty the format allows -----------------------------
 
@@ -155,7 +151,7 @@ def test_the_fast_path_agrees_with_the_scanner(case: tuple[Sample, str]) -> None
 def test_any_text_parses_or_fails_with_an_exposition_error(text: str) -> None:
     try:
         parse_exposition(text)
-    except ExpositionError as exc:
+    except MalformedAnswerError as exc:
         assert str(exc).startswith("line ")
 
 
@@ -288,7 +284,7 @@ def test_comments_and_eof_are_skipped() -> None:
     ],
 )
 def test_malformed_lines_are_named(text: str, fragment: str) -> None:
-    with pytest.raises(ExpositionError, match=None) as caught:
+    with pytest.raises(MalformedAnswerError, match=None) as caught:
         parse_exposition(text)
     assert fragment in str(caught.value)
 

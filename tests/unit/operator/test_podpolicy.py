@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from intent_fleet.operator.errors import InvalidSpecError
+from intent_fleet.operator.errors import InvalidSpecError, PodRefusedError
 from intent_fleet.operator.podpolicy import (
-    PodRefusedError,
     check_template,
     harden,
     referenced_secrets,

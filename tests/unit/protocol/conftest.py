@@ -137,8 +137,6 @@ async def fake_bus() -> AsyncIterator[FakeBus]:
     bus.url = str(server.make_url("")).rstrip("/")
     yield bus
     await server.close()
-    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not leftover, f"tasks left behind: {leftover}"
 
 
 @pytest.fixture

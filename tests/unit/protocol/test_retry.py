@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from intent_fleet.protocol import RetryPolicy, full_jitter, parse_retry_after
+from intent_fleet.protocol import RetryPolicy, parse_retry_after
 from intent_fleet.protocol.retry import MAX_RETRY_AFTER_SECONDS
 
 NOW = 1_700_000_000.0
@@ -61,38 +61,57 @@ def test_parse_retry_after_never_raises(header: str) -> None:
     cap=st.floats(min_value=0, max_value=1000),
     seed=st.integers(),
 )
-def test_full_jitter_stays_within_the_exponential_ceiling(
+def test_the_delay_stays_within_the_exponential_ceiling(
     attempt: int, base: float, cap: float, seed: int
 ) -> None:
-    policy = RetryPolicy(attempts=3, base_seconds=base, cap_seconds=cap)
-    delay = full_jitter(attempt, policy=policy, rng=random.Random(seed))
     ceiling = min(cap, base * 2 ** min(attempt, 64))
-    assert 0.0 <= delay <= ceiling
+    full = RetryPolicy(attempts=3, base_seconds=base, cap_seconds=cap)
+    assert 0.0 <= full.delay(attempt, random.Random(seed)) <= ceiling
+    equal = RetryPolicy(base_seconds=base, cap_seconds=cap, jitter="equal")
+    assert ceiling / 2 <= equal.delay(attempt, random.Random(seed)) <= ceiling
 
 
-def test_full_jitter_grows_and_is_capped() -> None:
+def test_the_delay_grows_and_is_capped() -> None:
     policy = RetryPolicy(base_seconds=1.0, cap_seconds=5.0)
     rng = random.Random(0)
-    assert max(full_jitter(0, policy=policy, rng=rng) for _ in range(200)) <= 1.0
-    assert max(full_jitter(2, policy=policy, rng=rng) for _ in range(200)) > 2.0
-    assert max(full_jitter(50, policy=policy, rng=rng) for _ in range(200)) <= 5.0
+    assert max(policy.delay(0, rng) for _ in range(200)) <= 1.0
+    assert max(policy.delay(2, rng) for _ in range(200)) > 2.0
+    assert max(policy.delay(50, rng) for _ in range(200)) <= 5.0
 
 
-def test_full_jitter_is_deterministic_for_a_seeded_rng() -> None:
+def test_equal_jitter_never_waits_less_than_half_the_ceiling() -> None:
+    policy = RetryPolicy(base_seconds=1.0, cap_seconds=5.0, jitter="equal")
+    rng = random.Random(0)
+    assert min(policy.delay(2, rng) for _ in range(200)) >= 2.0
+
+
+def test_retry_after_is_a_floor() -> None:
+    policy = RetryPolicy(base_seconds=0.1, cap_seconds=0.2)
+    assert policy.delay(0, random.Random(1), retry_after=7.0) == 7.0
+    assert policy.delay(0, random.Random(1), retry_after=0.0) <= 0.1
+
+
+def test_the_delay_is_deterministic_for_a_seeded_rng() -> None:
     policy = RetryPolicy()
-    first = [full_jitter(n, policy=policy, rng=random.Random(9)) for n in range(4)]
-    again = [full_jitter(n, policy=policy, rng=random.Random(9)) for n in range(4)]
+    first = [policy.delay(n, random.Random(9)) for n in range(4)]
+    again = [policy.delay(n, random.Random(9)) for n in range(4)]
     assert first == again
 
 
 def test_negative_attempt_is_a_bug() -> None:
     with pytest.raises(ValueError, match="attempt"):
-        full_jitter(-1, policy=RetryPolicy(), rng=random.Random())
+        RetryPolicy().delay(-1, random.Random())
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"attempts": 0}, {"attempts": True}, {"base_seconds": -1.0}, {"cap_seconds": float("inf")}],
+    [
+        {"attempts": 0},
+        {"attempts": True},
+        {"base_seconds": -1.0},
+        {"cap_seconds": float("inf")},
+        {"jitter": "none"},
+    ],
 )
 def test_retry_policy_rejects_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="RetryPolicy"):

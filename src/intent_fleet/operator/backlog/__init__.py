@@ -22,7 +22,7 @@ the URL and the cause.
 
 from .base import BacklogReading, BacklogSource, Clocks, SourceName, redact_url, unavailable
 from .busstats import BACKLOG_FEATURE, BusStatsSource
-from .exposition import Exposition, ExpositionError, MatchSum, Sample, parse_exposition
+from .exposition import Exposition, MatchSum, Sample, parse_exposition
 from .prometheus import MetricQuery, PrometheusSource, ScrapeAuth, ScrapeSettings
 from .sidecars import (
     STATE_PATH,
@@ -41,7 +41,6 @@ __all__ = [
     "BusStatsSource",
     "Clocks",
     "Exposition",
-    "ExpositionError",
     "FanOutSettings",
     "MatchSum",
     "MetricQuery",

@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["Exposition", "ExpositionError", "MatchSum", "Sample", "parse_exposition"]
+from intent_fleet.operator.errors import MalformedAnswerError
+
+__all__ = ["Exposition", "MatchSum", "Sample", "parse_exposition"]
 
 METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -49,10 +51,6 @@ _CANONICAL: Final = re.compile(
 _PAIR: Final = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
 _HELP_ESCAPE: Final = re.compile(r"\\(.?)")
 _BLANKS: Final = " \t"
-
-
-class ExpositionError(ValueError):
-    """The text is not valid exposition format; the message names the line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +104,7 @@ class Exposition:
 
 
 def parse_exposition(text: str) -> Exposition:
-    """Parse a whole scrape; :class:`ExpositionError` at the first malformed line."""
+    """Parse a whole scrape; :class:`MalformedAnswerError` at the first malformed line."""
     samples: list[Sample] = []
     helps: dict[str, str] = {}
     types: dict[str, str] = {}
@@ -120,11 +118,11 @@ def parse_exposition(text: str) -> Exposition:
             else:
                 samples.append(_parse_sample(line))
         except _LineError as exc:
-            raise ExpositionError(f"line {number}: {exc}") from None
+            raise MalformedAnswerError(f"line {number}: {exc}") from None
     return Exposition(samples=tuple(samples), help=helps, types=types)
 
 
-class _LineError(Exception):
+class _LineError(MalformedAnswerError):
     """A problem within one line; :func:`parse_exposition` adds the line number."""
 
 

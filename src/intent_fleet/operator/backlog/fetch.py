@@ -15,18 +15,12 @@ from typing import Final
 
 import aiohttp
 
-__all__ = ["FetchFailedError", "Fetched", "describe_failure", "get_bounded"]
+from intent_fleet.operator.errors import FetchFailedError
+
+__all__ = ["Fetched", "describe_failure", "get_bounded"]
 
 #: Bytes read per chunk while enforcing the size cap.
 _CHUNK: Final = 64 * 1024
-
-
-class FetchFailedError(Exception):
-    """A GET gave no usable answer; ``cause`` says why in a few words, secret-free."""
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(cause)
-        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,11 +27,11 @@ from typing import Final
 
 import aiohttp
 
-from intent_fleet.operator.errors import InvalidSpecError
+from intent_fleet.operator.errors import FetchFailedError, InvalidSpecError, MalformedAnswerError
 
 from .base import BacklogReading, Clocks, SourceName, unavailable
-from .exposition import LABEL_NAME, METRIC_NAME, Exposition, ExpositionError, parse_exposition
-from .fetch import FetchFailedError, get_bounded
+from .exposition import LABEL_NAME, METRIC_NAME, Exposition, parse_exposition
+from .fetch import get_bounded
 
 __all__ = ["MetricQuery", "PrometheusSource", "ScrapeAuth", "ScrapeSettings"]
 
@@ -164,7 +164,7 @@ class PrometheusSource:
                 exposition = await asyncio.to_thread(parse_exposition, text)
             else:
                 exposition = parse_exposition(text)
-        except ExpositionError as exc:
+        except MalformedAnswerError as exc:
             cause = f"malformed answer: not Prometheus text format ({exc})"
             raise unavailable(self.name, self._url, cause) from exc
         backlog = self._count(exposition, self._backlog)

@@ -31,8 +31,10 @@ from typing import Final
 import aiohttp
 import orjson
 
+from intent_fleet.operator.errors import FetchFailedError, MalformedAnswerError
+
 from .base import BacklogReading, Clocks, SourceName, redact_url, unavailable
-from .fetch import FetchFailedError, get_bounded
+from .fetch import get_bounded
 
 __all__ = [
     "STATE_PATH",
@@ -130,7 +132,7 @@ async def _poll_one(
     return PodFailure(url=url, cause=cause)
 
 
-class _BadStateError(Exception):
+class _BadStateError(MalformedAnswerError):
     """A ``/v1/state`` document with a missing or mistyped field."""
 
 

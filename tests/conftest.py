@@ -1,0 +1,21 @@
+"""Rules every test keeps, whatever its kind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_left_behind() -> AsyncIterator[None]:
+    """Every task a test starts is awaited, or cancelled and awaited, by the test itself.
+
+    Autouse, so it is set up first and torn down last: the test's own fixtures have closed
+    their clients and servers by the time it looks.
+    """
+    yield
+    current = asyncio.current_task()
+    stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not stray, f"the test left tasks running: {stray}"
