@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "intent_fleet"
@@ -70,3 +71,32 @@ def test_every_subpackage_documents_itself_and_exports() -> None:
             if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
         }
         assert "__all__" in names, f"{init} has no __all__"
+
+
+def test_sql_lives_only_in_the_bus_store() -> None:
+    # One place to read for the schema and every statement; a second backend replaces it.
+    sql = re.compile(r"\b(SELECT|INSERT INTO|DELETE FROM|UPDATE \w+ SET)\b|\bsqlite3\b")
+    offenders = sorted(
+        path.relative_to(SRC).as_posix()
+        for path in SRC.rglob("*.py")
+        if path.relative_to(SRC).as_posix() != "bus/store.py" and sql.search(path.read_text())
+    )
+    assert offenders == []
+
+
+def test_every_package_draws_its_error_tree_in_errors_py() -> None:
+    # Exceptions are declared in the package's errors.py (the tree in its docstring); a
+    # module may keep a private one for its own control flow, derived from that tree.
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {ast.unparse(b) for b in node.bases}
+                if any(b.endswith(("Error", "Exception")) for b in bases):
+                    offenders.append(f"{path.relative_to(SRC)}:{node.name}")
+    assert offenders == []
+    for package in ("bus", "cli", "operator", "protocol", "sidecar"):
+        doc = ast.get_docstring(ast.parse((SRC / package / "errors.py").read_text())) or ""
+        assert "::" in doc, f"{package}/errors.py draws no tree"

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from fleetcluster.controlplane import Credentials
 from fleetcluster.kubeconfig import write_kubeconfig
@@ -131,7 +132,35 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
             client=True,
         )
     )
-    serving = ca.issue(
+    kubeconfig = write_kubeconfig(
+        settings.pki_dir / "kubelet.kubeconfig",
+        settings.apiserver_url,
+        ca.cert_path,
+        client,
+        f"system:node:{node}",
+    )
+    config_path = settings.state_dir / "kubelet" / "config.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(kubelet_config(settings, creds), indent=2))
+    return Component(
+        name="kubelet",
+        argv=[
+            str(settings.k8s_bin / "kubelet"),
+            f"--config={config_path}",
+            f"--kubeconfig={kubeconfig}",
+            f"--root-dir={settings.state_dir / 'kubelet' / 'root'}",
+            f"--hostname-override={node}",
+            f"--node-ip={settings.node_address}",
+            "--v=1",
+        ],
+        ready=http_probe(f"http://127.0.0.1:{settings.ports.kubelet_healthz}/healthz"),
+    )
+
+
+def kubelet_config(settings: ClusterSettings, creds: Credentials) -> dict[str, Any]:
+    """The KubeletConfiguration, with its serving certificate and resolv.conf written."""
+    node = settings.node_name
+    serving = creds.ca.issue(
         Identity(
             name="kubelet-serving",
             common_name=f"system:node:{node}",
@@ -140,31 +169,23 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
             ip_addresses=(settings.node_address, "127.0.0.1"),
         )
     )
-    kubeconfig = write_kubeconfig(
-        settings.pki_dir / "kubelet.kubeconfig",
-        settings.apiserver_url,
-        ca.cert_path,
-        client,
-        f"system:node:{node}",
-    )
     resolv = settings.state_dir / "resolv.conf"
     # Pods with dnsPolicy Default (CoreDNS itself) resolve nothing off this machine: a
     # nameserver on the node's own bridge address that nobody serves fails fast instead of
     # leaking queries to the host's resolver. ClusterFirst pods get CoreDNS (addons).
     resolv.write_text(f"nameserver {settings.node_address}\noptions timeout:1 attempts:1\n")
-    ports = settings.ports
-    config = {
+    return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": settings.node_address,
-        "port": ports.kubelet,
+        "port": settings.ports.kubelet,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
-        "healthzPort": ports.kubelet_healthz,
+        "healthzPort": settings.ports.kubelet_healthz,
         "authentication": {
             "anonymous": {"enabled": False},
             "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(ca.cert_path)},
+            "x509": {"clientCAFile": str(creds.ca.cert_path)},
         },
         "authorization": {"mode": "Webhook"},
         "tlsCertFile": str(serving.cert),
@@ -194,22 +215,6 @@ def kubelet(settings: ClusterSettings, creds: Credentials) -> Component:
         "fileCheckFrequency": "10s",
         "nodeStatusReportFrequency": "1m",
     }
-    config_path = settings.state_dir / "kubelet" / "config.json"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(config, indent=2))
-    return Component(
-        name="kubelet",
-        argv=[
-            str(settings.k8s_bin / "kubelet"),
-            f"--config={config_path}",
-            f"--kubeconfig={kubeconfig}",
-            f"--root-dir={settings.state_dir / 'kubelet' / 'root'}",
-            f"--hostname-override={node}",
-            f"--node-ip={settings.node_address}",
-            "--v=1",
-        ],
-        ready=http_probe(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz"),
-    )
 
 
 def subnet_prefix(settings: ClusterSettings) -> int:

@@ -9,28 +9,14 @@ tenant's goals, counts and dead letters never show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from intent_fleet.protocol import GoalStats
 
-from .readiness import PUBLIC_OWNER, ReadyIndex
+from .claim_index import PUBLIC_OWNER, ReadyIndex
 
-__all__ = ["GoalStats", "TerminalCounts", "goal_stats", "status_counts"]
+__all__ = ["TerminalCounts", "goal_stats", "status_counts"]
 
-#: (namespace, goal, terminal status, owner) -> count; owner as readiness.owner_of.
+#: (namespace, goal, terminal status, owner) -> count; owner as claim_index.owner_of.
 TerminalCounts = dict[tuple[str, str, str, str], int]
-
-
-@dataclass(frozen=True, slots=True)
-class GoalStats:
-    """Backlog of one (namespace, goal)."""
-
-    namespace: str
-    goal: str
-    ready: int
-    delayed: int
-    claimed: int
-    dead: int
-    #: Seconds the oldest ready intent has been claimable; 0 when none is ready.
-    oldest_ready_age_seconds: float
 
 
 def _sees(viewer: str | None, owner: str) -> bool:

@@ -17,7 +17,7 @@ Longer than the house's usual module on purpose: every transition (publish,
 claim, lease expiry, fail, retry, cancel, purge) must go through the same
 bookkeeping (backlog counters, heap generations, timers, parked claims), and
 keeping them in one class is what makes that checkable. Claim selection
-(``readiness``), long-poll parking (``longpoll``) and backlog figures
+(``claim_index``), long-poll parking (``longpoll``) and backlog figures
 (``backlog``) live in their own modules.
 """
 
@@ -33,11 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .backlog import GoalStats, TerminalCounts, goal_stats, status_counts
+from intent_fleet.protocol import GoalStats
+
+from .backlog import TerminalCounts, goal_stats, status_counts
+from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .errors import ApiError
 from .longpoll import ParkedClaim, ParkedClaims
 from .quotas import KeyUsage, Quotas, quota_exceeded
-from .readiness import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .records import Caller, Intent, Status, Visibility
 from .settings import BusSettings
 from .store import (
@@ -52,7 +54,7 @@ from .store import (
     update_state_op,
 )
 
-__all__ = ["Engine", "GoalStats", "PublishOutcome", "PublishRequest"]
+__all__ = ["Engine", "PublishOutcome", "PublishRequest"]
 
 log = logging.getLogger(__name__)
 

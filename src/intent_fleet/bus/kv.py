@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .store import Op
+from .store import Op, kv_set_op, kv_sweep_op
 
 __all__ = ["KVStore"]
 
@@ -53,10 +53,7 @@ class KVStore:
     def set_op(self, owner: str, key: str, value: str, *, expires_at: float) -> Op:
         """The write that stores a value; :meth:`set` puts it in memory once that is durable,
         so a write the disk refuses leaves memory as it was."""
-        return (
-            "INSERT OR REPLACE INTO kv (owner, key, value, expires_at) VALUES (?,?,?,?)",
-            (owner, key, value, expires_at),
-        )
+        return kv_set_op(owner, key, value, expires_at=expires_at)
 
     def set(self, owner: str, key: str, value: str, *, expires_at: float) -> None:
         self._put(owner, key, value, expires_at)
@@ -72,7 +69,7 @@ class KVStore:
         expired = [k for k, (_v, exp) in self._data.items() if exp <= now]
         for owner, key in expired:
             self._drop(owner, key)
-        return len(expired), ("DELETE FROM kv WHERE expires_at <= ?", (now,))
+        return len(expired), kv_sweep_op(now=now)
 
     def purge(self) -> None:
         self._data.clear()

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .readiness import ClaimFilter
+from .claim_index import ClaimFilter
 from .records import Intent
 
 __all__ = ["ParkedClaim", "ParkedClaims"]

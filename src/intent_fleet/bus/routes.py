@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from . import validation
+from .claim_index import ClaimFilter
 from .context import (
     CONTEXT_KEY,
     PROTOCOL_VERSION,
@@ -20,7 +21,6 @@ from .context import (
 )
 from .errors import ApiError
 from .quotas import quota_exceeded
-from .readiness import ClaimFilter
 from .records import Caller, Intent
 from .store import TerminalRow
 

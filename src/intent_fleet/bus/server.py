@@ -21,7 +21,7 @@ from .engine import Engine
 from .errors import StartupError
 from .kv import KVStore
 from .ratelimit import RateLimiter
-from .settings import MIN_ADMIN_SECRET_CHARS, BusSettings, ListenSettings
+from .settings import BusSettings, ListenSettings
 from .store import Store
 
 __all__ = ["run", "serve"]
@@ -41,13 +41,38 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set; raises :class:`StartupError` if the bus cannot start."""
-    if not settings.auth.admin_secret:
-        raise StartupError("no admin secret configured")
-    if len(settings.auth.admin_secret) < MIN_ADMIN_SECRET_CHARS:
-        raise StartupError(
-            f"the admin secret is shorter than {MIN_ADMIN_SECRET_CHARS} characters; "
-            "generate one with: openssl rand -hex 24"
+    ctx, live = _open(settings, clock)
+    loop = asyncio.get_running_loop()
+    ctx.store.start(loop)
+    ctx.engine.start(loop)
+    runner = web.AppRunner(
+        build_app(ctx),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
+    await runner.setup()
+    try:
+        url = await _listen(runner, settings.listen)
+        log.info(
+            "bus ready", extra={"url": url, "db": str(settings.storage.path), "live_intents": live}
         )
+        if on_ready is not None:
+            on_ready(url)
+        async with asyncio.TaskGroup() as tasks:
+            sweeper = tasks.create_task(_sweep_forever(ctx))
+            await stop.wait()
+            sweeper.cancel()
+    finally:
+        ctx.engine.release_waiters()
+        await runner.cleanup()
+        ctx.engine.stop()
+        await ctx.store.close()
+
+
+def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext, int]:
+    """The database opened and memory rebuilt from it: the context, and how many intents
+    are live."""
     store = Store(settings.storage.path)
     state = store.open(now=clock())
     engine = Engine(store=store, settings=settings, clock=clock)
@@ -71,60 +96,26 @@ async def serve(
         clock=clock,
         started_at=clock(),
     )
-    loop = asyncio.get_running_loop()
-    store.start(loop)
-    engine.start(loop)
-    runner = web.AppRunner(
-        build_app(ctx),
-        access_log=None,
-        handler_cancellation=True,
-        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-    )
-    tls = _tls_context(settings.listen)
-    await runner.setup()
+    return ctx, len(state.intents)
+
+
+async def _listen(runner: web.AppRunner, listen: ListenSettings) -> str:
+    """Bind the listener; the URL it serves on (the port the kernel chose for port 0)."""
+    tls = _tls_context(listen)
+    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=tls)
     try:
-        site = web.TCPSite(
-            runner,
-            settings.listen.host,
-            settings.listen.port,
-            reuse_address=True,
-            ssl_context=tls,
-        )
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {settings.listen.host}:{settings.listen.port}: {exc.strerror}"
-            ) from exc
-        host, port = runner.addresses[0][:2]
-        scheme = "https" if tls is not None else "http"
-        url = f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
-        log.info(
-            "bus ready",
-            extra={
-                "url": url,
-                "db": str(settings.storage.path),
-                "live_intents": len(state.intents),
-            },
-        )
-        if on_ready is not None:
-            on_ready(url)
-        async with asyncio.TaskGroup() as tasks:
-            sweeper = tasks.create_task(_sweep_forever(ctx))
-            await stop.wait()
-            sweeper.cancel()
-    finally:
-        engine.release_waiters()
-        await runner.cleanup()
-        engine.stop()
-        await store.close()
+        await site.start()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}") from exc
+    host, port = runner.addresses[0][:2]
+    scheme = "https" if tls is not None else "http"
+    return f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
 
 
 def _tls_context(listen: ListenSettings) -> ssl.SSLContext | None:
-    if listen.tls_cert is None and listen.tls_key is None:
-        return None
+    # ListenSettings holds both or neither.
     if listen.tls_cert is None or listen.tls_key is None:
-        raise StartupError("TLS needs both a certificate and its key (--tls-cert, --tls-key)")
+        return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

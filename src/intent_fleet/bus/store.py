@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -33,7 +35,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .errors import DurabilityError, StartupError, StorageFullError
 from .records import ApiKey, Intent, Status, Visibility
@@ -98,21 +100,42 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 """
 
-#: Whose an intent is for a tenant's view (readiness.owner_of): '' for public intents.
+#: Whose an intent is for a tenant's view (claim_index.owner_of): '' for public intents.
 OWNER_SQL = "CASE WHEN visibility='public' THEN '' ELSE publisher END"
 
-_INTENT_COLUMNS = (
-    "id, seq, namespace, goal, publisher, visibility, payload, priority, max_attempts,"
-    " backoff_base, target_worker, required_capability, status, attempts, run_at,"
-    " created_at, updated_at, claim_token, lease_until, claimer, worker_id, last_error,"
-    " idempotency_key, body_hash"
+#: The intents columns an :class:`Intent` is stored in and read from, by name: the one list
+#: the INSERT, the SELECTs and the row mapping are all built from.
+_INTENT_FIELDS: Final = (
+    "id",
+    "seq",
+    "namespace",
+    "goal",
+    "publisher",
+    "visibility",
+    "payload",
+    "priority",
+    "max_attempts",
+    "backoff_base",
+    "target_worker",
+    "required_capability",
+    "status",
+    "attempts",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "claim_token",
+    "lease_until",
+    "claimer",
+    "worker_id",
+    "last_error",
+    "idempotency_key",
+    "body_hash",
 )
+_INTENT_COLUMNS: Final = ", ".join(_INTENT_FIELDS)
+#: An intent's column values in :data:`_INTENT_FIELDS` order (its enums bind as their text).
+_intent_values: Final = operator.attrgetter(*_INTENT_FIELDS)
 
-_TERMINAL_COLUMNS = (
-    "id, namespace, goal, publisher, claimer, status, attempts, run_at, created_at,"
-    " updated_at, last_error, result, result_type, completed_at, priority, visibility,"
-    " target_worker, required_capability, max_attempts"
-)
+_KEY_FIELDS: Final = ("id", "name", "secret_hash", "created_at", "revoked_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +161,10 @@ class TerminalRow:
     target_worker: str | None
     required_capability: str | None
     max_attempts: int
+
+
+#: The columns a :class:`TerminalRow` is read from: its own fields, by name.
+_TERMINAL_COLUMNS: Final = ", ".join(f.name for f in dataclasses.fields(TerminalRow))
 
 
 @dataclass(slots=True)
@@ -382,7 +409,7 @@ class Store:
             )
             .fetchone()
         )
-        return TerminalRow(*row) if row is not None else None
+        return _terminal_from_row(row) if row is not None else None
 
     def read_intent(self, intent_id: str) -> Intent | None:
         """A whole intent (payload included), e.g. a dead one an admin retries."""
@@ -419,7 +446,7 @@ class Store:
             params.append(goal)
         sql += " ORDER BY updated_at DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
-        return [TerminalRow(*r) for r in self._read().execute(sql, params).fetchall()]
+        return [_terminal_from_row(r) for r in self._read().execute(sql, params).fetchall()]
 
     # -- loading ----------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, *, now: float) -> LoadedState:
@@ -429,10 +456,8 @@ class Store:
         ).fetchall()
         state.intents = [_intent_from_row(r) for r in rows]
         state.keys = [
-            ApiKey(id=r[0], name=r[1], secret_hash=r[2], created_at=r[3], revoked_at=r[4])
-            for r in conn.execute(
-                "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
-            )
+            ApiKey(**dict(zip(_KEY_FIELDS, r, strict=True)))
+            for r in conn.execute(f"SELECT {', '.join(_KEY_FIELDS)} FROM api_keys")
         ]
         state.kv = [
             (r[0], r[1], r[2], r[3])
@@ -459,65 +484,22 @@ def _durability_error(exc: BaseException) -> DurabilityError:
     return DurabilityError(f"the database refused the write: {exc}", cause="rejected")
 
 
-def _intent_from_row(r: Sequence[Any]) -> Intent:
-    return Intent(
-        id=r[0],
-        seq=r[1],
-        namespace=r[2],
-        goal=r[3],
-        publisher=r[4],
-        visibility=Visibility(r[5]),
-        payload=bytes(r[6]),
-        priority=r[7],
-        max_attempts=r[8],
-        backoff_base=r[9],
-        target_worker=r[10],
-        required_capability=r[11],
-        status=Status(r[12]),
-        attempts=r[13],
-        run_at=r[14],
-        created_at=r[15],
-        updated_at=r[16],
-        claim_token=r[17],
-        lease_until=r[18],
-        claimer=r[19],
-        worker_id=r[20],
-        last_error=r[21],
-        idempotency_key=r[22],
-        body_hash=r[23],
-    )
+def _intent_from_row(row: Sequence[Any]) -> Intent:
+    values = dict(zip(_INTENT_FIELDS, row, strict=True))
+    values["visibility"] = Visibility(values["visibility"])
+    values["status"] = Status(values["status"])
+    values["payload"] = bytes(values["payload"])
+    return Intent(**values)
+
+
+def _terminal_from_row(row: Sequence[Any]) -> TerminalRow:
+    return TerminalRow(*row)  # selected in the dataclass's own field order
 
 
 def insert_intent_op(i: Intent) -> Op:
     return (
-        f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES"
-        " (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            i.id,
-            i.seq,
-            i.namespace,
-            i.goal,
-            i.publisher,
-            i.visibility.value,
-            i.payload,
-            i.priority,
-            i.max_attempts,
-            i.backoff_base,
-            i.target_worker,
-            i.required_capability,
-            i.status.value,
-            i.attempts,
-            i.run_at,
-            i.created_at,
-            i.updated_at,
-            i.claim_token,
-            i.lease_until,
-            i.claimer,
-            i.worker_id,
-            i.last_error,
-            i.idempotency_key,
-            i.body_hash,
-        ),
+        f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))})",
+        _intent_values(i),
     )
 
 
@@ -596,9 +578,20 @@ def revoke_key_op(key_id: str, *, now: float) -> Op:
     return ("UPDATE api_keys SET revoked_at=? WHERE id=?", (now, key_id))
 
 
+def kv_set_op(owner: str, key: str, value: str, *, expires_at: float) -> Op:
+    return (
+        "INSERT OR REPLACE INTO kv (owner, key, value, expires_at) VALUES (?,?,?,?)",
+        (owner, key, value, expires_at),
+    )
+
+
+def kv_sweep_op(*, now: float) -> Op:
+    return ("DELETE FROM kv WHERE expires_at <= ?", (now,))
+
+
 def kv_purge_op() -> Op:
     return ("DELETE FROM kv", ())
 
 
-__all__ += ["insert_key_op", "kv_purge_op", "revoke_key_op"]
+__all__ += ["insert_key_op", "kv_purge_op", "kv_set_op", "kv_sweep_op", "revoke_key_op"]
 __all__ += ["fulfill_op", "insert_intent_op", "purge_op", "sweep_terminal_op", "update_state_op"]

@@ -1,4 +1,7 @@
-"""Wire an IntentWorker's ``backlogSource`` to a :mod:`~intent_fleet.operator.backlog` source.
+"""The controller's backlog reader: an IntentWorker's ``backlogSource`` wired to its
+:mod:`~intent_fleet.operator.backlog` source.
+
+The sources themselves never read Kubernetes objects; this module does it for them.
 
 Credentials come from the Secrets the IntentWorker names, through the
 :class:`~intent_fleet.operator.credentials.CredentialGate` (opted-in Secrets only, cached

@@ -220,58 +220,28 @@ def decide(
     state = _begin(state, policy=policy, current=current_replicas, now=now)
     horizon = now - policy.scale_down_stabilization_seconds
     kept = tuple((t, r) for t, r in state.recommendations if t > horizon)
-
     work = observation.work
     if work is None:
-        replicas, limit = _constrain(current_replicas, current=current_replicas, policy=policy)
-        return Decision(
-            replicas=replicas,
-            desired=None,
-            state=ScalingState(
-                last_work_seen=state.last_work_seen, last_unknown=now, recommendations=kept
-            ),
-            reason=_reason(
-                "backlog source failed", current=current_replicas, replicas=replicas, limit=limit
-            ),
-            active=False,
-            held=True,
-            limited_reason=limit,
-        )
+        return _hold(policy, current=current_replicas, state=state, kept=kept, now=now)
 
     desired = -(-work // policy.target_per_replica)
     # A recommendation no larger than a newer one can never again be the window's
     # highest (it expires first), so dropping it keeps the status small.
     recommendations = (*((t, r) for t, r in kept if r > desired), (now, desired))
-    last_work_seen = now if work > 0 else state.last_work_seen
     state = ScalingState(
-        last_work_seen=last_work_seen,
+        last_work_seen=now if work > 0 else state.last_work_seen,
         last_unknown=state.last_unknown,
         recommendations=recommendations,
     )
-    wants = _describe(observation, desired=desired, policy=policy)
-    idle_for = now - _cooldown_start(state)
-    zero_allowed = policy.min_replicas == 0
-
-    if current_replicas == 0 and zero_allowed and work <= policy.activation_backlog:
-        target, active = 0, False
-        cause = f"work {work}, not over activation {policy.activation_backlog}"
-    elif desired >= current_replicas:
-        target, active = desired, work > 0
-        cause = wants
-    elif zero_allowed and work == 0 and idle_for >= policy.cooldown_seconds:
-        target, active = 0, False
-        cause = f"no work for {idle_for:.0f}s, cooldown {policy.cooldown_seconds:.0f}s"
-    else:
-        highest = max(r for _, r in recommendations)
-        target, active = max(1, min(current_replicas, highest)), work > 0
-        if target > desired and highest > desired:
-            window = policy.scale_down_stabilization_seconds
-            cause = f"{wants}; the last {window:.0f}s of recommendations hold {target}"
-        elif target > desired:
-            cause = f"no work for {idle_for:.0f}s of {policy.cooldown_seconds:.0f}s cooldown"
-        else:
-            cause = wants
-
+    target, active, cause = _target(
+        policy,
+        current=current_replicas,
+        work=work,
+        desired=desired,
+        wants=_describe(observation, desired=desired, policy=policy),
+        idle_for=now - _cooldown_start(state),
+        highest=max(r for _, r in recommendations),
+    )
     replicas, limit = _constrain(target, current=current_replicas, policy=policy)
     return Decision(
         replicas=replicas,
@@ -281,6 +251,57 @@ def decide(
         active=active,
         limited_reason=limit,
     )
+
+
+def _hold(
+    policy: ScalingPolicy,
+    *,
+    current: int,
+    state: ScalingState,
+    kept: tuple[tuple[float, int], ...],
+    now: float,
+) -> Decision:
+    """The backlog is unknown: keep the replicas (within bounds) and restart the cooldown."""
+    replicas, limit = _constrain(current, current=current, policy=policy)
+    return Decision(
+        replicas=replicas,
+        desired=None,
+        state=ScalingState(
+            last_work_seen=state.last_work_seen, last_unknown=now, recommendations=kept
+        ),
+        reason=_reason("backlog source failed", current=current, replicas=replicas, limit=limit),
+        active=False,
+        held=True,
+        limited_reason=limit,
+    )
+
+
+def _target(
+    policy: ScalingPolicy,
+    *,
+    current: int,
+    work: int,
+    desired: int,
+    wants: str,
+    idle_for: float,
+    highest: int,
+) -> tuple[int, bool, str]:
+    """The replica count the rules ask for before bounds and steps: (target, active, why)."""
+    zero_allowed = policy.min_replicas == 0
+    if current == 0 and zero_allowed and work <= policy.activation_backlog:
+        return 0, False, f"work {work}, not over activation {policy.activation_backlog}"
+    if desired >= current:
+        return desired, work > 0, wants
+    if zero_allowed and work == 0 and idle_for >= policy.cooldown_seconds:
+        return 0, False, f"no work for {idle_for:.0f}s, cooldown {policy.cooldown_seconds:.0f}s"
+    target = max(1, min(current, highest))
+    if target > desired and highest > desired:
+        window = policy.scale_down_stabilization_seconds
+        return target, work > 0, f"{wants}; the last {window:.0f}s of recommendations hold {target}"
+    if target > desired:
+        cooldown = policy.cooldown_seconds
+        return target, work > 0, f"no work for {idle_for:.0f}s of {cooldown:.0f}s cooldown"
+    return target, work > 0, wants
 
 
 def _begin(state: ScalingState, *, policy: ScalingPolicy, current: int, now: float) -> ScalingState:

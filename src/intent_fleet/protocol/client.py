@@ -239,18 +239,7 @@ class BusClient:
         if wait is not None:
             _check_seconds("wait", wait)
             wait = min(wait, self._settings.max_wait_seconds)
-        headers: dict[str, str] = {}
-        if worker_id is not None:
-            _check_text("worker_id", worker_id, limit=MAX_WORKER_FIELD_CHARS)
-            headers["X-Worker-ID"] = worker_id
-        caps = capabilities.split(",") if isinstance(capabilities, str) else capabilities
-        cleaned = [c.strip() for c in caps if c.strip()]
-        if cleaned:
-            headers["X-Worker-Capabilities"] = ",".join(cleaned)
-        if session is not None:
-            # Extension claim_interrupt: lets interrupt_claims() end this long-poll early.
-            _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
-            headers["X-Claim-Session"] = session
+        headers = _worker_headers(worker_id, capabilities, session)
         params = {
             "goal": goal,
             "namespace": namespace,
@@ -468,6 +457,25 @@ def _check_seconds(name: str, value: object) -> None:
         or value < 0
     ):
         raise IntentBusError(f"{name} must be a number of seconds >= 0.")
+
+
+def _worker_headers(
+    worker_id: str | None, capabilities: Iterable[str] | str, session: str | None
+) -> dict[str, str]:
+    """The headers a claim names its worker with (capabilities: a list or a comma string)."""
+    headers: dict[str, str] = {}
+    if worker_id is not None:
+        _check_text("worker_id", worker_id, limit=MAX_WORKER_FIELD_CHARS)
+        headers["X-Worker-ID"] = worker_id
+    caps = capabilities.split(",") if isinstance(capabilities, str) else capabilities
+    cleaned = [c.strip() for c in caps if c.strip()]
+    if cleaned:
+        headers["X-Worker-Capabilities"] = ",".join(cleaned)
+    if session is not None:
+        # Extension claim_interrupt: lets interrupt_claims() end this long-poll early.
+        _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
+        headers["X-Claim-Session"] = session
+    return headers
 
 
 def _check_text(name: str, value: object, *, limit: int) -> None:

@@ -11,9 +11,9 @@ import random
 
 import pytest
 
+from intent_fleet.bus.claim_index import ClaimFilter
 from intent_fleet.bus.engine import Engine
 from intent_fleet.bus.errors import ApiError
-from intent_fleet.bus.readiness import ClaimFilter
 from intent_fleet.bus.records import Caller, Intent, Status, Visibility
 from intent_fleet.bus.validation import MAX_ERROR_CHARS, error_text
 
