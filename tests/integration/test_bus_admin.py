@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 from tests.integration.conftest import StartBus
 from tests.support.busproc import BusProcess
 from tests.support.rawbus import RawBus, assert_error
+from tests.support.sidecar_rig import until
 
 
 async def make_dead(raw: RawBus, key: str, *, goal: str, namespace: str = "default") -> str:
@@ -34,14 +35,15 @@ async def test_generate_and_list_keys(bus: BusProcess, raw: RawBus) -> None:
     assert len(r.body["api_key"]) == 43
     assert r.body["id"].startswith("k_")
     assert r.body["owner"] == "team-a"
+    assert isinstance(r.body["created_at"], float) and r.body["created_at"] > 1.7e9
     r2 = await raw.admin("POST", "/admin/generate_key")
     assert r2.status == 201
     assert r2.body["owner"] == "anonymous"
     assert r2.body["api_key"] != r.body["api_key"]
     keys = (await raw.admin("GET", "/admin/keys")).body["keys"]
-    assert {(k["id"], k["owner"]) for k in keys} == {
-        (r.body["id"], "team-a"),
-        (r2.body["id"], "anonymous"),
+    assert {(k["id"], k["owner"], k["created_at"]) for k in keys} == {
+        (r.body["id"], "team-a", r.body["created_at"]),
+        (r2.body["id"], "anonymous", r2.body["created_at"]),
     }
     # Secrets are never listed.
     assert r.body["api_key"] not in str(keys)
@@ -183,7 +185,12 @@ async def test_cleanup_reports_what_it_removed(start: StartBus) -> None:
         await raw.admin("POST", f"/admin/intents/{cancelled}/cancel")
         live = await raw.publish(key, {"goal": "g", "payload": {}})
         await raw.request("POST", "/set/short", key=key, doc={"value": "v", "ttl": 1})
-        await asyncio.sleep(1.1)  # the KV TTL must pass; nothing else waits on time
+        expires = time.time() + 1
+
+        async def expired() -> bool:  # the KV TTL passes; nothing else waits on time
+            return time.time() > expires
+
+        await until(expired, timeout=5, what="the KV entry to expire")
 
         r = await raw.admin("POST", "/admin/cleanup")
         assert r.status == 200

@@ -9,6 +9,7 @@ import time
 from tests.integration.conftest import StartBus
 from tests.support.busproc import BusProcess
 from tests.support.rawbus import RawBus, Reply
+from tests.support.sidecar_rig import until
 
 _WAITING = re.compile(r"^intent_bus_long_poll_waiting (\d+)$", re.MULTILINE)
 
@@ -25,10 +26,10 @@ async def parked(raw: RawBus) -> int:
 
 
 async def until_parked(raw: RawBus, count: int, *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (now := await parked(raw)) != count:
-        assert time.monotonic() < deadline, f"{now} claims parked, expected {count}"
-        await asyncio.sleep(0.02)
+    async def parked_now() -> bool:
+        return await parked(raw) == count
+
+    await until(parked_now, timeout=timeout, every=0.02, what=f"{count} claims parked")
 
 
 def long_poll(raw: RawBus, key: str, wait: float, **params: str) -> asyncio.Task[Reply]:
@@ -159,10 +160,9 @@ async def test_a_client_that_hangs_up_does_not_swallow_an_intent(
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     second = await raw.publish(key, {"goal": "g", "payload": {}})
-    deadline = time.monotonic() + 10
-    while (got := await raw.claim(key, goal="g")) is None:
-        assert time.monotonic() < deadline, "the intent stayed with the vanished claim"
-        await asyncio.sleep(0.05)
+    got = await until(
+        lambda: raw.claim(key, goal="g"), timeout=10, what="the intent back from the vanished claim"
+    )
     assert got["id"] == second
     assert got["claim_attempts"] == 1
 

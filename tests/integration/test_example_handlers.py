@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sidecarproc import free_port
+from tests.support.lifecycle import wait_until
+from tests.support.procs import Child, free_port, spawn
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "handlers"
 LANGS = ["python", "node", "go"]
@@ -80,18 +81,13 @@ class Reply:
 
 
 @dataclass
-class Handler:
-    lang: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
+class Handler(Child):
+    lang: str = ""
+    port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def get(self, path: str) -> Reply:
         return _send(urllib.request.Request(self.url + path))
@@ -111,14 +107,20 @@ class Handler:
         )
         return _send(req)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+def _unread_bytes(server_port: int, client_port: int) -> int | None:
+    """Bytes of the connection client_port -> server_port that the server has not read yet,
+    from the kernel's socket tables; None while the connection is not there."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if (
+                int(local.rsplit(":", 1)[1], 16) == server_port
+                and int(remote.rsplit(":", 1)[1], 16) == client_port
+            ):
+                return int(queues.split(":")[1], 16)
+    return None
 
 
 def new_id() -> str:
@@ -153,22 +155,18 @@ def start_handler(
     log_path = log_dir / f"{lang}-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
     env.update(PORT=str(port), HOST="127.0.0.1", INTENT_SIDECAR_URL=sidecar_url)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            _command(lang, request), env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    handler = Handler(lang, proc, port, log_path)
+    handler = Handler(spawn(_command(lang, request), log_path, env=env), log_path, lang, port)
     deadline = time.monotonic() + 15
     while True:
-        assert proc.poll() is None, f"{lang} handler exited early:\n{handler.log()}"
+        assert handler.alive(), f"{lang} handler exited early:\n{handler.logs()}"
         try:
             if handler.get("/healthz").status == 200:
                 return handler
         except (urllib.error.URLError, ConnectionError):
             pass
         if time.monotonic() > deadline:
-            handler.stop()
-            raise AssertionError(f"{lang} handler not healthy in 15 s:\n{handler.log()}")
+            handler.stop(timeout=10)
+            raise AssertionError(f"{lang} handler not healthy in 15 s:\n{handler.logs()}")
         time.sleep(0.05)
 
 
@@ -297,9 +295,9 @@ def test_logs_one_line_per_request_with_the_id_never_the_payload(handler: Handle
     assert handler.post(raw=b"{nope", intent_id=bad_id).status == 400
 
     deadline = time.monotonic() + 5
-    while bad_id not in handler.log() and time.monotonic() < deadline:
+    while bad_id not in handler.logs() and time.monotonic() < deadline:
         time.sleep(0.05)
-    log = handler.log()
+    log = handler.logs()
     assert [line for line in log.splitlines() if intent_id in line], log
     assert len([line for line in log.splitlines() if intent_id in line]) == 1, log
     assert len([line for line in log.splitlines() if bad_id in line]) == 1, log
@@ -336,7 +334,14 @@ def test_sigterm_stops_accepting_finishes_in_flight_and_exits_0(
 
         thread = threading.Thread(target=slow_request)
         thread.start()
-        time.sleep(0.5)  # the request is with the handler, sleeping
+
+        def read_by_the_handler() -> bool:
+            # Sent, and no byte of it left unread on the handler's side: it is working on it.
+            if busy.sock is None:
+                return False
+            return _unread_bytes(handler.port, busy.sock.getsockname()[1]) == 0
+
+        wait_until(read_by_the_handler, timeout=5, what="the handler to read the request")
         assert thread.is_alive()
         handler.proc.send_signal(signal.SIGTERM)
 
@@ -357,7 +362,7 @@ def test_sigterm_stops_accepting_finishes_in_flight_and_exits_0(
         assert float(str(in_flight["seconds"])) >= 1.0  # it really slept
 
         # Exits promptly once the in-flight request is done, idle connection or not.
-        assert handler.proc.wait(timeout=4) == 0, handler.log()
+        assert handler.proc.wait(timeout=4) == 0, handler.logs()
         idle.close()
         busy.close()
     finally:

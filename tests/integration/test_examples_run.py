@@ -12,11 +12,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.sidecarproc import free_port
+from tests.support.lifecycle import wait_until
+from tests.support.procs import Child, free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "handlers"
@@ -50,9 +52,9 @@ def _call(url: str, doc: object | None = None) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-class Running:
-    def __init__(self, proc: subprocess.Popen[str], api: str) -> None:
-        self.proc, self.api = proc, api
+@dataclass
+class Running(Child):
+    api: str = ""
 
     def publish(self, payload: dict[str, object], goal: str = "greet", **options: object) -> str:
         body = {"goal": goal, "payload": payload, **options}
@@ -75,35 +77,37 @@ def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]
     cmd = _command(request.param, tmp_path)
     app_port, api_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTENT_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "intent_fleet.cli",
-            "run",
-            "--goal",
-            "greet",
-            "--app-port",
-            str(app_port),
-            "--api-port",
-            str(api_port),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--log-level",
-            "warning",
-            "--",
-            *cmd,
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    running = Running(
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "intent_fleet.cli",
+                "run",
+                "--goal",
+                "greet",
+                "--app-port",
+                str(app_port),
+                "--api-port",
+                str(api_port),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--log-level",
+                "warning",
+                "--",
+                *cmd,
+            ],
+            tmp_path / "run.log",
+            env=env,
+        ),
+        tmp_path / "run.log",
+        api=f"http://127.0.0.1:{api_port}",
     )
-    api = f"http://127.0.0.1:{api_port}"
+    api = running.api
     deadline = time.monotonic() + 60
     try:
         while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert running.alive(), running.logs()
             try:
                 if _call(f"{api}/readyz")[0] == 200:
                     break
@@ -111,16 +115,9 @@ def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]
                 pass
             assert time.monotonic() < deadline, "run did not become ready"
             time.sleep(0.1)
-        yield Running(proc, api)
+        yield running
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    request.node.run_exit_code = proc.returncode
+        request.node.run_exit_code = running.stop(timeout=30, sig=signal.SIGINT)
 
 
 def test_example_fulfils_json_text_busy_and_publish(running: Running) -> None:
@@ -164,9 +161,10 @@ def test_example_rejections_fail_with_the_handlers_text(running: Running) -> Non
 
 def test_ctrl_c_stops_everything_cleanly(running: Running) -> None:
     intent_id = running.publish({"name": "Barbara", "sleep": 0.5})
-    time.sleep(0.1)  # let the sidecar start on it
-    running.proc.send_signal(signal.SIGINT)
-    assert running.proc.wait(timeout=30) == 0
-    out = running.proc.stdout.read() if running.proc.stdout else ""
-    assert "embedded bus" in out
-    del intent_id
+
+    def claimed() -> bool:
+        return _call(f"{running.api}/v1/intents/{intent_id}")[1].get("status") == "claimed"
+
+    wait_until(claimed, timeout=10, what="the sidecar to start on the intent")
+    assert running.stop(timeout=30, sig=signal.SIGINT) == 0, running.logs()
+    assert "embedded bus" in running.logs()

@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from tests.support.busproc import BusProcess, start_bus
+from tests.support.handlers import HandlerProcess
 from tests.support.rawbus import RawBus
-from tests.support.scripted_handler import HandlerProcess
 from tests.support.sidecar_rig import Procs, metric_value, until, wait_status
 from tests.support.sidecarproc import SidecarProcess
 

@@ -11,12 +11,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +25,12 @@ from aiohttp import web
 from tests.integration.conftest import StartBus
 from tests.support import scripted_handler
 from tests.support.busproc import BusProcess
+from tests.support.procs import Child, read_record, spawn
 from tests.support.rawbus import RawBus
-from tests.support.scripted_handler import read_record
 from tests.support.sidecar_rig import Procs, bus_status, log_lines, until, wait_status
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
 
 GOAL = "api"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def call(
@@ -395,15 +384,14 @@ async def test_intent_fleet_run_keeps_the_key_out_of_the_handler_environment(
         bus.url,
         "--",
         sys.executable,
-        scripted_handler.__file__,
+        str(scripted_handler.HERE),
         "--port",
         str(port),
         "--record",
         str(record),
     ]
     log_path = tmp_path / "run.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    run = Child(spawn(args, log_path, env=env), log_path)
     handler_pids: set[int] = set()
     try:
         intent_id = await raw.publish(
@@ -423,13 +411,7 @@ async def test_intent_fleet_run_keeps_the_key_out_of_the_handler_environment(
         assert delivery["env_credential_names"] == []
         assert "INTENT_BUS_ADMIN_SECRET" not in names
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        code = run.stop(timeout=30)
         for pid in handler_pids:  # run stops its handler; make sure nothing is left
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and _alive(pid):
@@ -437,7 +419,7 @@ async def test_intent_fleet_run_keeps_the_key_out_of_the_handler_environment(
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 pytest.fail(f"intent-fleet run left its handler (pid {pid}) running")
-    assert proc.returncode == 0, log_path.read_text()
+    assert code == 0, run.logs()
     assert key not in log_path.read_text()
 
 

@@ -7,10 +7,6 @@ out within the test; the bus clamps every extend to at least 10 s.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.integration.conftest import StartBus
 from tests.support.rawbus import RawBus
@@ -24,15 +20,6 @@ from tests.support.sidecar_rig import (
 )
 
 GOAL = "slow"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 async def test_a_handler_slower_than_the_lease_is_fulfilled_exactly_once(

@@ -6,28 +6,16 @@ late, made unhealthy through its health-fail file, or exiting mid-run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.busproc import BusProcess
+from tests.support.procs import read_record
 from tests.support.rawbus import RawBus
-from tests.support.scripted_handler import read_record
 from tests.support.sidecar_rig import Procs, bus_status, settle, until, wait_status
 from tests.support.sidecarproc import SidecarProcess, free_port
 
 GOAL = "ready"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def readyz(sidecar: SidecarProcess) -> int:

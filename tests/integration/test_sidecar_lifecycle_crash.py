@@ -50,7 +50,12 @@ def test_sigkill_mid_job_the_intent_returns_after_its_lease_and_another_sidecar_
         what="sidecar A to start the job",
         interval=0.02,
     )
-    time.sleep(0.3)  # the delivery reaches the handler (milliseconds), well before any extend
+    wait_until(
+        lambda: handler.arrived(intent_id),
+        timeout=5,
+        what="the delivery to reach the handler",
+        interval=0.02,
+    )
     a.kill()
     assert a.proc.returncode == -9
     lease_end = claimed["claim_expires_at"]
@@ -81,7 +86,7 @@ def test_sigkill_mid_job_the_intent_returns_after_its_lease_and_another_sidecar_
     assert (first["attempt"], second["attempt"]) == (1, 2)
     # B got it only once the lease A held had run out, not before.
     assert second["t_start"] >= lease_end - 0.05, (lease_end, second)
-    assert b.terminate() == 0, b.logs()[-3000:]
+    assert b.stop(timeout=60) == 0, b.logs()[-3000:]
 
 
 def _run_through_a_bus_restart(stack: LifecycleStack, *, crash: bool) -> None:
@@ -100,6 +105,7 @@ def _run_through_a_bus_restart(stack: LifecycleStack, *, crash: bool) -> None:
         what="some intents to be handled",
         interval=0.01,
     )
+    errors_before = sidecar.metric("intent_sidecar_bus_errors_total")
     if crash:
         bus.kill()
     else:
@@ -107,8 +113,15 @@ def _run_through_a_bus_restart(stack: LifecycleStack, *, crash: bool) -> None:
     done_before = {r["intent_id"] for r in handler.lines()}
     assert len(done_before) < total, "the run ended before the bus went down; nothing tested"
 
-    time.sleep(1.0)  # the bus is down for a while; the sidecar must not give up
-    assert sidecar.proc.poll() is None, sidecar.logs()[-3000:]
+    # The bus stays down until the sidecar has failed to reach it a few times: it must keep
+    # trying, not give up.
+    wait_until(
+        lambda: sidecar.metric("intent_sidecar_bus_errors_total") >= errors_before + 3,
+        timeout=15,
+        what="the sidecar to meet the outage",
+        detail=lambda: sidecar.logs()[-3000:],
+    )
+    assert sidecar.alive(), sidecar.logs()[-3000:]
     bus2 = stack.bus(db=bus.db, port=bus.port, admin_secret=bus.admin_secret)
 
     def settled() -> bool:
@@ -132,7 +145,7 @@ def _run_through_a_bus_restart(stack: LifecycleStack, *, crash: bool) -> None:
         assert max(handled.values()) == 1, [i for i, n in handled.items() if n > 1]
         assert {d["claim_attempts"] for d in docs.values()} == {1}
     assert sidecar.proc.poll() is None, "the sidecar died instead of riding out the restart"
-    assert sidecar.terminate() == 0, sidecar.logs()[-3000:]
+    assert sidecar.stop(timeout=60) == 0, sidecar.logs()[-3000:]
     assert bus2.stop() == 0, bus2.logs()[-3000:]
 
 

@@ -132,7 +132,7 @@ def test_post_drain_answers_after_in_flight_work_and_then_claims_nothing(
     assert sidecar.get("/healthz")[0] == 200
     assert sidecar.get("/readyz")[0] == 503
     stopping = time.monotonic()
-    assert sidecar.terminate(timeout=20) == 0, sidecar.logs()[-4000:]
+    assert sidecar.stop(timeout=20) == 0, sidecar.logs()[-4000:]
     assert time.monotonic() - stopping < 3  # nothing left to wait for
     # Still there for any other worker, with no attempt spent.
     doc = http.intent(late)

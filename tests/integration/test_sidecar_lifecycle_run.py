@@ -20,8 +20,8 @@ from typing import Any
 
 from tests.support.busproc import start_bus
 from tests.support.counting_handler import HERE as COUNTING_HANDLER
-from tests.support.counting_handler import read_record
 from tests.support.lifecycle import BusHttp, wait_until
+from tests.support.procs import Child, read_record, spawn
 from tests.support.sidecarproc import free_port
 
 GOAL = "lifecycle-run"
@@ -80,10 +80,8 @@ def test_run_serves_a_handler_end_to_end_hides_the_secrets_and_stops_everything_
         "--record-env",
     ]
     log_path = tmp_path / "run.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
-        )
+    run = Child(spawn(args, log_path, env=env, stdout=subprocess.PIPE, text=True), log_path)
+    proc = run.proc
     out: list[str] = []
 
     def read_stdout() -> None:
@@ -142,13 +140,9 @@ def test_run_serves_a_handler_end_to_end_hides_the_secrets_and_stops_everything_
             what="the slow intent in flight",
             interval=0.02,
         )
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = proc.wait(timeout=30)
-        assert code == 0, log_path.read_text()
+        assert run.stop(timeout=30, sig=signal.SIGINT) == 0, run.logs()  # what Ctrl-C sends
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        run.kill()
         reader.join(timeout=5)
         outlived = handler_pid is not None and _alive(handler_pid)
         if outlived:

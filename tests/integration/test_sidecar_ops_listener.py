@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.busproc import BusProcess
-from tests.support.counting_handler import CountingHandler
+from tests.support.handlers import CountingHandler
 from tests.support.lifecycle import BusHttp, LifecycleStack, in_flight, wait_until
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
 
@@ -247,5 +247,5 @@ def test_get_drain_with_the_token_blocks_until_in_flight_work_ends_then_claims_n
     # Drained is not gone: both listeners serve until SIGTERM, which exits 0 at once.
     assert _call(ops + "/healthz")[0] == 200
     assert sidecar.get("/healthz")[0] == 200
-    assert sidecar.terminate(timeout=20) == 0, sidecar.logs()[-4000:]
+    assert sidecar.stop(timeout=20) == 0, sidecar.logs()[-4000:]
     _assert_token_never_logged(sidecar, TOKEN)

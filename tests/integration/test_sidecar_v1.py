@@ -7,26 +7,13 @@ a final ``/fail``; the bus side is read with the admin route
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.integration.conftest import StartBus
 from tests.support.rawbus import RawBus
 from tests.support.sidecar_rig import Procs, log_lines, until
 
 GOAL = "legacy"
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 async def admin_intent(raw: RawBus, intent_id: str) -> dict[str, Any]:

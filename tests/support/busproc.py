@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -17,45 +16,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.procs import Child, spawn
+
 __all__ = ["BusProcess", "start_bus"]
 
 _READY = re.compile(r"listening on (https?://\S+)")
 
 
 @dataclass
-class BusProcess:
+class BusProcess(Child):
     """A running ``intent-fleet bus``; ``url`` and ``admin_secret`` are what clients need."""
 
-    proc: subprocess.Popen[str]
-    url: str
-    admin_secret: str
-    db: Path
-    log_path: Path
+    url: str = ""
+    admin_secret: str = ""
+    db: Path = Path()
     args: list[str] = field(default_factory=list)
 
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
-
-    def stop(self, *, timeout: float = 15.0) -> int:
-        """SIGTERM, wait; SIGKILL if it does not go. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL: the crash a durability test needs."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def start_bus(
@@ -87,8 +66,7 @@ def start_bus(
         *(extra_args or []),
     ]
     env = {**os.environ, **(env or {}), "INTENT_BUS_ADMIN_SECRET": secret}
-    log = log_path.open("w")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1)
+    proc = spawn(args, log_path, env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     found: list[str] = []
     done = threading.Event()
@@ -106,9 +84,7 @@ def start_bus(
     if not done.wait(timeout) or not found:
         proc.kill()
         proc.wait()
-        log.close()
         raise RuntimeError(f"bus did not start:\n{log_path.read_text(errors='replace')}")
-    log.close()
     return BusProcess(
         proc=proc, url=found[0], admin_secret=secret, db=db, log_path=log_path, args=args
     )

@@ -9,11 +9,14 @@ record file, flushed at once::
     {"intent_id", "attempt", "t_start", "t_end", "pid"}
 
 plus ``"env"`` (the sorted *names* of its environment variables, never their
-values) with ``--record-env``. Times are ``time.time()``. Any GET answers 200
+values) with ``--record-env``. Times are ``time.time()``. The moment a delivery arrives, its
+``Intent-Id`` is appended to the record's ``.arrivals`` file too, so a test can act while the
+handler is still working on it. Any GET answers 200
 (readiness). SIGTERM stops accepting, lets in-flight requests finish (their
 lines are written), then exits 0.
 
-:func:`read_record` parses the record file for tests.
+:func:`tests.support.procs.read_record` parses the record file for tests, and
+:func:`tests.support.handlers.start_counting_handler` starts this script.
 """
 
 from __future__ import annotations
@@ -22,75 +25,16 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CountingHandler", "read_record", "start_counting_handler"]
+__all__ = ["HERE", "main"]
 
 HERE = Path(__file__).resolve()
-
-
-def read_record(path: Path) -> list[dict[str, Any]]:
-    """Every complete line of a record file (a line being written is skipped)."""
-    if not path.exists():
-        return []
-    lines = []
-    for line in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
-    return lines
-
-
-@dataclass
-class CountingHandler:
-    """A running counting handler (for tests); stop it by PID."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    record: Path
-
-    def lines(self) -> list[dict[str, Any]]:
-        return read_record(self.record)
-
-    def stop(self, *, timeout: float = 15.0) -> int:
-        """SIGTERM and wait (SIGKILL if it does not go); returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def start_counting_handler(port: int, record: Path, *, timeout: float = 10.0) -> CountingHandler:
-    """Start this file as a child process and wait until it accepts connections."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE), "--port", str(port), "--record", str(record)],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"counting handler exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return CountingHandler(proc=proc, port=port, record=record)
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"counting handler did not listen on {port} within {timeout} s")
 
 
 class _Server(ThreadingHTTPServer):
@@ -98,6 +42,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
     record: Any
+    arrivals: Any
     record_env: bool
     lock: threading.Lock
 
@@ -133,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             payload = None
         delay = payload.get("sleep", 0) if isinstance(payload, dict) else 0
+        with self.server.lock:
+            self.server.arrivals.write(f"{self.headers.get('Intent-Id')}\n")
+            self.server.arrivals.flush()
         if delay:
             time.sleep(float(delay))
         intent_id = self.headers.get("Intent-Id")
@@ -161,6 +109,7 @@ def main() -> int:
 
     server = _Server(("127.0.0.1", args.port), _Handler)
     server.record = args.record.open("a", encoding="utf-8")
+    server.arrivals = args.record.with_suffix(".arrivals").open("a", encoding="utf-8")
     server.record_env = args.record_env
     server.lock = threading.Lock()
 
@@ -175,6 +124,7 @@ def main() -> int:
     finally:
         server.server_close()  # joins the request threads: in-flight work finishes
         server.record.close()
+        server.arrivals.close()
     return 0
 
 

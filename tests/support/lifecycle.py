@@ -24,10 +24,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from tests.support.busproc import BusProcess, start_bus
-from tests.support.counting_handler import CountingHandler, start_counting_handler
+from tests.support.handlers import CountingHandler, start_counting_handler
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
 
-__all__ = ["BusHttp", "LifecycleStack", "in_flight", "wait_until"]
+__all__ = ["BusHttp", "LifecycleStack", "holds_for", "in_flight", "wait_until"]
 
 T = TypeVar("T")
 
@@ -49,6 +49,17 @@ def wait_until(
         if time.monotonic() >= deadline:
             extra = f"\n{detail()}" if detail is not None else ""
             raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+def holds_for(
+    probe: Callable[[], object], *, seconds: float, what: str, interval: float = 0.1
+) -> None:
+    """Assert ``probe`` stays truthy for ``seconds``: the bounded form of "nothing happens"."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = probe()
+        assert got, f"{what} stopped holding: {got!r}"
         time.sleep(interval)
 
 
@@ -191,7 +202,7 @@ class LifecycleStack:
     def close(self) -> None:
         for sidecar in self.sidecars:
             with contextlib.suppress(Exception):
-                sidecar.terminate(timeout=10)
+                sidecar.stop(timeout=10)
         for handler in self.handlers:
             with contextlib.suppress(Exception):
                 handler.stop(timeout=5)

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.procs import Child, free_port, spawn
 
 
 @dataclass
-class OperatorProcess:
-    proc: subprocess.Popen[bytes]
-    listen: str
-    log_path: Path
+class OperatorProcess(Child):
+    listen: str = ""
 
     def ready(self) -> bool:
         try:
@@ -31,24 +22,6 @@ class OperatorProcess:
                 return bool(answer.status == 200)
         except OSError:
             return False
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 #: The tests' buses listen on this host's loopback, which the operator refuses unless an entry
@@ -70,15 +43,12 @@ def start_operator(
     listen = f"127.0.0.1:{free_port()}"
     args = (*egress, *args)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "intent_fleet.cli.main", "operator", "--listen", listen, *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log_path,
         env=env,
     )
-    log.close()
-    started = OperatorProcess(proc, listen, log_path)
+    started = OperatorProcess(proc, log_path, listen=listen)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -27,7 +27,7 @@ check what the sidecar delivered and that the handler never saw the key.
 
 Health (GET on ``--health-path``): 200, or 503 while ``--health-fail-file`` exists.
 
-:func:`start_handler` (for tests) starts this file as a child process and
+:func:`tests.support.handlers.start_handler` starts this file as a child process and
 waits until it listens.
 """
 
@@ -38,16 +38,16 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HandlerProcess", "read_record", "start_handler"]
+__all__ = ["HERE", "main"]
+
+HERE = Path(__file__).resolve()
 
 _INTENT_HEADERS = (
     "Intent-Id",
@@ -205,77 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scripted handler listening on 127.0.0.1:{args.port}", flush=True)
     server.serve_forever()
     return 0
-
-
-# -- for tests --------------------------------------------------------------------
-
-
-@dataclass
-class HandlerProcess:
-    """A running scripted handler."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    record: Path
-
-    def deliveries(self, intent_id: str | None = None) -> list[dict[str, Any]]:
-        """Recorded POSTs (intent deliveries), optionally of one intent."""
-        return [
-            r
-            for r in read_record(self.record)
-            if r["method"] == "POST" and (intent_id is None or r["Intent-Id"] == intent_id)
-        ]
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
-def read_record(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def start_handler(
-    port: int,
-    record: Path,
-    *,
-    health_path: str = "",
-    health_fail_file: Path | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 10.0,
-) -> HandlerProcess:
-    """Start the handler on 127.0.0.1:``port`` and wait until it accepts connections."""
-    args = [sys.executable, __file__, "--port", str(port), "--record", str(record)]
-    if health_path:
-        args += ["--health-path", health_path]
-    if health_fail_file is not None:
-        args += ["--health-fail-file", str(health_fail_file)]
-    with record.with_suffix(".stderr").open("ab") as err:
-        proc = subprocess.Popen(
-            args,
-            env=env if env is not None else dict(os.environ),
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    handler = HandlerProcess(proc=proc, port=port, record=record)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"scripted handler exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return handler
-        except OSError:
-            time.sleep(0.02)
-    handler.stop()
-    raise RuntimeError(f"scripted handler did not listen on {port} within {timeout} s")
 
 
 if __name__ == "__main__":

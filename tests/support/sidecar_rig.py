@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.handlers import HandlerProcess, start_handler
 from tests.support.rawbus import RawBus
-from tests.support.scripted_handler import HandlerProcess, start_handler
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
 
 __all__ = [

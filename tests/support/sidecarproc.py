@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,21 +12,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.procs import Child, free_port, spawn
+
 __all__ = ["SidecarProcess", "free_port", "start_sidecar"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
-class SidecarProcess:
-    proc: subprocess.Popen[bytes]
-    api_url: str
-    log_path: Path
+class SidecarProcess(Child):
+    api_url: str = ""
 
     def get(self, path: str, *, timeout: float = 5.0) -> tuple[int, dict[str, object] | str]:
         """GET on the local API; JSON answers are decoded."""
@@ -84,25 +75,6 @@ class SidecarProcess:
             time.sleep(0.05)
         raise RuntimeError(f"sidecar not ready after {timeout} s:\n{self.logs()}")
 
-    def terminate(self, *, timeout: float = 60.0) -> int:
-        """SIGTERM (drain) and wait; SIGKILL if it does not exit. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
 
 def start_sidecar(
     tmp: Path,
@@ -137,10 +109,8 @@ def start_sidecar(
         "debug",
         *(extra_args or []),
     ]
-    proc = subprocess.Popen(
-        args, env=full_env, stdout=subprocess.DEVNULL, stderr=log_path.open("w")
-    )
-    sidecar = SidecarProcess(proc=proc, api_url=f"http://127.0.0.1:{api_port}", log_path=log_path)
+    proc = spawn(args, log_path, env=full_env, stdout=subprocess.DEVNULL)
+    sidecar = SidecarProcess(proc, log_path, api_url=f"http://127.0.0.1:{api_port}")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
