@@ -167,7 +167,7 @@ def test_the_bus_url_may_be_left_to_the_operators_default(crd: Cluster, namespac
     crd.apply(worker("no-url", namespace, spec={"bus": {"url": None}}))
     stored = crd.get("intentworker", "no-url", "-n", namespace)
     assert "url" not in stored["spec"]["bus"]
-    assert stored["spec"]["bus"]["credentialsSecretRef"] == {"name": "k"}
+    assert stored["spec"]["bus"]["credentialsSecretRef"]["name"] == "k"
 
 
 def test_defaults_fill_in_around_what_the_user_wrote(crd: Cluster, namespace: str) -> None:

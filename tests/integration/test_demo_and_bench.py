@@ -103,6 +103,18 @@ def test_sidecar_benchmark_prints_figures() -> None:
             assert medians[conc][key] > 0, (conc, key)
 
 
+def test_metrics_benchmark_prints_figures() -> None:
+    medians = _bench("metrics.py")["medians"]
+    assert isinstance(medians, dict)
+    for key in (
+        "sidecar_updates_per_intent_ns",
+        "operator_scrape_ms",
+        "parse_ms_own",
+        "parse_ms_prometheus_client",
+    ):
+        assert medians[key] > 0, key
+
+
 def test_operator_benchmark_prints_figures() -> None:
     """bench/autoscale.py brings up its own control plane, bus and operator, and tears them down."""
     report = _bench("autoscale.py")

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support import scrape
 from tests.support.handlers import HandlerProcess, start_handler
 from tests.support.rawbus import RawBus
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
@@ -92,14 +93,10 @@ async def wait_status(
 
 
 def metric_value(sidecar: SidecarProcess, series: str) -> float:
-    """One exact series of /metrics (name with its labels as rendered); 0 when absent."""
+    """One series of /metrics (``name{labels}``, labels in any order); 0 when absent."""
     _status, text = sidecar.get("/metrics")
     assert isinstance(text, str)
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        if head == series:
-            return float(value)
-    return 0.0
+    return scrape.value(text, series)
 
 
 def log_lines(sidecar: SidecarProcess) -> list[dict[str, Any]]:

@@ -43,44 +43,8 @@ def build_app(ctx: BusContext) -> web.Application:
         name = route.canonical if route is not None else "unmatched"
         try:
             response = await handler(request)
-        except ApiError as err:
-            response = error_response(err)
-        except StorageFullError:
-            response = error_response(
-                ApiError(
-                    507,
-                    "insufficient_storage",
-                    "The bus's disk is full: this write was not made and nothing changed. "
-                    "Reads and claims go on; retry once space returns.",
-                    headers={"Retry-After": "5"},
-                )
-            )
-        except DurabilityError as failed:
-            status, code = (
-                (500, "write_rejected")
-                if failed.cause == "rejected"
-                else (503, "storage_unavailable")
-            )
-            response = error_response(
-                ApiError(
-                    status,
-                    code,
-                    "The bus could not make this request durable; nothing changed.",
-                    headers={"Retry-After": "1"} if status == 503 else None,
-                )
-            )
-        except web.HTTPException as exc:
-            code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-                exc.status, "invalid_request"
-            )
-            message = exc.reason if exc.status != 404 else f"No such endpoint: {_shown(request)}"
-            response = error_response(ApiError(exc.status, code, message))
-        except Exception:
-            # Never a traceback to the client; the log carries the route, not the body.
-            log.exception("unhandled error", extra={"route": name, "method": request.method})
-            response = error_response(
-                ApiError(500, "internal_error", "The bus failed to handle this request.")
-            )
+        except Exception as failed:
+            response = error_response(_as_api_error(failed, request, route_name=name))
         ctx.responses[(name, response.status)] += 1
         response.headers["X-Intent-Version"] = version_header
         return response
@@ -94,3 +58,43 @@ def build_app(ctx: BusContext) -> web.Application:
     add_admin_routes(app)
     app.router.add_get("/metrics", metrics)
     return app
+
+
+def _as_api_error(failed: Exception, request: web.Request, *, route_name: str) -> ApiError:
+    """What the client is told about a failure: the protocol's error body, never a trace."""
+    if isinstance(failed, ApiError):
+        return failed
+    if isinstance(failed, StorageFullError):
+        return ApiError(
+            507,
+            "insufficient_storage",
+            "The bus's disk is full: this write was not made and nothing changed. "
+            "Reads and claims go on; retry once space returns.",
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(failed, DurabilityError):
+        if failed.cause == "rejected":
+            return ApiError(
+                500,
+                "write_rejected",
+                "The bus could not make this request durable; nothing changed.",
+            )
+        return ApiError(
+            503,
+            "storage_unavailable",
+            "The bus could not make this request durable; nothing changed.",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(failed, web.HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            failed.status, "invalid_request"
+        )
+        message = failed.reason if failed.status != 404 else f"No such endpoint: {_shown(request)}"
+        return ApiError(failed.status, code, message)
+    # The log carries the route, not the body.
+    log.error(
+        "unhandled error",
+        exc_info=failed,
+        extra={"route": route_name, "method": request.method},
+    )
+    return ApiError(500, "internal_error", "The bus failed to handle this request.")

@@ -10,8 +10,19 @@ traffic).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from intent_fleet.telemetry import CONTENT_TYPE, exposition, runtime_collectors
 
 from .auth import is_utf8
 from .context import CONTEXT_KEY, BusContext, empty_response
@@ -20,83 +31,119 @@ from .errors import ApiError
 __all__ = ["metrics", "render_metrics"]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _BusCollector(Collector):
+    """The bus's figures, read from live state at scrape time, as one viewer may see them."""
 
+    def __init__(self, ctx: BusContext, viewer: str | None) -> None:
+        self._ctx, self._viewer = ctx, viewer
 
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
-
-
-def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> str:
-    """The whole bus (``viewer`` None), or what the key ``viewer`` could claim."""
-    engine = ctx.engine
-    lines: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-
-    family("intent_bus_intents_total", "gauge", "Intents by namespace and status.")
-    for (ns, status), n in sorted(engine.status_counts(viewer=viewer).items()):
-        lines.append(f"intent_bus_intents_total{_labels(status=status, namespace=ns)} {n}")
-    stats = engine.stats(viewer=viewer)
-    family("intent_bus_dead_letters_total", "gauge", "Dead intents kept for inspection.")
-    lines.append(f"intent_bus_dead_letters_total {sum(s.dead for s in stats)}")
-    family(
-        "intent_bus_backlog",
-        "gauge",
-        "Intents per namespace and goal: ready to claim, delayed, or claimed.",
-    )
-    for s in stats:
-        for state, n in (("ready", s.ready), ("delayed", s.delayed), ("claimed", s.claimed)):
-            lines.append(
-                f"intent_bus_backlog{_labels(namespace=s.namespace, goal=s.goal, state=state)} {n}"
-            )
-    family(
-        "intent_bus_oldest_ready_age_seconds",
-        "gauge",
-        "Seconds the oldest ready intent of a goal has waited.",
-    )
-    for s in stats:
-        labels = _labels(namespace=s.namespace, goal=s.goal)
-        lines.append(
-            f"intent_bus_oldest_ready_age_seconds{labels} {s.oldest_ready_age_seconds:.3f}"
+    def collect(self) -> Iterator[Metric]:
+        ctx, engine, viewer = self._ctx, self._ctx.engine, self._viewer
+        counts = sorted(engine.status_counts(viewer=viewer).items())
+        stats = engine.stats(viewer=viewer)
+        dead = sum(s.dead for s in stats)
+        # The reference server's names, which dashboards and backlog queries read; untyped,
+        # since a gauge named _total would claim to be a counter. The gauges below are the
+        # same figures under honest names.
+        intents_compat = UnknownMetricFamily(
+            "intent_bus_intents_total",
+            "Intents by namespace and status (the reference server's name).",
+            labels=["status", "namespace"],
         )
-    if viewer is not None:
-        return "\n".join(lines) + "\n"
-    family("intent_bus_claims_total", "counter", "Claims that handed out an intent.")
-    lines.append(f"intent_bus_claims_total {engine.claims_served}")
-    family("intent_bus_long_poll_waiting", "gauge", "Claims currently long-polling.")
-    lines.append(f"intent_bus_long_poll_waiting {engine.waiting_claims()}")
-    family("intent_bus_commits_total", "counter", "Database commits (one fsync each).")
-    lines.append(f"intent_bus_commits_total {ctx.store.commits}")
-    family("intent_bus_committed_ops_total", "counter", "Writes made durable.")
-    lines.append(f"intent_bus_committed_ops_total {ctx.store.ops_committed}")
-    family(
-        "intent_bus_failed_writes_total",
-        "counter",
-        "Requests whose write failed, by cause (full disk, I/O, rejected by the database).",
-    )
-    for cause in ("full", "io", "rejected"):
-        n = ctx.store.failed_writes.get(cause, 0)
-        lines.append(f"intent_bus_failed_writes_total{_labels(cause=cause)} {n}")
-    family("intent_bus_storage_ok", "gauge", "1 while the last write succeeded, else 0.")
-    lines.append(f"intent_bus_storage_ok {int(ctx.store.health == 'ok')}")
-    family(
-        "intent_bus_unwritten_intents",
-        "gauge",
-        "Intents whose latest state is not on disk yet (a background write failed).",
-    )
-    lines.append(f"intent_bus_unwritten_intents {engine.dirty_count()}")
-    family("intent_bus_responses_total", "counter", "HTTP answers by route and status code.")
-    for (route, code), n in sorted(ctx.responses.items()):
-        lines.append(f"intent_bus_responses_total{_labels(route=route, code=str(code))} {n}")
-    family("intent_bus_kv_entries", "gauge", "Live KV entries.")
-    lines.append(f"intent_bus_kv_entries {len(ctx.kv)}")
-    family("intent_bus_uptime_seconds", "gauge", "Seconds since the bus started.")
-    lines.append(f"intent_bus_uptime_seconds {ctx.clock() - ctx.started_at:.1f}")
-    return "\n".join(lines) + "\n"
+        intents = GaugeMetricFamily(
+            "intent_bus_intents", "Intents by namespace and status.", labels=["status", "namespace"]
+        )
+        for (namespace, status), n in counts:
+            intents_compat.add_metric([status, namespace], n)
+            intents.add_metric([status, namespace], n)
+        yield intents_compat
+        yield intents
+        yield UnknownMetricFamily(
+            "intent_bus_dead_letters_total",
+            "Dead intents kept for inspection (the reference server's name).",
+            value=dead,
+        )
+        yield GaugeMetricFamily("intent_bus_dead_letters", "Dead intents kept.", value=dead)
+        backlog = GaugeMetricFamily(
+            "intent_bus_backlog",
+            "Intents per namespace and goal: ready to claim, delayed, or claimed.",
+            labels=["namespace", "goal", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "intent_bus_oldest_ready_age_seconds",
+            "Seconds the oldest ready intent of a goal has waited.",
+            labels=["namespace", "goal"],
+        )
+        for s in stats:
+            for state, n in (("ready", s.ready), ("delayed", s.delayed), ("claimed", s.claimed)):
+                backlog.add_metric([s.namespace, s.goal, state], n)
+            oldest.add_metric([s.namespace, s.goal], round(s.oldest_ready_age_seconds, 3))
+        yield backlog
+        yield oldest
+        if viewer is None:
+            yield from self._process(ctx)
+
+    @staticmethod
+    def _process(ctx: BusContext) -> Iterator[Metric]:
+        """The whole process: what a tenant must not see (it shows others' traffic)."""
+        engine, store = ctx.engine, ctx.store
+        yield CounterMetricFamily(
+            "intent_bus_claims", "Claims that handed out an intent.", value=engine.claims_served
+        )
+        yield GaugeMetricFamily(
+            "intent_bus_long_poll_waiting",
+            "Claims currently long-polling.",
+            engine.waiting_claims(),
+        )
+        yield CounterMetricFamily(
+            "intent_bus_commits", "Database commits (one fsync each).", value=store.commits
+        )
+        yield CounterMetricFamily(
+            "intent_bus_committed_ops", "Writes made durable.", value=store.ops_committed
+        )
+        failed = CounterMetricFamily(
+            "intent_bus_failed_writes",
+            "Requests whose write failed, by cause (full disk, I/O, rejected by the database).",
+            labels=["cause"],
+        )
+        for cause in ("full", "io", "rejected"):
+            failed.add_metric([cause], store.failed_writes.get(cause, 0))
+        yield failed
+        yield GaugeMetricFamily(
+            "intent_bus_storage_ok",
+            "1 while the last write succeeded, else 0.",
+            int(store.health == "ok"),
+        )
+        yield GaugeMetricFamily(
+            "intent_bus_unwritten_intents",
+            "Intents whose latest state is not on disk yet (a background write failed).",
+            engine.dirty_count(),
+        )
+        responses = CounterMetricFamily(
+            "intent_bus_responses",
+            "HTTP answers by route and status code.",
+            labels=["route", "code"],
+        )
+        for (route, code), n in sorted(ctx.responses.items()):
+            responses.add_metric([route, str(code)], n)
+        yield responses
+        yield GaugeMetricFamily("intent_bus_kv_entries", "Live KV entries.", len(ctx.kv))
+        yield GaugeMetricFamily(
+            "intent_bus_uptime_seconds",
+            "Seconds since the bus started.",
+            round(ctx.clock() - ctx.started_at, 1),
+        )
+
+
+def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> bytes:
+    """The whole bus (``viewer`` None, with the process's runtime figures), or what the key
+    ``viewer`` could claim."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_BusCollector(ctx, viewer))
+    if viewer is None:
+        for collector in runtime_collectors():
+            registry.register(collector)
+    return exposition(registry)
 
 
 async def _viewer(request: web.Request, ctx: BusContext) -> str | None:
@@ -134,7 +181,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT_KEY]
     viewer = await _viewer(request, ctx)
     resp = empty_response(200)
-    resp.content_type = "text/plain"
-    resp.charset = "utf-8"
-    resp.text = render_metrics(ctx, viewer=viewer)
+    resp.headers["Content-Type"] = CONTENT_TYPE
+    resp.body = render_metrics(ctx, viewer=viewer)
     return resp

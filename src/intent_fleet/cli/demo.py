@@ -159,11 +159,12 @@ async def _follow(
         stats = await bus.stats(goal=GOAL)
         dead = sum(g.dead for g in stats.goals)
         waiting = sum(g.ready + g.delayed for g in stats.goals)
-        fulfilled = int(metrics.fulfilled.get())
+        fulfilled = int(metrics.value("intent_sidecar_intents_fulfilled_total"))
+        busy = int(metrics.value("intent_sidecar_handler_busy_total"))
+        failures = int(metrics.total("intent_sidecar_intents_failed_total"))
         line = (
             f"fulfilled {fulfilled:4d}/{total} | waiting {waiting:4d} | "
-            f"handler busy answers {int(metrics.busy.get()):3d} | "
-            f"failures {int(sum(metrics.failed.values.values())):2d} | dead {dead}"
+            f"handler busy answers {busy:3d} | failures {failures:2d} | dead {dead}"
         )
         now = time.monotonic()
         finished = fulfilled + dead >= total

@@ -7,12 +7,14 @@ removed when it is deleted, so the series count follows the number of IntentWork
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aiohttp
+from prometheus_client import Counter, Gauge, Histogram
 
-from intent_fleet.telemetry import Counter, Gauge, Histogram, render
+from intent_fleet.telemetry import exposition, process_registry, sample
 
 from .backlog import SourceName
 from .errors import InvalidSpecError, KubeApiError
@@ -53,43 +55,54 @@ class OperatorMetrics:
     (which records) and the probes server (which renders)."""
 
     def __init__(self) -> None:
-        self.backlog = Gauge(
-            f"{PREFIX}_worker_backlog", "Intents ready to claim, as last read, per IntentWorker."
+        self.registry = registry = process_registry()
+        worker = ["namespace", "name"]
+
+        def gauge(name: str, help_text: str) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", help_text, worker, registry=registry)
+
+        self.backlog = gauge("worker_backlog", "Intents ready to claim, as last read.")
+        self.in_flight = gauge(
+            "worker_in_flight", "Intents claimed and not finished, as last read."
         )
-        self.in_flight = Gauge(
-            f"{PREFIX}_worker_in_flight", "Intents claimed and not finished, as last read."
-        )
-        self.desired = Gauge(
-            f"{PREFIX}_worker_desired_replicas", "Replicas the operator last decided on."
-        )
-        self.replicas = Gauge(
-            f"{PREFIX}_worker_replicas", "Replicas of the worker Deployment (its status)."
-        )
-        self.ready = Gauge(
-            f"{PREFIX}_worker_ready_replicas", "Ready replicas of the worker Deployment."
-        )
+        self.desired = gauge("worker_desired_replicas", "Replicas the operator last decided on.")
+        self.replicas = gauge("worker_replicas", "Replicas of the worker Deployment (its status).")
+        self.ready = gauge("worker_ready_replicas", "Ready replicas of the worker Deployment.")
         self.reconciles = Counter(
-            f"{PREFIX}_reconcile_total",
+            f"{PREFIX}_reconcile",
             "Reconcile passes (spec applies and autoscaling ticks) by result (ok, error).",
+            ["result"],
+            registry=registry,
         )
         self.reconcile_errors = Counter(
-            f"{PREFIX}_reconcile_errors_total",
+            f"{PREFIX}_reconcile_errors",
             "Failed reconcile passes by reason (InvalidSpec, PodNotAllowed, "
             "CredentialsNotPermitted, DeploymentNotOwned, KubeApi, Timeout, Network, Other).",
+            ["reason"],
+            registry=registry,
         )
         self.backlog_read_seconds = Histogram(
             f"{PREFIX}_backlog_read_seconds",
             "Time one backlog read took, failed reads included, by source type.",
-            BACKLOG_READ_BUCKETS,
+            ["source"],
+            buckets=BACKLOG_READ_BUCKETS,
+            registry=registry,
         )
         self.backlog_read_failures = Counter(
-            f"{PREFIX}_backlog_read_failures_total", "Backlog reads that failed, by source type."
+            f"{PREFIX}_backlog_read_failures",
+            "Backlog reads that failed, by source type.",
+            ["source"],
+            registry=registry,
         )
         self.scale_events = Counter(
-            f"{PREFIX}_scale_events_total",
+            f"{PREFIX}_scale_events",
             "Replica changes the autoscaler made, by direction (up, down).",
+            ["direction"],
+            registry=registry,
         )
-        self.leader = Gauge(f"{PREFIX}_leader", "1 while this replica leads and acts, else 0.")
+        self.leader = Gauge(
+            f"{PREFIX}_leader", "1 while this replica leads and acts, else 0.", registry=registry
+        )
         self.leader.set(0)
         #: uid -> (namespace, name) of every worker with series, so deletion can drop them.
         self._workers: dict[str, tuple[str, str]] = {}
@@ -101,41 +114,45 @@ class OperatorMetrics:
         self._workers[worker.uid] = (worker.namespace, worker.name)
         return {"namespace": worker.namespace, "name": worker.name}
 
+    def value(self, metric: str, /, **labels: str) -> float:
+        """One sample as a scrape shows it (full name: ``..._total`` for counters)."""
+        return sample(self.registry, metric, **labels)
+
     @contextmanager
     def reconciling(self) -> Iterator[None]:
         """Count the pass run inside: ``ok``, or ``error`` with its reason (then re-raised)."""
         try:
             yield
         except Exception as error:
-            self.reconciles.inc(result="error")
-            self.reconcile_errors.inc(reason=error_reason(error))
+            self.reconciles.labels(result="error").inc()
+            self.reconcile_errors.labels(reason=error_reason(error)).inc()
             raise
-        self.reconciles.inc(result="ok")
+        self.reconciles.labels(result="ok").inc()
 
     def backlog_read(self, worker: WorkerSpec, *, seconds: float, observation: Observation) -> None:
         """One read of the worker's source; a failed one (backlog None) keeps the last values."""
         source = _source_label(worker.source.type)
-        self.backlog_read_seconds.observe(seconds, source=source)
+        self.backlog_read_seconds.labels(source=source).observe(seconds)
         if observation.backlog is None:
-            self.backlog_read_failures.inc(source=source)
+            self.backlog_read_failures.labels(source=source).inc()
             return
         labels = self._labels(worker)
-        self.backlog.set(observation.backlog, **labels)
-        self.in_flight.set(observation.in_flight, **labels)
+        self.backlog.labels(**labels).set(observation.backlog)
+        self.in_flight.labels(**labels).set(observation.in_flight)
 
     def worker_status(
         self, worker: WorkerSpec, *, replicas: int, ready: int, desired: int | None
     ) -> None:
         """What the status patch just said about the worker's replicas."""
         labels = self._labels(worker)
-        self.replicas.set(replicas, **labels)
-        self.ready.set(ready, **labels)
+        self.replicas.labels(**labels).set(replicas)
+        self.ready.labels(**labels).set(ready)
         if desired is not None:
-            self.desired.set(desired, **labels)
+            self.desired.labels(**labels).set(desired)
 
     def scaled(self, current: int, target: int) -> None:
         if target != current:
-            self.scale_events.inc(direction="up" if target > current else "down")
+            self.scale_events.labels(direction="up" if target > current else "down").inc()
 
     def forget(self, uid: str) -> None:
         """Drop the series of a deleted worker."""
@@ -144,20 +161,12 @@ class OperatorMetrics:
             return
         namespace, name = known
         for gauge in self._worker_gauges():
-            gauge.remove(namespace=namespace, name=name)
+            # A worker with no reading yet has no series on some gauges.
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, name)
 
     def set_leader(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
 
-    def render(self) -> str:
-        return render(
-            [
-                *self._worker_gauges(),
-                self.reconciles,
-                self.reconcile_errors,
-                self.backlog_read_seconds,
-                self.backlog_read_failures,
-                self.scale_events,
-                self.leader,
-            ]
-        )
+    def render(self) -> bytes:
+        return exposition(self.registry)

@@ -36,7 +36,7 @@ async def start_probes(
         return web.json_response({"ready": ok, "role": state.role}, status=200 if ok else 503)
 
     async def serve_metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -198,6 +198,31 @@ def _with_drain_hook(
     return handler
 
 
+def _sidecar_volumes(worker: WorkerSpec) -> list[dict[str, Any]]:
+    """The bus key (readable by the sidecar's group only) and the bus CA, when named."""
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": CREDENTIALS_VOLUME,
+            "secret": {
+                "secretName": worker.bus.secret_name,
+                "items": [{"key": worker.bus.secret_key, "path": "api-key"}],
+                "defaultMode": 0o440,
+            },
+        }
+    ]
+    if worker.bus.ca_configmap:
+        volumes.append(
+            {
+                "name": CA_VOLUME,
+                "configMap": {
+                    "name": worker.bus.ca_configmap,
+                    "items": [{"key": worker.bus.ca_key, "path": "ca.crt"}],
+                },
+            }
+        )
+    return volumes
+
+
 def render_deployment(
     worker: WorkerSpec, replicas: int, settings: RenderSettings | None = None
 ) -> dict[str, Any]:
@@ -216,27 +241,7 @@ def render_deployment(
     pod["securityContext"].setdefault("fsGroup", NONROOT)
     sidecar = _sidecar(worker, settings)
     pod["initContainers"] = [sidecar, *pod.get("initContainers", [])]
-    pod["volumes"] = [
-        *pod.get("volumes", []),
-        {
-            "name": CREDENTIALS_VOLUME,
-            "secret": {
-                "secretName": worker.bus.secret_name,
-                "items": [{"key": worker.bus.secret_key, "path": "api-key"}],
-                "defaultMode": 0o440,
-            },
-        },
-    ]
-    if worker.bus.ca_configmap:
-        pod["volumes"].append(
-            {
-                "name": CA_VOLUME,
-                "configMap": {
-                    "name": worker.bus.ca_configmap,
-                    "items": [{"key": worker.bus.ca_key, "path": "ca.crt"}],
-                },
-            }
-        )
+    pod["volumes"] = [*pod.get("volumes", []), *_sidecar_volumes(worker)]
     grace = worker.handler.timeout_seconds + settings.grace_margin_seconds
     pod["terminationGracePeriodSeconds"] = max(
         grace, int(pod.get("terminationGracePeriodSeconds", 0))

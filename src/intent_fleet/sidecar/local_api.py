@@ -35,6 +35,7 @@ from intent_fleet.protocol import (
     IntentBusRateLimitError,
     IntentBusServerError,
 )
+from intent_fleet.telemetry import CONTENT_TYPE
 
 from .errors import LocalApiError
 from .metrics import SidecarMetrics
@@ -301,8 +302,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    text = request.app[API_KEY].metrics.render()
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    body = request.app[API_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 #: (method, path, handler) rows; each app is built from one table.

@@ -1,13 +1,18 @@
-"""The sidecar's Prometheus metrics: its series, on the shared :mod:`intent_fleet.telemetry`
-registry (``Counter`` and ``Histogram`` are re-exported here for the sidecar's callers)."""
+"""The sidecar's Prometheus metrics, on its own :func:`intent_fleet.telemetry.process_registry`.
+
+The series the worker touches per intent are bound to their label values once, here, so the
+hot path is a plain ``inc``/``observe``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from intent_fleet.telemetry import LATENCY_BUCKETS, Counter, Gauge, Histogram, render
+from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["Counter", "Histogram", "SidecarMetrics"]
+from intent_fleet.telemetry import LATENCY_BUCKETS, exposition, process_registry, sample, total
+
+__all__ = ["SidecarMetrics"]
 
 _FINE_SECONDS = (
     0.0001,
@@ -28,67 +33,93 @@ _FINE_SECONDS = (
     1,
 )
 
+#: The bus operations the sidecar times and counts errors of.
+BUS_OPS = ("claim", "fulfill", "fail", "extend", "release", "interrupt")
+
 
 class SidecarMetrics:
     """Every series the sidecar exports; gauges are read from live state at scrape time."""
 
     def __init__(self) -> None:
-        self.claimed = Counter("intent_sidecar_intents_claimed_total", "Intents claimed.")
-        self.fulfilled = Counter("intent_sidecar_intents_fulfilled_total", "Intents fulfilled.")
-        self.failed = Counter("intent_sidecar_intents_failed_total", "Intents failed, by reason.")
+        self.registry = registry = process_registry()
+        self.claimed = Counter(
+            "intent_sidecar_intents_claimed", "Intents claimed.", registry=registry
+        )
+        self.fulfilled = Counter(
+            "intent_sidecar_intents_fulfilled", "Intents fulfilled.", registry=registry
+        )
+        self.failed = Counter(
+            "intent_sidecar_intents_failed",
+            "Intents failed, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.released = Counter(
-            "intent_sidecar_intents_released_total", "Intents handed back unworked (drain)."
+            "intent_sidecar_intents_released",
+            "Intents handed back unworked (drain).",
+            registry=registry,
         )
         self.lease_lost = Counter(
-            "intent_sidecar_leases_lost_total", "Outcomes dropped because the lease was lost."
+            "intent_sidecar_leases_lost",
+            "Outcomes dropped because the lease was lost.",
+            registry=registry,
         )
         self.busy = Counter(
-            "intent_sidecar_handler_busy_total", "Handler answers of 429/503 (retried later)."
+            "intent_sidecar_handler_busy",
+            "Handler answers of 429/503 (retried later).",
+            registry=registry,
         )
-        self.polls = Counter("intent_sidecar_claim_polls_total", "Claim requests by outcome.")
+        self.polls = Counter(
+            "intent_sidecar_claim_polls",
+            "Claim requests by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
         self.bus_errors = Counter(
-            "intent_sidecar_bus_errors_total", "Failed bus requests by operation and kind."
+            "intent_sidecar_bus_errors",
+            "Failed bus requests by operation and kind.",
+            ["op", "kind"],
+            registry=registry,
         )
         self.handler_seconds = Histogram(
             "intent_sidecar_handler_duration_seconds",
             "Time the handler took per delivery.",
-            LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
-        self.bus_seconds = Histogram(
+        bus_seconds = Histogram(
             "intent_sidecar_bus_request_duration_seconds",
             "Bus request latency by operation.",
-            LATENCY_BUCKETS,
+            ["op"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
-        self.overhead_seconds = Histogram(
+        #: Per operation, bound once.
+        self.bus_seconds = {op: bus_seconds.labels(op=op) for op in BUS_OPS}
+        overhead = Histogram(
             "intent_sidecar_overhead_seconds",
             "Time the sidecar itself adds per intent: from the claim answer to the handler "
             "request (phase=dispatch) and from the handler answer to the report (phase=report).",
-            _FINE_SECONDS,
+            ["phase"],
+            buckets=_FINE_SECONDS,
+            registry=registry,
         )
-        self.gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self.dispatch_overhead = overhead.labels(phase="dispatch")
+        self.report_overhead = overhead.labels(phase="report")
+        self.polls_claimed = self.polls.labels(outcome="claimed")
+        self.polls_empty = self.polls.labels(outcome="empty")
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges.append((name, help_text, read))
+        """A gauge read from live state at each scrape."""
+        Gauge(name, help_text, registry=self.registry).set_function(read)
 
-    def render(self) -> str:
-        live = []
-        for name, help_text, read in self.gauges:
-            gauge = Gauge(name, help_text)
-            gauge.set(read())
-            live.append(gauge)
-        return render(
-            [
-                self.claimed,
-                self.fulfilled,
-                self.failed,
-                self.released,
-                self.lease_lost,
-                self.busy,
-                self.polls,
-                self.bus_errors,
-                self.handler_seconds,
-                self.bus_seconds,
-                self.overhead_seconds,
-                *live,
-            ]
-        )
+    def value(self, metric: str, /, **labels: str) -> float:
+        """One sample as a scrape shows it (full name: ``..._total`` for counters)."""
+        return sample(self.registry, metric, **labels)
+
+    def total(self, name: str) -> float:
+        """A metric summed over its labels."""
+        return total(self.registry, name)
+
+    def render(self) -> bytes:
+        return exposition(self.registry)

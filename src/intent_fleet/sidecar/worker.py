@@ -313,17 +313,17 @@ class Worker:
                 session=self._session if self._features.interrupt else None,
             )
         except IntentBusError as exc:
-            self._metrics.polls.inc(outcome="error")
-            self._metrics.bus_errors.inc(op="claim", kind=type(exc).__name__)
+            self._metrics.polls.labels(outcome="error").inc()
+            self._metrics.bus_errors.labels(op="claim", kind=type(exc).__name__).inc()
             level = logging.INFO if isinstance(exc, IntentBusRateLimitError) else logging.WARNING
             log.log(level, "claim failed; backing off", extra={"error": str(exc)})
             return [], exc.retry_after or 0.0
-        self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="claim")
+        self._metrics.bus_seconds["claim"].observe(time.perf_counter() - t0)
         intents = list(outcome.intents)
         if intents:
-            self._metrics.polls.inc(outcome="claimed")
+            self._metrics.polls_claimed.inc()
             return intents, None
-        self._metrics.polls.inc(outcome="empty")
+        self._metrics.polls_empty.inc()
         return [], None if self._features.long_poll else (outcome.retry_after or 0.0)
 
     async def _start_all(self, intents: list[ClaimedIntent]) -> None:
@@ -343,7 +343,7 @@ class Worker:
         try:
             await self._bus.release(intent.id, claim_token=intent.claim_token)
         except IntentBusError as exc:
-            self._metrics.bus_errors.inc(op="release", kind=type(exc).__name__)
+            self._metrics.bus_errors.labels(op="release", kind=type(exc).__name__).inc()
             log.warning(
                 "could not hand back an intent claimed while %s",
                 why,
@@ -434,10 +434,10 @@ class Worker:
         try:
             return await self._bus.extend(intent_id, claim_token=token, seconds=seconds)
         except IntentBusError as exc:
-            self._metrics.bus_errors.inc(op="extend", kind=type(exc).__name__)
+            self._metrics.bus_errors.labels(op="extend", kind=type(exc).__name__).inc()
             raise
         finally:
-            self._metrics.bus_seconds.observe(time.perf_counter() - t0, op="extend")
+            self._metrics.bus_seconds["extend"].observe(time.perf_counter() - t0)
 
     async def _deliver(self, job: _Job) -> Outcome:
         intent = job.intent
@@ -457,7 +457,7 @@ class Worker:
             )
             t0 = time.perf_counter()
             if job.mark:
-                self._metrics.overhead_seconds.observe(t0 - job.mark, phase="dispatch")
+                self._metrics.dispatch_overhead.observe(t0 - job.mark)
                 job.mark = 0.0
             outcome = await self._app.deliver(delivery, limit_seconds=remaining)
             job.mark = time.perf_counter()
@@ -487,7 +487,7 @@ class Worker:
         while True:
             t0 = time.perf_counter()
             if job.mark:
-                self._metrics.overhead_seconds.observe(t0 - job.mark, phase="report")
+                self._metrics.report_overhead.observe(t0 - job.mark)
                 job.mark = 0.0
             op = "fulfill" if isinstance(outcome, Fulfilled) else "fail"
             try:
@@ -498,7 +498,7 @@ class Worker:
                 self._lease_lost(job, f"{op} refused")
                 return
             except (IntentBusNetworkError, IntentBusServerError, IntentBusRateLimitError) as exc:
-                self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
+                self._metrics.bus_errors.labels(op=op, kind=type(exc).__name__).inc()
                 retry = self._s.claim.report_retry
                 delay = retry.delay(attempt, self._rng, retry_after=exc.retry_after)
                 attempt += 1
@@ -511,7 +511,7 @@ class Worker:
                 )
                 await self._clock.sleep(delay)
             except IntentBusError as exc:
-                self._metrics.bus_errors.inc(op=op, kind=type(exc).__name__)
+                self._metrics.bus_errors.labels(op=op, kind=type(exc).__name__).inc()
                 log.error(
                     "bus refused the report",
                     extra={"intent_id": job.intent.id, "op": op, "error": str(exc)},
@@ -526,7 +526,7 @@ class Worker:
                     cause="fulfill_refused",
                 )
             finally:
-                self._metrics.bus_seconds.observe(time.perf_counter() - t0, op=op)
+                self._metrics.bus_seconds[op].observe(time.perf_counter() - t0)
 
     async def _send(self, job: _Job, outcome: Outcome) -> None:
         intent, token = job.intent, job.lease.claim_token
@@ -544,7 +544,7 @@ class Worker:
             return
         assert isinstance(outcome, Failed)
         await self._bus.fail(intent.id, claim_token=token, error=outcome.error)
-        self._metrics.failed.inc(reason=outcome.cause)
+        self._metrics.failed.labels(reason=outcome.cause).inc()
         log.info("intent failed", extra={"intent_id": intent.id, "error": outcome.error})
 
     async def _give_back(self, job: _Job, reason: str) -> None:
@@ -558,7 +558,7 @@ class Worker:
                 await self._bus.fail(
                     intent.id, claim_token=token, error=f"sidecar stopping: {reason}"
                 )
-                self._metrics.failed.inc(reason="shutdown")
+                self._metrics.failed.labels(reason="shutdown").inc()
             log.warning(
                 "handed back unfinished intent", extra={"intent_id": intent.id, "reason": reason}
             )

@@ -1,32 +1,28 @@
-"""Telemetry primitives shared by the deployables: Prometheus metric families and their text.
+"""Telemetry shared by the deployables: their Prometheus registry and its text.
 
-What belongs here: generic, dependency-free building blocks (``registry``: counters, gauges,
-histograms, label formatting, the text exposition format 0.0.4). What does not: any series of
-a particular process (``intent_fleet.sidecar.metrics``, ``intent_fleet.operator.metrics``),
-and any HTTP serving, which stays with each process's own server. Sits at the bottom layer,
-beside :mod:`intent_fleet.protocol`, so every deployable may use it.
+What belongs here: the per-process registry (with runtime metrics), rendering, reading a sample
+back, and the shared latency buckets (``exposition``). What does not: any series of a particular
+process (``intent_fleet.sidecar.metrics``, ``intent_fleet.operator.metrics``,
+``intent_fleet.bus.metrics``), and any HTTP serving, which stays with each process's own server.
+Sits at the bottom layer, beside :mod:`intent_fleet.protocol`, so every deployable may use it.
 """
 
-from .registry import (
+from .exposition import (
     CONTENT_TYPE,
     LATENCY_BUCKETS,
-    Counter,
-    Gauge,
-    Histogram,
-    Labels,
-    MetricFamily,
-    format_labels,
-    render,
+    exposition,
+    process_registry,
+    runtime_collectors,
+    sample,
+    total,
 )
 
 __all__ = [
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
-    "Counter",
-    "Gauge",
-    "Histogram",
-    "Labels",
-    "MetricFamily",
-    "format_labels",
-    "render",
+    "exposition",
+    "process_registry",
+    "runtime_collectors",
+    "sample",
+    "total",
 ]

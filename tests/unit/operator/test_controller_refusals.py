@@ -100,7 +100,12 @@ async def test_a_credential_that_has_not_opted_in_stops_everything() -> None:
     assert kube.deployments == {}
     assert read == []
     assert [e[1] for e in events] == ["CredentialsNotPermitted"]
-    assert ctl.metrics.reconcile_errors.get(reason="CredentialsNotPermitted") == 2
+    assert (
+        ctl.metrics.value(
+            "intent_fleet_operator_reconcile_errors_total", reason="CredentialsNotPermitted"
+        )
+        == 2
+    )
 
 
 async def test_a_pod_the_guardrails_refuse_is_reported_with_its_field() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from intent_fleet.operator.backlog.exposition import parse_exposition
 from intent_fleet.operator.controller import Controller
 from intent_fleet.operator.errors import BacklogUnavailableError, InvalidSpecError
 from intent_fleet.operator.kube import DEPLOYMENTS, KubeApiError, KubeNotFoundError, Resource
@@ -24,8 +25,20 @@ def worker(**spec: Any) -> WorkerSpec:
     return parse_worker(worker_body(**spec))
 
 
-def sample_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if not line.startswith("#")]
+def scraped(metrics: OperatorMetrics) -> dict[str, float]:
+    """Every sample of a scrape, keyed ``name{a="1",b="2"}`` (labels sorted)."""
+    found = {}
+    for sample in parse_exposition(metrics.render().decode()).samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+        found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found
+
+
+def assert_samples(found: dict[str, float], *expected: str) -> None:
+    """Each ``'name{labels} value'`` of ``expected`` is in the scrape with that value."""
+    for line in expected:
+        key, value = line.rsplit(" ", 1)
+        assert found.get(key) == float(value), (line, found.get(key))
 
 
 def test_worker_series_are_rendered_and_removed_with_the_worker() -> None:
@@ -37,19 +50,19 @@ def test_worker_series_are_rendered_and_removed_with_the_worker() -> None:
     metrics.backlog_read(resize, seconds=0.02, observation=Observation(backlog=25, in_flight=4))
     metrics.worker_status(resize, replicas=2, ready=1, desired=3)
     metrics.worker_status(other, replicas=0, ready=0, desired=None)
-    text = metrics.render()
-    for line in (
+    text = metrics.render().decode()
+    assert_samples(
+        scraped(metrics),
         f"intent_fleet_operator_worker_backlog{{{SERIES}}} 25",
         f"intent_fleet_operator_worker_in_flight{{{SERIES}}} 4",
         f"intent_fleet_operator_worker_desired_replicas{{{SERIES}}} 3",
         f"intent_fleet_operator_worker_replicas{{{SERIES}}} 2",
         f"intent_fleet_operator_worker_ready_replicas{{{SERIES}}} 1",
         'intent_fleet_operator_worker_replicas{name="other",namespace="media"} 0',
-        'intent_fleet_operator_backlog_read_seconds_bucket{source="busStats",le="0.025"} 1',
+        'intent_fleet_operator_backlog_read_seconds_bucket{le="0.025",source="busStats"} 1',
         'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1',
         "intent_fleet_operator_leader 0",
-    ):
-        assert line in text.splitlines(), line
+    )
     assert "# TYPE intent_fleet_operator_worker_backlog gauge" in text
     assert "# TYPE intent_fleet_operator_backlog_read_seconds histogram" in text
     # No desired replicas were decided for "other": no series is made up for it.
@@ -57,11 +70,13 @@ def test_worker_series_are_rendered_and_removed_with_the_worker() -> None:
 
     metrics.forget(resize.uid)
     metrics.forget("never-seen")
-    after = metrics.render()
-    assert 'name="resize"' not in after
-    assert 'intent_fleet_operator_worker_replicas{name="other",namespace="media"} 0' in after
+    assert 'name="resize"' not in metrics.render().decode()
     # The process-wide series stay.
-    assert 'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1' in after
+    assert_samples(
+        scraped(metrics),
+        'intent_fleet_operator_worker_replicas{name="other",namespace="media"} 0',
+        'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1',
+    )
 
 
 def test_a_failed_read_is_timed_and_counted_and_keeps_the_last_backlog() -> None:
@@ -69,16 +84,23 @@ def test_a_failed_read_is_timed_and_counted_and_keeps_the_last_backlog() -> None
     resize = worker()
     metrics.backlog_read(resize, seconds=0.01, observation=Observation(backlog=7))
     metrics.backlog_read(resize, seconds=5.0, observation=Observation(backlog=None))
-    assert metrics.backlog.get(namespace="media", name="resize") == 7
-    assert metrics.backlog_read_failures.get(source="busStats") == 1
-    assert metrics.backlog_read_seconds.count(source="busStats") == 2
+    backlog = "intent_fleet_operator_worker_backlog"
+    assert metrics.value(backlog, namespace="media", name="resize") == 7
+    failures = "intent_fleet_operator_backlog_read_failures_total"
+    assert metrics.value(failures, source="busStats") == 1
+    assert metrics.value("intent_fleet_operator_backlog_read_seconds_count", source="busStats") == 2
 
 
 def test_an_unknown_source_type_does_not_mint_a_label_value() -> None:
     metrics = OperatorMetrics()
     odd = worker(backlogSource={"type": "anything-a-user-typed"})
     metrics.backlog_read(odd, seconds=0.01, observation=Observation(backlog=None))
-    assert metrics.backlog_read_failures.values == {(("source", "other"),): 1.0}
+    failures = {
+        key: value
+        for key, value in scraped(metrics).items()
+        if key.startswith("intent_fleet_operator_backlog_read_failures_total")
+    }
+    assert failures == {'intent_fleet_operator_backlog_read_failures_total{source="other"}': 1}
 
 
 def test_reconcile_outcomes_scale_events_and_leadership() -> None:
@@ -92,8 +114,8 @@ def test_reconcile_outcomes_scale_events_and_leadership() -> None:
     metrics.scaled(3, 1)
     metrics.scaled(2, 2)
     metrics.set_leader(True)
-    lines = sample_lines(metrics.render())
-    for line in (
+    assert_samples(
+        scraped(metrics),
         'intent_fleet_operator_reconcile_total{result="ok"} 1',
         'intent_fleet_operator_reconcile_total{result="error"} 3',
         'intent_fleet_operator_reconcile_errors_total{reason="KubeApi"} 1',
@@ -102,8 +124,7 @@ def test_reconcile_outcomes_scale_events_and_leadership() -> None:
         'intent_fleet_operator_scale_events_total{direction="up"} 1',
         'intent_fleet_operator_scale_events_total{direction="down"} 1',
         "intent_fleet_operator_leader 1",
-    ):
-        assert line in lines, line
+    )
 
 
 @pytest.mark.parametrize(
@@ -187,31 +208,32 @@ async def test_a_tick_records_backlog_replicas_and_a_scale_event_then_forget_dro
     ctl = controller(kube, backlog=25)
     body = worker_body(scaling=SCALING)
     await ctl.tick(body)
-    lines = sample_lines(ctl.metrics.render())
-    for line in (
+    assert_samples(
+        scraped(ctl.metrics),
         f"intent_fleet_operator_worker_backlog{{{SERIES}}} 25",
         f"intent_fleet_operator_worker_desired_replicas{{{SERIES}}} 3",
         f"intent_fleet_operator_worker_replicas{{{SERIES}}} 1",
         'intent_fleet_operator_scale_events_total{direction="up"} 1',
         'intent_fleet_operator_reconcile_total{result="ok"} 1',
         'intent_fleet_operator_backlog_read_seconds_count{source="busStats"} 1',
-    ):
-        assert line in lines, line
+    )
 
     ctl.forget("u-1")
-    assert 'name="resize"' not in ctl.metrics.render()
+    assert 'name="resize"' not in ctl.metrics.render().decode()
 
 
 async def test_a_dead_source_and_a_failed_apply_are_counted() -> None:
     kube = FakeKube()
     ctl = controller(kube, backlog=None)
     await ctl.tick(worker_body(scaling=SCALING))
-    assert ctl.metrics.backlog_read_failures.get(source="busStats") == 1
+    failures = "intent_fleet_operator_backlog_read_failures_total"
+    assert ctl.metrics.value(failures, source="busStats") == 1
     kube.fail_apply = True
     with pytest.raises(KubeApiError):
         await ctl.reconcile(worker_body(scaling=SCALING))
-    assert ctl.metrics.reconciles.get(result="error") == 1
-    assert ctl.metrics.reconcile_errors.get(reason="KubeApi") == 1
+    assert ctl.metrics.value("intent_fleet_operator_reconcile_total", result="error") == 1
+    errors = "intent_fleet_operator_reconcile_errors_total"
+    assert ctl.metrics.value(errors, reason="KubeApi") == 1
 
 
 async def test_a_pass_that_finds_the_worker_deleted_leaves_no_series() -> None:
@@ -219,4 +241,4 @@ async def test_a_pass_that_finds_the_worker_deleted_leaves_no_series() -> None:
     ctl = controller(kube, backlog=25)
     kube.gone = True
     await ctl.tick(worker_body(scaling=SCALING))
-    assert 'name="resize"' not in ctl.metrics.render()
+    assert 'name="resize"' not in ctl.metrics.render().decode()

@@ -46,7 +46,7 @@ async def test_a_lost_lease_drops_the_outcome(rig: Rig) -> None:
     worker = rig.worker()
     await _run_until(rig, worker, lambda: rig.app.deliveries and rig.clock.now > 61)
     assert rig.bus.named("fulfill") == [] and rig.bus.named("fail") == []
-    assert rig.metrics.lease_lost.get() == 1
+    assert rig.metrics.value("intent_sidecar_leases_lost_total") == 1
 
 
 async def test_a_failed_extend_is_retried_while_the_lease_lasts(rig: Rig) -> None:
@@ -58,7 +58,7 @@ async def test_a_failed_extend_is_retried_while_the_lease_lasts(rig: Rig) -> Non
     extends = [at for _, _, at in rig.bus.named("extend")]
     assert len(extends) == 3 and extends[0] == 20  # two failures, then granted
     assert all(later > earlier for earlier, later in itertools.pairwise(extends))
-    assert rig.metrics.lease_lost.get() == 0
+    assert rig.metrics.value("intent_sidecar_leases_lost_total") == 0
 
 
 async def test_the_drain_deadline_hands_unfinished_work_back(rig: Rig) -> None:
@@ -85,7 +85,7 @@ async def test_a_busy_handler_gets_the_same_intent_again_without_an_attempt(rig:
     assert len(times) == 3
     assert times[1] - times[0] >= 2.0 and times[2] - times[1] >= 3.0
     assert rig.bus.named("fail") == []
-    assert rig.metrics.busy.get() == 2
+    assert rig.metrics.value("intent_sidecar_handler_busy_total") == 2
 
 
 async def test_a_report_is_retried_on_network_errors(rig: Rig) -> None:
@@ -94,8 +94,8 @@ async def test_a_report_is_retried_on_network_errors(rig: Rig) -> None:
     worker = rig.worker()
     await _run_until(rig, worker, lambda: len(rig.bus.named("fulfill")) == 3)
     assert [args[0] for args in rig.bus.named("fulfill")] == [intent] * 3
-    assert rig.metrics.fulfilled.get() == 1
-    assert rig.metrics.lease_lost.get() == 0
+    assert rig.metrics.value("intent_sidecar_intents_fulfilled_total") == 1
+    assert rig.metrics.value("intent_sidecar_leases_lost_total") == 0
 
 
 async def test_empty_polls_back_off_to_the_cap_and_never_spin(rig: Rig) -> None:
