@@ -132,8 +132,20 @@ _INTENT_FIELDS: Final = (
     "body_hash",
 )
 _INTENT_COLUMNS: Final = ", ".join(_INTENT_FIELDS)
-#: An intent's column values in :data:`_INTENT_FIELDS` order (its enums bind as their text).
-_intent_values: Final = operator.attrgetter(*_INTENT_FIELDS)
+_intent_attributes: Final = operator.attrgetter(*_INTENT_FIELDS)
+_VISIBILITY: Final = _INTENT_FIELDS.index("visibility")
+_STATUS: Final = _INTENT_FIELDS.index("status")
+
+
+def _intent_values(i: Intent) -> list[Any]:
+    """An intent's column values in :data:`_INTENT_FIELDS` order. Its enums go in as plain
+    text: sqlite3 binds a str subclass through its slower adapter path (measured here: a
+    four-column insert with two enums 2.3 us, with their text 1.5 us), in the writer thread
+    that holds the GIL."""
+    values = list(_intent_attributes(i))
+    values[_VISIBILITY] = i.visibility.value
+    values[_STATUS] = i.status.value
+    return values
 
 _KEY_FIELDS: Final = ("id", "name", "secret_hash", "created_at", "revoked_at")
 
