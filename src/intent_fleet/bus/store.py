@@ -147,6 +147,7 @@ def _intent_values(i: Intent) -> list[Any]:
     values[_STATUS] = i.status.value
     return values
 
+
 _KEY_FIELDS: Final = ("id", "name", "secret_hash", "created_at", "revoked_at")
 
 
