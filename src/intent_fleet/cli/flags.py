@@ -140,14 +140,17 @@ def register(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
 
 
 def _parse(flag: Flag, text: str, source: str) -> tuple[Any, str | None]:
+    """The value of ``text`` for ``flag`` (a switch's variable reads true/false), or the
+    problem, naming ``source`` (the option or the variable)."""
     if flag.choices and text not in flag.choices:
         got = "" if flag.secret else f", got {text!r}"
         return None, f"{source} must be one of {', '.join(flag.choices)}{got}"
+    parse = boolean if flag.switch else flag.parse
     try:
-        return flag.parse(text), None
+        return parse(text), None
     except ValueError as bad:
-        problem = _EXPECTS.get(flag.parse, str(bad))
-        got = "" if flag.secret or flag.parse not in _EXPECTS else f", got {text!r}"
+        problem = _EXPECTS.get(parse, str(bad))
+        got = "" if flag.secret or parse not in _EXPECTS else f", got {text!r}"
         return None, f"{source} {problem}{got}"
 
 
@@ -164,9 +167,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
             value, problem = _parse(flag, given, flag.name)
             problems += [problem] if problem else []
         elif flag.env and environ.get(flag.env, "") != "":
-            text = environ[flag.env]
-            parse = boolean if flag.switch else flag.parse
-            value, problem = _parse(Flag(**{**flag.__dict__, "parse": parse}), text, flag.env)
+            value, problem = _parse(flag, environ[flag.env], flag.env)
             problems += [problem] if problem else []
         elif flag.required:
             problems.append(f"{flag.where} is required")
