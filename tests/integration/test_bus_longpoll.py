@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from tests.integration.conftest import StartBus
+from tests.support import scrape
 from tests.support.busproc import BusProcess
 from tests.support.rawbus import RawBus, Reply
 from tests.support.sidecar_rig import until
-
-_WAITING = re.compile(r"^intent_bus_long_poll_waiting (\d+)$", re.MULTILINE)
 
 
 async def parked(raw: RawBus) -> int:
@@ -20,9 +18,7 @@ async def parked(raw: RawBus) -> int:
         "GET", "/metrics", key=None, headers={"Authorization": f"Bearer {raw.admin_secret}"}
     )
     assert status == 200
-    match = _WAITING.search(body.decode())
-    assert match is not None
-    return int(match.group(1))
+    return int(scrape.value(body.decode(), "intent_bus_long_poll_waiting"))
 
 
 async def until_parked(raw: RawBus, count: int, *, timeout: float = 10.0) -> None:
