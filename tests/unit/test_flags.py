@@ -131,3 +131,26 @@ def test_the_table_shows_switches_both_ways_and_no_default_for_none() -> None:
     )
     assert "| `--on`, `--no-on` | `X_ON` | `true` | a switch |" in table
     assert "| `--name` | `X_NAME` |  | a name |" in table
+
+
+def test_every_command_reads_its_log_level_through_a_checked_flag() -> None:
+    # main configures logging from args.log_level only, so no command may lack the flag.
+    parser = build_parser()
+    commands = (
+        ["bus"],
+        ["sidecar"],
+        ["operator"],
+        ["run"],
+        ["demo"],
+        ["publish", "g", "{}"],
+        ["status", "x"],
+        ["kv", "get", "k"],
+        ["keys", "list"],
+        ["stats"],
+    )
+    for argv in commands:
+        assert any(f.name == "--log-level" for f in parser.parse_args(argv).flags), argv
+    with pytest.raises(UsageError, match="INTENT_LOG_LEVEL must be one of"):
+        _resolved(["demo"], {"INTENT_LOG_LEVEL": "loud"})
+    assert _resolved(["demo"], {}).log_level == "warning"
+    assert _resolved(["bus"], {}).log_level == "info"

@@ -7,7 +7,6 @@ that says what went wrong, so scripts can branch on it (see ``EXIT_CODES``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -33,7 +32,7 @@ from intent_fleet.protocol import (
 
 from . import loop
 from .errors import BusCommandError, UsageError
-from .flags import BUS_URL, CA_FILE, LOG_LEVEL, Flag, build, path, register
+from .flags import BUS_URL, CA_FILE, QUIET_LOG_LEVEL, Flag, build, path, register
 
 __all__ = ["EXIT_CODES", "add_parsers"]
 
@@ -62,7 +61,6 @@ _TIMEOUT = Flag(
     default=ClientSettings().request_timeout,
     setting="ClientSettings.request_timeout",
 )
-_QUIET = dataclasses.replace(LOG_LEVEL, default="warning")
 
 #: The options of the commands that act with an API key.
 TENANT_FLAGS: tuple[Flag, ...] = (
@@ -75,7 +73,7 @@ TENANT_FLAGS: tuple[Flag, ...] = (
     ),
     CA_FILE,
     _TIMEOUT,
-    _QUIET,
+    QUIET_LOG_LEVEL,
 )
 
 #: The options of the commands that act with the admin secret.
@@ -89,7 +87,7 @@ ADMIN_FLAGS: tuple[Flag, ...] = (
     ),
     CA_FILE,
     _TIMEOUT,
-    _QUIET,
+    QUIET_LOG_LEVEL,
 )
 
 

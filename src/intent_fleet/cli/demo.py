@@ -32,6 +32,7 @@ from intent_fleet.sidecar import (
 
 from . import loop
 from .errors import UsageError
+from .flags import QUIET_LOG_LEVEL, register
 from .local_stack import embedded_bus, start_handler, stop_handler
 
 __all__ = ["add_parser"]
@@ -55,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=Path,
         help="where the bus keeps its database (default: a temporary directory)",
     )
+    register(p, (QUIET_LOG_LEVEL,))
     p.add_argument("handler", nargs=argparse.REMAINDER, help="the handler command, after --")
     p.set_defaults(func=command)
 

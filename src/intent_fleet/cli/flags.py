@@ -13,6 +13,7 @@ a bad ``INTENT_CONCURRENCY`` is a usage error of ``intent-fleet sidecar`` and do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "BUS_URL",
     "CA_FILE",
     "LOG_LEVEL",
+    "QUIET_LOG_LEVEL",
     "Flag",
     "boolean",
     "build",
@@ -215,6 +217,10 @@ LOG_LEVEL = Flag(
     default="info",
     choices=("debug", "info", "warning", "error"),
 )
+
+
+#: The same for one-shot commands, which log only warnings unless asked.
+QUIET_LOG_LEVEL = dataclasses.replace(LOG_LEVEL, default="warning")
 
 
 def markdown_table(flags: Iterable[Flag]) -> str:

@@ -45,10 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         flags.resolve(args, os.environ)
-        # Servers log at info by default; one-shot client commands only warnings.
-        configure_logging(
-            getattr(args, "log_level", None) or os.environ.get("INTENT_LOG_LEVEL", "warning")
-        )
+        # Every command declares --log-level (INTENT_LOG_LEVEL), checked by resolve().
+        configure_logging(args.log_level)
         code: int = args.func(args)
     except CliError as exc:
         print(f"intent-fleet {args.command}: error: {exc}", file=sys.stderr)
