@@ -3,8 +3,8 @@
 The node comes up, the chart is installed (operator and bus from their images), a tenant key
 and its Secret are made as NOTES.txt says, an IntentWorker runs the Python example handler, and
 intents published from this host through the bus Service wake it from zero. A live line shows
-the backlog, the desired and ready replicas and the intents done until the fleet is back at
-zero; the end prints the measured times and how to clean up.
+the backlog, the IntentWorker's desired and running replicas and the intents done until the
+fleet is back at zero; the end prints the measured times and how to clean up.
 """
 
 from __future__ import annotations
@@ -48,18 +48,18 @@ class DemoSettings:
 
 @dataclass
 class Snapshot:
-    """One reading of the fleet: the bus's view of the goal and the Deployment's replicas."""
+    """One reading of the fleet: the bus's view of the goal and the IntentWorker's replicas."""
 
     backlog: int = 0
     in_flight: int = 0
     dead: int = 0
     desired: int = 0
-    ready: int = 0
+    running: int = 0
 
     def line(self, done: int, total: int, elapsed: float) -> str:
         return (
             f"{elapsed:6.1f} s  backlog {self.backlog:4d}  in flight {self.in_flight:3d}  "
-            f"replicas desired {self.desired} ready {self.ready}  done {done}/{total}"
+            f"replicas desired {self.desired} running {self.running}  done {done}/{total}"
             + (f"  dead {self.dead}" if self.dead else "")
         )
 
@@ -122,16 +122,23 @@ def poll(check: Any, what: str, timeout: float) -> None:
 
 
 def replicas(release: Release, demo: DemoSettings) -> tuple[int, int]:
+    """The IntentWorker's own desired and running replicas, as `kubectl get` shows them.
+
+    Read from its status rather than the Deployment's, so "back at zero" means the worker
+    says so too: its status trails the Deployment by up to one operator tick.
+    """
     found = json.loads(
-        release.kubectl("get", "deployment", demo.worker, "-n", demo.team, "-o", "json").stdout
+        release.kubectl("get", "intentworker", demo.worker, "-n", demo.team, "-o", "json").stdout
     )
-    return int(found["spec"].get("replicas") or 0), int(found["status"].get("readyReplicas") or 0)
+    status = found.get("status") or {}
+    desired = int(status.get("desiredReplicas") or 0)
+    return desired, int(status.get("replicas") or 0)
 
 
 async def snapshot(client: BusClient, release: Release, demo: DemoSettings) -> Snapshot:
     stats = await client.stats(goal=demo.goal)
-    desired, ready = await asyncio.to_thread(replicas, release, demo)
-    view = Snapshot(desired=desired, ready=ready)
+    desired, running = await asyncio.to_thread(replicas, release, demo)
+    view = Snapshot(desired=desired, running=running)
     for goal in stats.goals:
         view.backlog += goal.ready + goal.delayed
         view.in_flight += goal.claimed
@@ -161,7 +168,7 @@ async def run_intents(release: Release, demo: DemoSettings, key: str, timings: T
                 raise ClusterError(f"the fleet was not back at zero after {demo.timeout:.0f} s")
             view = await snapshot(client, release, demo)
             done = demo.intents - view.backlog - view.in_flight - view.dead
-            at_zero = done + view.dead == demo.intents and view.desired == view.ready == 0
+            at_zero = done + view.dead == demo.intents and view.desired == view.running == 0
             if live:
                 print("\r" + view.line(done, demo.intents, elapsed), end="", flush=True)
             elif elapsed - printed >= 2 or at_zero:
