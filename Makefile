@@ -54,6 +54,7 @@ bench: setup bench-deps cluster-build cluster-images
 	$(BIN)/python bench/bus_instructions.py
 	$(BIN)/python bench/sidecar.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/parsing.py
 	$(BIN)/python bench/autoscale.py
 	$(BIN)/python bench/cluster.py
 

@@ -115,6 +115,19 @@ def test_metrics_benchmark_prints_figures() -> None:
         assert medians[key] > 0, key
 
 
+def test_parsing_benchmark_prints_figures() -> None:
+    medians = _bench("parsing.py")["medians"]
+    assert isinstance(medians, dict)
+    for key in (
+        "claim_answer_us",
+        "stats_answer_100_goals_us",
+        "health_answer_us",
+        "bus_publish_body_us",
+        "publish_body_types_as_struct_us",
+    ):
+        assert medians[key] > 0, key
+
+
 def test_operator_benchmark_prints_figures() -> None:
     """bench/autoscale.py brings up its own control plane, bus and operator, and tears them down."""
     report = _bench("autoscale.py")

@@ -578,7 +578,7 @@ async def test_malformed_claim_answers_are_logged_and_survived(
         ]
         joined = "\n".join(claim_errors)
         assert "not valid JSON" in joined, joined
-        assert "expected a JSON object, got list" in joined, joined
+        assert "expected a JSON object, got an array" in joined, joined
         assert "'id' is missing" in joined, joined
         assert "claim answer" in joined, joined
     finally:

@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from aiohttp import web
 
+from intent_fleet.protocol import is_number, json_kind
+
 from .engine import PublishRequest
 from .errors import ApiError
 from .records import Visibility
@@ -56,7 +58,7 @@ def json_body(body: bytes, *, max_depth: int, required: bool = True) -> dict[str
         raise _invalid("invalid_json", f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(doc, dict):
         raise _invalid(
-            "invalid_payload", f"The request body must be a JSON object, not {_kind(doc)}."
+            "invalid_payload", f"The request body must be a JSON object, not {json_kind(doc)}."
         )
     if _depth(doc) > max_depth:
         raise _invalid("payload_too_deep", f"JSON nesting is deeper than {max_depth} levels.")
@@ -76,23 +78,13 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def _kind(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), "null")
-
-
 def _int(doc: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     value = doc.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise _invalid("invalid_request", f"'{name}' must be an integer, not {_kind(value)}.")
+    # An integral float (5.0) is an integer here: not every JSON writer tells them apart.
+    if not is_number(value) or value != int(value):
+        raise _invalid("invalid_request", f"'{name}' must be an integer, not {json_kind(value)}.")
     if not lo <= value <= hi:
         raise _invalid("invalid_request", f"'{name}' must be between {lo} and {hi}, got {value}.")
     return int(value)
@@ -102,8 +94,8 @@ def _number(doc: Mapping[str, Any], name: str, default: float, lo: float, hi: fl
     value = doc.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _invalid("invalid_request", f"'{name}' must be a number, not {_kind(value)}.")
+    if not is_number(value):
+        raise _invalid("invalid_request", f"'{name}' must be a number, not {json_kind(value)}.")
     if not lo <= value <= hi:
         raise _invalid(
             "invalid_request", f"'{name}' must be between {lo:g} and {hi:g}, got {value}."
@@ -129,7 +121,7 @@ def stored_text(
     allows tab and newline (an error text), never NUL or other controls.
     """
     if not isinstance(value, str):
-        raise _invalid(code, f"{name} must be a string, not {_kind(value)}.")
+        raise _invalid(code, f"{name} must be a string, not {json_kind(value)}.")
     if not value.isascii():  # ASCII is UTF-8; only the rest can hold a lone surrogate
         try:
             value.encode()
@@ -358,11 +350,7 @@ def lease_request(doc: Mapping[str, Any]) -> tuple[str | None, int]:
     if token is None:
         raise _invalid("invalid_request", "Missing 'claim_token'.")
     seconds = doc.get("seconds", 60)
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-    ):
+    if not is_number(seconds):
         raise _invalid("invalid_request", "'seconds' must be a number.")
     return token, int(seconds)
 
@@ -433,11 +421,7 @@ def kv_set_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> tuple[st
             413, "payload_too_large", f"KV values are limited to {limits.max_kv_value_bytes} bytes."
         )
     ttl_raw = doc.get("ttl", DEFAULT_KV_TTL)
-    if (
-        isinstance(ttl_raw, bool)
-        or not isinstance(ttl_raw, (int, float))
-        or not math.isfinite(ttl_raw)
-    ):
+    if not is_number(ttl_raw):
         raise _invalid("invalid_request", "'ttl' must be a number of seconds.")
     # Clamped like the reference server, so SDK defaults keep working.
     return text, int(max(1, min(MAX_KV_TTL, ttl_raw)))

@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from intent_fleet.protocol import (
@@ -178,9 +178,9 @@ def _print(value: Any) -> None:
     if isinstance(value, str):
         sys.stdout.write(value if value.endswith("\n") else value + "\n")
         return
-    if is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    # Wire models (structs) and tuples of them, as the JSON they came from.
+    value = msgspec.to_builtins(value)
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def _settings(args: argparse.Namespace) -> ClientSettings:

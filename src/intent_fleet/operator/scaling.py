@@ -31,13 +31,13 @@ cooldown starts again: an empty queue cannot be vouched for while it was not see
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from intent_fleet.operator.errors import InvalidSpecError
+from intent_fleet.protocol import is_int, is_number, json_kind
 
 __all__ = ["Decision", "Limit", "Observation", "ScalingPolicy", "ScalingState", "decide"]
 
@@ -167,12 +167,15 @@ class ScalingState:
         pairs = []
         for item in recommendations:
             if not (isinstance(item, list | tuple) and len(item) == 2):
-                raise InvalidSpecError(f"status recommendations: {item!r} is not [time, replicas]")
+                raise InvalidSpecError("status recommendations: an entry is not [time, replicas]")
             at, replicas = _read_time("recommendations", item[0]), item[1]
             if at is None:
                 raise InvalidSpecError("status recommendations: a time is missing")
-            if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-                raise InvalidSpecError(f"status recommendations: bad replicas {replicas!r}")
+            if not is_int(replicas) or replicas < 0:
+                raise InvalidSpecError(
+                    f"status recommendations: replicas must be an integer >= 0, "
+                    f"not {json_kind(replicas)}"
+                )
             pairs.append((at, replicas))
         return cls(
             last_work_seen=_read_time("lastWorkSeen", data.get("lastWorkSeen")),
@@ -354,17 +357,16 @@ def _reason(cause: str, *, current: int, replicas: int, limit: Limit | None) -> 
 
 
 def _check_int(name: str, value: object, *, least: int) -> list[str]:
-    # bool is an int to Python but never a count to a user.
-    if isinstance(value, bool) or not isinstance(value, int):
-        return [f"{name} must be an integer, got {value!r}"]
+    if not is_int(value):
+        return [f"{name} must be an integer, not {json_kind(value)}"]
     if value < least:
         return [f"{name} must be >= {least}, got {value}"]
     return []
 
 
 def _check_seconds(name: str, value: object) -> list[str]:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return [f"{name} must be a finite number of seconds, got {value!r}"]
+    if not is_number(value):
+        return [f"{name} must be a finite number of seconds, not {json_kind(value)}"]
     if value < 0:
         return [f"{name} must be >= 0, got {value}"]
     return []
@@ -373,6 +375,6 @@ def _check_seconds(name: str, value: object) -> list[str]:
 def _read_time(name: str, value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidSpecError(f"status {name} must be epoch seconds, got {value!r}")
+    if not is_number(value):
+        raise InvalidSpecError(f"status {name} must be epoch seconds, not {json_kind(value)}")
     return float(value)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from intent_fleet.protocol import is_int, json_kind
+
 from .errors import InvalidSpecError
 from .names import check_label, check_subdomain
 from .podpolicy import check_template
@@ -114,21 +116,21 @@ class WorkerSpec:
 def _obj(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = doc.get(key) or {}
     if not isinstance(value, Mapping):
-        raise InvalidSpecError(f"{where}.{key} must be an object")
+        raise InvalidSpecError(f"{where}.{key} must be an object, not {json_kind(value)}")
     return value
 
 
 def _int(doc: Mapping[str, Any], key: str, where: str, default: int) -> int:
     value = doc.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidSpecError(f"{where}.{key} must be an integer, not {value!r}")
+    if not is_int(value):
+        raise InvalidSpecError(f"{where}.{key} must be an integer, not {json_kind(value)}")
     return value
 
 
 def _str(doc: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
     value = doc.get(key, default)
     if not isinstance(value, str):
-        raise InvalidSpecError(f"{where}.{key} must be a string")
+        raise InvalidSpecError(f"{where}.{key} must be a string, not {json_kind(value)}")
     return value
 
 

@@ -1,7 +1,8 @@
 """The Intent Protocol as a library: everything needed to talk to a bus, nothing else.
 
 What belongs here: finding the API key (``credentials``), request signing
-(``signing``), the strict wire models (``models``), the exception tree
+(``signing``), the strict wire models (``models``) and the JSON type checks
+every other reader of untrusted JSON shares (``checks``), the exception tree
 (``errors``), retry timing (``retry``), client settings (``settings``), the
 one HTTP seam (``transport``) and the async clients built on it (``client``,
 ``admin_client``). This is the bottom layer: it imports no other
@@ -10,6 +11,7 @@ sidecar and the operator can all depend on it.
 """
 
 from .admin_client import AdminClient
+from .checks import is_int, is_number, json_kind
 from .client import BusClient, ClaimOutcome
 from .credentials import read_key_file, resolve_api_key
 from .errors import (
@@ -86,6 +88,9 @@ __all__ = [
     "canonical_path",
     "canonical_query",
     "compute_signature",
+    "is_int",
+    "is_number",
+    "json_kind",
     "parse_retry_after",
     "read_key_file",
     "resolve_api_key",

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .checks import is_int
 from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
 from .models import Ack, DeadLetter, KeyInfo, list_from_wire
 from .settings import ClientSettings
@@ -102,7 +103,7 @@ class AdminClient:
         self, namespace: str | None = None, goal: str | None = None, limit: int = 100
     ) -> tuple[DeadLetter, ...]:
         """Intents that ran out of attempts, newest first, at most ``limit`` (1-1000)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_DEAD_PAGE:
+        if not is_int(limit) or not 1 <= limit <= MAX_DEAD_PAGE:
             raise IntentBusError(f"limit must be an integer from 1 to {MAX_DEAD_PAGE}.")
         answer = await self._transport.request(
             "GET",

@@ -23,7 +23,6 @@ Arguments are checked before anything is sent, so a caller's mistake is an
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import re
 import secrets
@@ -36,6 +35,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from .checks import is_int, is_number
 from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
 from .models import (
     Ack,
@@ -273,10 +273,11 @@ class BusClient:
         answer = await self._transport.request(
             "POST", "/claim/interrupt", headers={"X-Claim-Session": session}, retry=True
         )
-        doc = answer.json()
-        count = doc.get("interrupted") if isinstance(doc, dict) else None
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise IntentBusProtocolError("ClaimInterrupt: 'interrupted' must be an integer")
+        count = Ack.from_wire(answer.json()).interrupted
+        if count is None:
+            raise IntentBusProtocolError(
+                "claim interrupt answer: required field 'interrupted' is missing."
+            )
         return count
 
     async def extend(self, intent_id: str, *, claim_token: str, seconds: int) -> int:
@@ -445,17 +446,12 @@ def _check_namespace(namespace: object) -> None:
 
 
 def _check_int(name: str, value: object, *, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    if not is_int(value) or not low <= value <= high:
         raise IntentBusError(f"{name} must be an integer from {low} to {high}.")
 
 
 def _check_seconds(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not is_number(value) or value < 0:
         raise IntentBusError(f"{name} must be a number of seconds >= 0.")
 
 

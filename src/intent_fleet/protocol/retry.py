@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
 
+from .checks import is_int, is_number
+
 __all__ = ["MAX_RETRY_AFTER_SECONDS", "RetryPolicy", "parse_retry_after"]
 
 #: A ``Retry-After`` longer than this is cut: a client parked for an hour by a
@@ -49,13 +51,13 @@ class RetryPolicy:
     jitter: Literal["full", "equal"] = "full"
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+        if not is_int(self.attempts):
             raise ValueError("RetryPolicy.attempts must be an integer")
         if self.attempts < 1:
             raise ValueError("RetryPolicy.attempts must be >= 1 (it counts the first try)")
-        if not (math.isfinite(self.base_seconds) and self.base_seconds >= 0):
+        if not (is_number(self.base_seconds) and self.base_seconds >= 0):
             raise ValueError("RetryPolicy.base_seconds must be a finite number >= 0")
-        if not (math.isfinite(self.cap_seconds) and self.cap_seconds >= 0):
+        if not (is_number(self.cap_seconds) and self.cap_seconds >= 0):
             raise ValueError("RetryPolicy.cap_seconds must be a finite number >= 0")
         if self.jitter not in ("full", "equal"):
             raise ValueError("RetryPolicy.jitter must be 'full' or 'equal'")

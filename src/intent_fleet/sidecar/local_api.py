@@ -18,9 +18,10 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from intent_fleet.protocol import (
     IntentBusProtocolError,
     IntentBusRateLimitError,
     IntentBusServerError,
+    is_int,
 )
 from intent_fleet.telemetry import CONTENT_TYPE
 
@@ -84,11 +86,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
-    if is_dataclass(doc) and not isinstance(doc, type):
-        doc = asdict(doc)
     return web.Response(
         status=status,
-        body=orjson.dumps(doc, default=str),
+        # Wire models are structs; to_builtins makes them (and dataclasses) plain JSON.
+        body=orjson.dumps(msgspec.to_builtins(doc)),
         content_type="application/json",
         headers=headers,
     )
@@ -207,7 +208,7 @@ async def kv_put(request: web.Request) -> web.Response:
     if "value" not in doc:
         return _error(400, "invalid_request", "missing 'value'")
     ttl = doc.get("ttl", 600)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+    if not is_int(ttl) or ttl < 1:
         return _error(400, "invalid_request", "'ttl' must be a positive integer of seconds")
     await api.bus.kv_set(request.match_info["key"], doc["value"], ttl=ttl)
     return _json(200, {"ok": True})

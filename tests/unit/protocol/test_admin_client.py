@@ -78,7 +78,7 @@ async def test_list_keys_and_dead_letters_are_retried_reads(
     }
     fake_bus.on("GET", "/admin/keys", UNAVAILABLE, Reply(200, keys))
     fake_bus.on("GET", "/admin/dead", Reply(200, dead))
-    assert await admin.list_keys() == (KeyInfo(None, "k_1", "a", 1.0, None),)
+    assert await admin.list_keys() == (KeyInfo(id="k_1", owner="a", created_at=1.0),)
     letters = await admin.dead_letters(namespace="n", limit=10)
     assert letters == (DeadLetter("i_9", "n", "g", 3, "boom", 1.0, 2.0),)
     assert fake_bus.seen[-1].raw_path == "/admin/dead?limit=10&namespace=n"

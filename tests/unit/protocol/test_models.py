@@ -193,17 +193,27 @@ def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 MALFORMED: list[tuple[str, Any, Any, str]] = [
-    ("claim not an object", ClaimedIntent, ["id"], "expected a JSON object, got list"),
+    ("claim not an object", ClaimedIntent, ["id"], "expected a JSON object, got an array"),
     ("claim null", ClaimedIntent, None, "got null"),
     ("claim missing id", ClaimedIntent, _without(V2_CLAIM, "id"), "'id' is missing"),
-    ("claim empty id", ClaimedIntent, {**V2_CLAIM, "id": ""}, "'id' must not be empty"),
-    ("claim numeric id", ClaimedIntent, {**V2_CLAIM, "id": 42}, "'id' must be a string, got int"),
+    (
+        "claim empty id",
+        ClaimedIntent,
+        {**V2_CLAIM, "id": ""},
+        "field 'id': expected `str` of length >= 1",
+    ),
+    (
+        "claim numeric id",
+        ClaimedIntent,
+        {**V2_CLAIM, "id": 42},
+        "field 'id': expected `str`, got `int`",
+    ),
     ("claim missing payload", ClaimedIntent, _without(V2_CLAIM, "payload"), "'payload'"),
     (
         "claim bool priority",
         ClaimedIntent,
         {**V2_CLAIM, "priority": True},
-        "'priority' must be an integer, got bool",
+        "field 'priority': expected `int`, got `bool`",
     ),
     (
         "claim string attempts",
@@ -212,7 +222,12 @@ MALFORMED: list[tuple[str, Any, Any, str]] = [
         "'claim_attempts'",
     ),
     ("claim float timeout", ClaimedIntent, {**V2_CLAIM, "claim_timeout": 60.5}, "'claim_timeout'"),
-    ("claim negative timeout", ClaimedIntent, {**V2_CLAIM, "claim_timeout": -1}, "negative"),
+    (
+        "claim negative timeout",
+        ClaimedIntent,
+        {**V2_CLAIM, "claim_timeout": -1},
+        "expected `int` >= 0",
+    ),
     ("claim token object", ClaimedIntent, {**V2_CLAIM, "claim_token": {}}, "'claim_token'"),
     (
         "claim bool expiry",
@@ -227,7 +242,7 @@ MALFORMED: list[tuple[str, Any, Any, str]] = [
         "status string run_at",
         IntentStatus,
         {**V2_STATUS, "run_at": "soon"},
-        "'run_at' must be a number",
+        "field 'run_at': expected `float | null`, got `str`",
     ),
     (
         "status bool attempts",
@@ -238,10 +253,15 @@ MALFORMED: list[tuple[str, Any, Any, str]] = [
     ("result bad type", IntentResult, {**V2_RESULT, "result_type": "xml"}, "'result_type'"),
     ("result text not string", IntentResult, {**V2_RESULT, "result": {"a": 1}}, "'result'"),
     ("health features string", Health, {**V2_HEALTH, "features": "all"}, "'features'"),
-    ("health feature number", Health, {**V2_HEALTH, "features": [1]}, "'features'"),
+    ("health feature number", Health, {**V2_HEALTH, "features": [1]}, "'features[0]'"),
     ("stats goals missing", BusStats, {"ts": 1.0}, "'goals' is missing"),
-    ("stats entry not object", BusStats, {"goals": [1]}, "stats entry"),
-    ("stats bool ready", BusStats, {"goals": [{**V2_STATS["goals"][0], "ready": True}]}, "'ready'"),
+    ("stats entry not object", BusStats, {"goals": [1]}, "field 'goals[0]': expected `object`"),
+    (
+        "stats bool ready",
+        BusStats,
+        {"goals": [{**V2_STATS["goals"][0], "ready": True}]},
+        "'goals[0].ready'",
+    ),
     ("stats float dead", GoalStats, {**V2_STATS["goals"][0], "dead": 1.0}, "'dead'"),
     ("key missing owner", KeyInfo, {"id": "k", "api_key": "x"}, "'owner' is missing"),
     (
@@ -268,10 +288,37 @@ def test_malformed_answers_raise_protocol_errors_naming_the_field(
     assert fragment in str(caught.value)
 
 
-def test_error_messages_never_quote_values() -> None:
-    with pytest.raises(IntentBusProtocolError) as caught:
-        ClaimedIntent.from_wire({**V2_CLAIM, "claim_token": ["tok-secret-123"]})
-    assert "tok-secret-123" not in str(caught.value)
+SECRET = "tok-secret-123"
+# A valid answer of each model, so the secret's field is the one thing wrong.
+VALID: dict[Any, dict[str, Any]] = {
+    ClaimedIntent: V2_CLAIM,
+    PublishReceipt: {"id": "i"},
+    IntentStatus: V2_STATUS,
+    IntentResult: {**V2_RESULT, "result_type": "json"},
+    Health: V2_HEALTH,
+    GoalStats: V2_STATS["goals"][0],
+    BusStats: V2_STATS,
+    KeyInfo: {"id": "k", "owner": "o"},
+    DeadLetter: {"intent_id": "i", "namespace": "n", "goal": "g", "attempts": 1},
+    Ack: {},
+    KvValue: {"value": "v"},
+}
+
+
+@pytest.mark.parametrize("model", list(VALID), ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "wrong", [[SECRET], {SECRET: SECRET}, [[SECRET]], {"result": SECRET}], ids=repr
+)
+def test_error_messages_never_quote_values(model: Any, wrong: Any) -> None:
+    """Whatever field holds the secret, and however wrong it is, the message does not hold it."""
+    refused = 0
+    for field in FIELDS:
+        try:
+            model.from_wire({**VALID[model], field: wrong})
+        except IntentBusProtocolError as caught:
+            refused += 1
+            assert SECRET not in str(caught), field
+    assert refused, "no field refused the wrong value: the test tested nothing"
 
 
 # --- property: arbitrary JSON-like input gives a model or IntentBusProtocolError -----------

@@ -13,7 +13,6 @@ API keys or tokens: only the caller holds those, and nothing here formats them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.operator.scaling import Observation
+from intent_fleet.protocol import is_int, is_number
 
 __all__ = [
     "BacklogReading",
@@ -71,13 +71,11 @@ class BacklogReading:
                 ("in_flight", self.in_flight),
                 ("unreachable", self.unreachable),
             )
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0
+            if not is_int(value) or value < 0
         ]
-        if self.capacity is not None and (
-            isinstance(self.capacity, bool) or not isinstance(self.capacity, int)
-        ):
+        if self.capacity is not None and not is_int(self.capacity):
             problems.append(f"capacity must be an integer or None, got {self.capacity!r}")
-        if not (math.isfinite(self.latency_seconds) and self.latency_seconds >= 0):
+        if not (is_number(self.latency_seconds) and self.latency_seconds >= 0):
             problems.append(f"latency_seconds must be >= 0, got {self.latency_seconds!r}")
         if problems:
             raise ValueError("; ".join(problems))

@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 
 from intent_fleet.operator.errors import FetchFailedError, MalformedAnswerError
+from intent_fleet.protocol import is_int, is_number
 
 from .base import BacklogReading, Clocks, SourceName, redact_url, unavailable
 from .fetch import get_bounded
@@ -149,7 +150,7 @@ def _state_from(url: str, doc: object) -> PodState:
     if not isinstance(draining, bool):
         raise _BadStateError("'draining' must be a boolean")
     idle = doc.get("idle_seconds")
-    if idle is not None and (isinstance(idle, bool) or not isinstance(idle, int | float)):
+    if idle is not None and not is_number(idle):
         raise _BadStateError("'idle_seconds' must be a number")
     assert isinstance(in_flight, int)  # _is_count checked it; this tells mypy
     return PodState(
@@ -162,7 +163,7 @@ def _state_from(url: str, doc: object) -> PodState:
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 class SidecarsSource:
