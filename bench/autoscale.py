@@ -15,8 +15,15 @@ instead and starts none), a real ``intent-fleet bus`` and a real ``intent-fleet 
    works the goal off (claim + fulfil) and times the way back to zero (cooldown 0 s,
    stabilisation window 0 s). Publishing and draining start at a random phase of the polling.
 2. Load: IntentWorkers up to ``--load-workers`` in all, created at once; the time until
-   each has its Deployment and its status; then the operator's RSS and CPU (from /proc)
-   sampled every second for ``--sample-seconds``, and the latency rounds again under load.
+   each has its Deployment and its status; then, the fleet idle, for ``--sample-seconds``:
+   the operator's RSS and CPU and the API server's and etcd's CPU (from /proc, every second),
+   the API server's requests per second by verb on the resources the operator uses (from its
+   own ``apiserver_request_total``), and the bus's requests per second (all of them the
+   operator's then, from its ``intent_bus_responses_total``); then the latency rounds again
+   under load.
+
+    .venv/bin/python bench/autoscale.py --workers 20 --load-workers 200
+    .venv/bin/python bench/autoscale.py --workers 20 --load-workers 1000
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from tests.support.operatorproc import OperatorProcess, start_operator
 
 from bench.bus import pct, rss_mib
 from fleetcluster.cli import supervisor
+from intent_fleet.operator.backlog import Exposition, parse_exposition
 from intent_fleet.protocol import AdminClient, BusClient, ClientSettings
 
 #: Our own cluster's ports are the harness's plus this, beside any other running cluster.
@@ -66,6 +74,16 @@ WAIT_SECONDS = 30.0
 #: Waits for the whole fleet (creation, Deployments, statuses) give up after this long.
 FLEET_WAIT_SECONDS = 150.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: The resources the operator reads and writes; the API server's requests on these are its.
+OPERATOR_RESOURCES = (
+    "intentworkers",
+    "deployments",
+    "pods",
+    "secrets",
+    "serviceaccounts",
+    "events",
+)
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 # --- the API server, as the admin kubeconfig reaches it ------------------------------------------
@@ -77,6 +95,11 @@ class Kube:
 
     session: aiohttp.ClientSession
     server: str
+
+    async def text(self, path: str) -> str:
+        async with self.session.get(self.server + path) as resp:
+            resp.raise_for_status()
+            return await resp.text()
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         async with self.session.request(method, self.server + path, json=body) as resp:
@@ -324,23 +347,50 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # less idle and iowait
 
 
+def api_requests(page: Exposition) -> dict[str, float]:
+    """The API server's requests so far on the operator's resources, by verb."""
+    by_verb: Counter[str] = Counter()
+    for s in page.samples:
+        if s.name == "apiserver_request_total" and s.labels.get("resource") in OPERATOR_RESOURCES:
+            by_verb[s.labels.get("verb", "")] += s.value
+    return dict(by_verb)
+
+
+def bus_requests(bus: BusProcess) -> float:
+    """Every answer the bus has given so far."""
+    ask = urllib.request.Request(
+        f"{bus.url}/metrics", headers={"Authorization": f"Bearer {bus.admin_secret}"}
+    )
+    with urllib.request.urlopen(ask, timeout=5) as got:
+        page = parse_exposition(got.read().decode())
+    return page.sum("intent_bus_responses_total", {}).total
+
+
 @dataclass
 class Usage:
-    """Per-second samples: the operator's RSS, and CPU % of one core of each process watched."""
+    """Per-second samples: the operator's RSS, and CPU % of one core of each process watched;
+    request rates over the whole sample."""
 
     rss_mib: list[float] = field(default_factory=list)
     cpu_pct: dict[str, list[float]] = field(default_factory=dict)
     passes_per_s: float = 0.0
+    #: API server requests per second on the operator's resources, by verb.
+    api_per_s: dict[str, float] = field(default_factory=dict)
+    bus_per_s: float = 0.0
 
 
-async def sample(operator: OperatorProcess, pids: dict[str, int], seconds: float) -> Usage:
-    """``pids`` by name (the operator's among them); "machine" is every core together."""
+async def sample(world: World, kube: Kube, seconds: float) -> Usage:
+    """The operator and its neighbours; "machine" is every core together."""
+    operator = world.operator
+    pids = {"operator": operator.proc.pid, **world.neighbours}
     readers: dict[str, Callable[[], float]] = {
         name: functools.partial(cpu_seconds, pid) for name, pid in pids.items()
     }
     readers["machine"] = machine_busy_seconds
     usage = Usage(cpu_pct={name: [] for name in readers})
     passes = await asyncio.to_thread(reconciles, operator)
+    api = api_requests(parse_exposition(await kube.text("/metrics")))
+    bus = await asyncio.to_thread(bus_requests, world.bus)
     began = last = time.perf_counter()
     cpu = {name: read() for name, read in readers.items()}
     while last - began < seconds:
@@ -352,6 +402,13 @@ async def sample(operator: OperatorProcess, pids: dict[str, int], seconds: float
         last, cpu = now, now_cpu
     done = await asyncio.to_thread(reconciles, operator)
     usage.passes_per_s = (done - passes) / (last - began)
+    api_done = api_requests(parse_exposition(await kube.text("/metrics")))
+    usage.api_per_s = {
+        verb: round((n - api.get(verb, 0.0)) / (last - began), 2)
+        for verb, n in sorted(api_done.items())
+        if n > api.get(verb, 0.0)
+    }
+    usage.bus_per_s = (await asyncio.to_thread(bus_requests, world.bus) - bus) / (last - began)
     return usage
 
 
@@ -405,8 +462,7 @@ async def measure(world: World, args: argparse.Namespace) -> dict[str, Any]:
         await wait_observed(kube, ns, len(names), FLEET_WAIT_SECONDS)
         out["all_observed_s"] = time.perf_counter() - began
         await asyncio.sleep(5)  # let the creation burst settle
-        pids = {"operator": world.operator.proc.pid, **world.neighbours}
-        usage = await sample(world.operator, pids, args.sample_seconds)
+        usage = await sample(world, kube, args.sample_seconds)
         out["usage"] = asdict(usage)
         loaded = await scale_rounds(bus, watch, latency, rounds=args.rounds, burst=args.burst)
         out["loaded"] = asdict(loaded)
@@ -458,6 +514,9 @@ def report(args: argparse.Namespace, out: dict[str, Any], log: Path) -> None:
         "operator_rss_mib": statistics.median(usage["rss_mib"]),
         "operator_cpu_pct_max": max(usage["cpu_pct"]["operator"]),
         "reconcile_passes_per_s": usage["passes_per_s"],
+        "api_writes_per_s": sum(usage["api_per_s"].get(v, 0.0) for v in WRITE_VERBS),
+        "api_requests_per_s": sum(usage["api_per_s"].values()),
+        "bus_requests_per_s": usage["bus_per_s"],
         **{f"{name}_cpu_pct": value for name, value in cpu.items()},
     }
     latency = {
@@ -497,6 +556,12 @@ def report(args: argparse.Namespace, out: dict[str, Any], log: Path) -> None:
         f"{name} {value:.0f} %" for name, value in cpu.items() if name != "operator"
     )
     print(f"  CPU % of a core alongside ({os.cpu_count()} cores): {others}")
+    verbs = "   ".join(f"{verb} {rate:.1f}" for verb, rate in usage["api_per_s"].items())
+    print(
+        f"  API server requests/s on the operator's resources: {verbs or 'none'} "
+        f"(writes {medians['api_writes_per_s']:.1f}/s); bus requests/s "
+        f"{medians['bus_requests_per_s']:.1f}"
+    )
     levels, notable = log_summary(log)
     print(f"  operator log lines by level: {levels}")
     for message, count in notable:

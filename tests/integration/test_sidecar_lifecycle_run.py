@@ -142,7 +142,9 @@ def test_run_serves_a_handler_end_to_end_hides_the_secrets_and_stops_everything_
         )
         assert run.stop(timeout=30, sig=signal.SIGINT) == 0, run.logs()  # what Ctrl-C sends
     finally:
-        run.kill()
+        # Ctrl-C, not SIGKILL, even when the test failed: run stops its bus, sidecar and
+        # handler itself, and a killed run would leave them behind.
+        run.stop(timeout=30, sig=signal.SIGINT)
         reader.join(timeout=5)
         outlived = handler_pid is not None and _alive(handler_pid)
         if outlived:

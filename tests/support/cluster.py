@@ -116,16 +116,19 @@ class Cluster:
         return Cluster(path, self.kubectl_binary, self.profile, self.external, [], self.audit_log)
 
     def audited(self, user: str) -> list[dict[str, Any]]:
-        """Audit events of ``user`` so far (requests on Secrets and ServiceAccounts)."""
+        """Audit events of ``user`` so far (see the harness's audit policy for what is kept)."""
+        return [e for e in self.audit_events() if e.get("user", {}).get("username") == user]
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audit event so far: requests on Secrets and ServiceAccounts, and the writes
+        and single reads of IntentWorkers and Deployments."""
         assert self.audit_log is not None, "no audit log on an external cluster"
         events = []
         # Rotated files are named after their stem and a timestamp.
         for path in sorted(self.audit_log.parent.glob(f"{self.audit_log.stem}*")):
             if path.is_file():
                 for line in path.read_text(errors="replace").splitlines():
-                    event = json.loads(line)
-                    if event.get("user", {}).get("username") == user:
-                        events.append(event)
+                    events.append(json.loads(line))
         return events
 
     def release(self, name: str, namespace: str) -> Release:

@@ -117,8 +117,10 @@ def etcd(settings: ClusterSettings) -> Component:
     )
 
 
-#: Audited: every request on Secrets and ServiceAccounts, at metadata level (no bodies), so
-#: tests can prove whose reads reached which namespace. Everything else is left out.
+#: Audited at metadata level (no bodies): every request on Secrets and ServiceAccounts, so
+#: tests can prove whose reads reached which namespace; and the writes and single reads of
+#: IntentWorkers and Deployments, so they can count what the operator costs the API server.
+#: Everything else is left out.
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -128,6 +130,13 @@ rules:
     resources:
       - group: ""
         resources: [secrets, serviceaccounts]
+  - level: Metadata
+    verbs: [get, create, update, patch, delete]
+    resources:
+      - group: intentbus.io
+        resources: [intentworkers, intentworkers/status, intentworkers/scale]
+      - group: apps
+        resources: [deployments, deployments/scale]
   - level: None
 """
 

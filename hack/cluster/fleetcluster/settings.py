@@ -157,7 +157,8 @@ class ClusterSettings:
 
     @property
     def audit_log(self) -> Path:
-        """The API server's audit log (Secret and ServiceAccount reads: who read what, where)."""
+        """The API server's audit log: Secret and ServiceAccount requests, IntentWorker and
+        Deployment writes and reads (see controlplane.AUDIT_POLICY)."""
         return self.log_dir / "kube-apiserver-audit.log"
 
     @property

@@ -14,6 +14,7 @@ import signal
 from intent_fleet.operator.egress import parse_allow_list
 from intent_fleet.operator.render import RenderSettings
 from intent_fleet.operator.settings import CredentialSettings, LeaderSettings, OperatorSettings
+from intent_fleet.operator.status import StatusSettings
 
 from . import loop
 from .errors import CliError, UsageError
@@ -87,6 +88,16 @@ FLAGS: tuple[Flag, ...] = (
         parse=float,
         default=_OPERATOR.watch_server_timeout,
         setting="OperatorSettings.watch_server_timeout",
+    ),
+    Flag(
+        "--status-refresh-seconds",
+        "INTENT_OPERATOR_STATUS_REFRESH_SECONDS",
+        "an IntentWorker's status is written when something shown in it changes; the "
+        "autoscaler's timestamps in it (backlogObservedTime, lastActiveTime, scaling) may "
+        "fall this far behind before they are written on their own",
+        parse=float,
+        default=StatusSettings().refresh_seconds,
+        setting="StatusSettings.refresh_seconds",
     ),
     Flag(
         "--credentials-opt-in",
@@ -175,6 +186,7 @@ def command(args: argparse.Namespace) -> int:
                 identity=args.identity or _LEADER.identity,
             ),
             credentials=CredentialSettings(require_opt_in=args.credentials_opt_in),
+            status=StatusSettings(refresh_seconds=args.status_refresh_seconds),
             egress=egress,
             bus_ca_file=str(args.bus_ca_file) if args.bus_ca_file else None,
         ),

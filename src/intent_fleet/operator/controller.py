@@ -36,8 +36,10 @@ from .status import (
     SCALING_ACTIVE,
     SCALING_LIMITED,
     Condition,
+    StatusSettings,
     deployment_ready,
     merge_conditions,
+    needs_write,
     rfc3339,
 )
 
@@ -66,6 +68,12 @@ def _selector(worker: WorkerSpec) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
 
 
+def _version(obj: Mapping[str, Any]) -> int:
+    """The resourceVersion as a number (etcd's revision); 0 when it is not one."""
+    version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(version) if version.isdigit() else 0
+
+
 def _check_owned(worker: WorkerSpec, deployment: Mapping[str, Any] | None) -> None:
     """A Deployment of the worker's name that this IntentWorker does not control is not ours."""
     if deployment is None:
@@ -86,6 +94,7 @@ class Controller:
     post_event: EventSink
     check_credentials: CredentialCheck
     render_settings: RenderSettings = field(default_factory=RenderSettings)
+    status_settings: StatusSettings = field(default_factory=StatusSettings)
     clock: Callable[[], float] = time.time
     http: aiohttp.ClientSession | None = None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
@@ -95,6 +104,9 @@ class Controller:
     _generations: dict[tuple[str, str], int] = field(default_factory=dict)
     #: The refusal last reported per worker uid, so concurrent passes report it once.
     _refusals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Worker Deployments as the watch (or our last apply) last showed them, by namespace
+    #: and name: a poll reads its replicas here instead of asking the API server.
+    _deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def _lock(self, worker: WorkerSpec) -> asyncio.Lock:
         return self._locks.setdefault(worker.uid, asyncio.Lock())
@@ -105,12 +117,32 @@ class Controller:
         self._refusals.pop(uid, None)
         self.metrics.forget(uid)
 
+    def seen_deployment(self, event: str | None, deployment: dict[str, Any]) -> None:
+        """A worker Deployment as the watch delivered it (``event`` ``DELETED`` or another)."""
+        meta = deployment.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event == "DELETED":
+            self._deployments.pop(key, None)
+        else:
+            self._remember(key, deployment)
+
+    def _remember(self, key: tuple[str, str], deployment: dict[str, Any]) -> None:
+        # Our apply's answer can be newer than a watch event still on its way: keep the newer.
+        known = self._deployments.get(key)
+        if known is None or _version(deployment) >= _version(known):
+            self._deployments[key] = deployment
+
     async def _deployment(self, worker: WorkerSpec) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = await self.api.get(DEPLOYMENTS, worker.namespace, worker.name)
-        except KubeNotFoundError:
-            return None
+        key = (worker.namespace, worker.name)
+        found = self._deployments.get(key)
+        if found is None:
+            # Not seen by the watch (yet): ask once; an absent one is created by the caller.
+            try:
+                found = await self.api.get(DEPLOYMENTS, worker.namespace, worker.name)
+            except KubeNotFoundError:
+                return None
         _check_owned(worker, found)
+        self._remember(key, found)
         return found
 
     async def _apply(self, worker: WorkerSpec, replicas: int) -> dict[str, Any]:
@@ -119,6 +151,7 @@ class Controller:
         )
         generation = int(applied.get("metadata", {}).get("generation") or 0)
         self._generations[(worker.namespace, worker.name)] = generation
+        self._remember((worker.namespace, worker.name), applied)
         return applied
 
     def drifted(self, deployment: Mapping[str, Any]) -> bool:
@@ -134,7 +167,8 @@ class Controller:
         saved = (body.get("status") or {}).get("scaling")
         if isinstance(saved, Mapping):
             try:
-                return ScalingState.from_dict(saved)
+                loaded = ScalingState.from_dict(saved)
+                return loaded.later_by(self.status_settings.refresh_seconds)
             except InvalidSpecError as corrupt:
                 log.warning("ignoring saved scaling state of %s: %s", worker.name, corrupt)
         return ScalingState()
@@ -166,6 +200,14 @@ class Controller:
                 )
             applied = await self._apply(worker, replicas)
             await self._patch_status(worker, body, applied, extra={})
+
+    def first_interval(self, body: Mapping[str, Any]) -> float:
+        """Seconds between this worker's polls (for spreading its first one out)."""
+        try:
+            worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+        except InvalidSpecError:
+            return REFUSED_RETRY_SECONDS
+        return worker.polling_interval_seconds
 
     async def tick(self, body: Mapping[str, Any]) -> float:
         """One autoscaling step; returns the seconds until the next."""
@@ -244,6 +286,8 @@ class Controller:
             extra["lastScaleTime"] = rfc3339(now)
             if decision.replicas != current:
                 self.metrics.scaled(current, decision.replicas)
+                # The one line per scaling decision at info ("backlog 15 ... wants 2: 0 -> 2").
+                log.info("%s/%s: %s", worker.namespace, worker.name, decision.reason)
                 self.post_event(
                     body,
                     "Normal",
@@ -268,7 +312,7 @@ class Controller:
         ]
         if target != current or current_deployment is None:
             current_deployment = await self._apply(worker, target)
-        extra = {"desiredReplicas": target}
+        extra = {"desiredReplicas": target, "backlog": None}  # not read while autoscaling is off
         await self._patch_status(worker, body, current_deployment, extra, conditions)
 
     async def _observe(
@@ -284,7 +328,7 @@ class Controller:
         except BacklogUnavailableError as failed:
             observation = Observation(backlog=None)
             available = Condition(BACKLOG_AVAILABLE, False, "SourceFailed", str(failed))
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = {"backlog": None}  # unknown, not what it last was
         else:
             answered = f"{worker.source.type} answered"
             available = Condition(BACKLOG_AVAILABLE, True, "SourceRead", answered)
@@ -354,26 +398,34 @@ class Controller:
         replicas = int(dep_status.get("replicas") or 0)
         ready = int(dep_status.get("readyReplicas") or 0)
         updates = [deployment_ready(deployment, True), *(conditions or [])]
-        patch = {
-            "status": {
-                "observedGeneration": worker.generation,
-                "selector": _selector(worker),
-                "replicas": replicas,
-                "readyReplicas": ready,
-                **extra,
-                "conditions": merge_conditions(
-                    status.get("conditions"), updates, worker.generation, self.clock()
-                ),
-            }
+        # The whole status as it should be: what this pass knows over what is there, so that
+        # what it did not look at (the last scale time, say) stays as it is.
+        new = {
+            **status,
+            "observedGeneration": worker.generation,
+            "selector": _selector(worker),
+            "replicas": replicas,
+            "readyReplicas": ready,
+            **extra,
+            "conditions": merge_conditions(
+                status.get("conditions"), updates, worker.generation, self.clock()
+            ),
         }
+        desired = extra.get("desiredReplicas")
+        self.metrics.worker_status(worker, replicas=replicas, ready=ready, desired=desired)
+        # ``body`` is kopf's live view of the IntentWorker: our last write is in it by the next
+        # poll, and so is anyone else's.
+        if not needs_write(status, new, refresh_seconds=self.status_settings.refresh_seconds):
+            return
         try:
             await self.api.merge_patch(
-                INTENT_WORKERS, worker.namespace, worker.name, patch, subresource="status"
+                INTENT_WORKERS,
+                worker.namespace,
+                worker.name,
+                {"status": new},
+                subresource="status",
             )
         except KubeNotFoundError:
             log.info("intentworker %s/%s is gone", worker.namespace, worker.name)
             # A pass that raced the deletion must not leave (or bring back) its series.
-            self.metrics.forget(worker.uid)
-            return
-        desired = extra.get("desiredReplicas")
-        self.metrics.worker_status(worker, replicas=replicas, ready=ready, desired=desired)
+            self.forget(worker.uid)

@@ -6,7 +6,9 @@ module has no side effects and tests can build as many operators as they like.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import random
 from typing import Any
 
@@ -19,7 +21,7 @@ from .errors import KubeApiError
 from .render import WORKER_LABEL
 from .spec import API_GROUP, API_VERSION
 
-__all__ = ["build_registry"]
+__all__ = ["build_registry", "next_due"]
 
 log = logging.getLogger("intent_fleet.operator")
 
@@ -61,7 +63,12 @@ def build_registry() -> kopf.OperatorRegistry:
         controller = _controller(memo)
         failures = 0
         rng = random.Random()
-        while not stopped:
+        clock = asyncio.get_running_loop().time
+        # Fixed-rate polls: each is due one interval after the last was due, not after it
+        # ended, so N workers at 1 s make N polls a second. The first comes at a random
+        # phase (the Deployment is already applied by then), spreading a fleet's polls out.
+        due = clock() + rng.uniform(0, controller.first_interval(body))
+        while not await stopped.wait(max(0.0, due - clock())):
             try:
                 interval = await controller.tick(body)
                 failures = 0
@@ -72,21 +79,23 @@ def build_registry() -> kopf.OperatorRegistry:
                 kopf.warn(body, reason="ScalingFailed", message=str(error))
                 interval = TICK_RETRY.delay(failures, rng)
                 failures += 1
-            await stopped.wait(interval)
+            due = next_due(due, interval, now=clock())
 
     @kopf.on.event(
         "apps", "v1", "deployments", labels={WORKER_LABEL: kopf.PRESENT}, registry=registry
     )
     async def deployment_changed(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
-        """Drift: someone edited or deleted a worker Deployment; apply ours again."""
+        """Every worker Deployment change feeds the controller's view (polls read replicas
+        there, not from the API server); drift (someone edited or deleted one) re-applies."""
         workers: kopf.Index[Any, Any] = kwargs["workers"]  # the index above, by name
         obj = event["object"]
+        controller = _controller(memo)
+        controller.seen_deployment(event["type"], dict(obj))
         meta = obj.get("metadata", {})
         owner = (meta.get("labels") or {}).get(WORKER_LABEL)
         found = workers.get((meta.get("namespace"), owner))
         if not found:
             return
-        controller = _controller(memo)
         if event["type"] == "DELETED" or controller.drifted(obj):
             for body in found:
                 try:
@@ -95,6 +104,15 @@ def build_registry() -> kopf.OperatorRegistry:
                     log.warning("re-applying %s/%s failed: %s", meta.get("namespace"), owner, error)
 
     return registry
+
+
+def next_due(due: float, interval: float, *, now: float) -> float:
+    """The next poll: one ``interval`` after this one was due. A poll that overran a whole
+    interval (a slow bus) skips the slots it missed rather than catching up in a burst."""
+    due += interval
+    if due < now:
+        due += math.ceil((now - due) / interval) * interval if interval > 0 else now - due
+    return due
 
 
 def _controller(memo: kopf.Memo) -> Controller:

@@ -41,11 +41,33 @@ def _kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="intentbus.io")
     config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="intentbus.io")
     config.persistence.finalizer = "intentbus.io/operator"
-    config.posting.level = logging.INFO
+    # Warnings and errors about an object become its Events; kopf's routine info lines
+    # ("Handler 'reconcile' succeeded.") would be an API write each.
+    config.posting.level = logging.WARNING
     # Watching a fixed list of namespaces, the operator holds Roles there and nothing
     # cluster-wide (operator.rbac): no CRD or namespace scanning, the initial discovery only.
     config.scanning.disabled = bool(settings.namespaces)
     return config
+
+
+class RoutineAtDebug(logging.Filter):
+    """kopf's per-object info lines (about 20 for one scale-out) are debug lines here.
+
+    At info the log has one line per scaling decision and per error, which the controller
+    writes; kopf's "Handler ... succeeded" and "... is processed" show only at debug.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+#: kopf's logger for everything it says about one object.
+KOPF_OBJECTS = logging.getLogger("kopf.objects")
 
 
 def _post_event(body: object, kind: str, reason: str, message: str) -> None:
@@ -53,6 +75,17 @@ def _post_event(body: object, kind: str, reason: str, message: str) -> None:
 
 
 async def run_operator(
+    settings: OperatorSettings, reader_factory: ReaderFactory, stop: asyncio.Event
+) -> int:
+    routine = RoutineAtDebug()
+    KOPF_OBJECTS.addFilter(routine)
+    try:
+        return await _run(settings, reader_factory, stop)
+    finally:
+        KOPF_OBJECTS.removeFilter(routine)
+
+
+async def _run(
     settings: OperatorSettings, reader_factory: ReaderFactory, stop: asyncio.Event
 ) -> int:
     probes = ProbeState()
@@ -78,6 +111,7 @@ async def run_operator(
                 post_event=_post_event,
                 check_credentials=gate.check,
                 render_settings=settings.render,
+                status_settings=settings.status,
                 http=sessions.pods,
                 metrics=metrics,
             )

@@ -155,6 +155,15 @@ class ScalingState:
             out["lastUnknown"] = self.last_unknown
         return out
 
+    def later_by(self, seconds: float) -> ScalingState:
+        """Every time moved ``seconds`` later: how a restarted operator reads a status that
+        may be up to that far behind, so that it never scales in sooner than it should."""
+        return ScalingState(
+            last_work_seen=None if self.last_work_seen is None else self.last_work_seen + seconds,
+            last_unknown=None if self.last_unknown is None else self.last_unknown + seconds,
+            recommendations=tuple((t + seconds, r) for t, r in self.recommendations),
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScalingState:
         """Read back :meth:`to_dict`; missing keys read as unset (a merge patch drops nulls).
@@ -303,7 +312,9 @@ def _target(
         return target, work > 0, f"{wants}; the last {window:.0f}s of recommendations hold {target}"
     if target > desired:
         cooldown = policy.cooldown_seconds
-        return target, work > 0, f"no work for {idle_for:.0f}s of {cooldown:.0f}s cooldown"
+        # No elapsed seconds here: the message lands in a condition, and one that changed
+        # every poll would be a status write every poll.
+        return target, work > 0, f"no work; waiting out the {cooldown:.0f}s cooldown"
     return target, work > 0, wants
 
 

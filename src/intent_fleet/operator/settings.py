@@ -16,6 +16,7 @@ from intent_fleet.protocol import validate
 
 from .egress import EgressPolicy
 from .render import RenderSettings
+from .status import StatusSettings
 
 __all__ = ["CredentialSettings", "LeaderSettings", "OperatorSettings"]
 
@@ -75,6 +76,7 @@ class OperatorSettings:
     render: RenderSettings = field(default_factory=RenderSettings)
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     #: Where backlog reads and sidecar polls may connect (see operator.egress).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     #: PEM CA certificates the https:// bus and Prometheus URLs of specs are verified

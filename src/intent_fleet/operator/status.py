@@ -2,14 +2,24 @@
 
 Conditions keep their ``lastTransitionTime`` while their status stays the same, so a condition
 that flaps is visible and one that holds does not churn the object on every poll.
+
+A status is written only when something a reader sees changes (:func:`needs_write`): replicas,
+ready or desired replicas, the backlog, a condition, the generation observed, the last scale.
+The timestamps that move on every poll (``backlogObservedTime``, ``lastActiveTime``, and the
+autoscaler's memory in ``scaling``) ride along with those writes, and force one of their own
+only once the memory is :attr:`StatusSettings.refresh_seconds` behind. An idle fleet writes
+nothing at all.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from intent_fleet.protocol import is_int, is_number
 
 __all__ = [
     "BACKLOG_AVAILABLE",
@@ -17,7 +27,9 @@ __all__ = [
     "SCALING_ACTIVE",
     "SCALING_LIMITED",
     "Condition",
+    "StatusSettings",
     "merge_conditions",
+    "needs_write",
     "rfc3339",
 ]
 
@@ -25,6 +37,95 @@ READY = "Ready"
 BACKLOG_AVAILABLE = "BacklogAvailable"
 SCALING_ACTIVE = "ScalingActive"
 SCALING_LIMITED = "ScalingLimited"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """How often an IntentWorker's status is written."""
+
+    #: Seconds the autoscaler's memory in the status (when work was last seen, the
+    #: recommendations that hold replicas up) may fall behind before a write refreshes it,
+    #: with ``backlogObservedTime`` and ``lastActiveTime``. A restarted operator reads the
+    #: memory as this much later than it says, so it never scales in early.
+    refresh_seconds: float = 30.0
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if not (math.isfinite(self.refresh_seconds) and self.refresh_seconds >= 0):
+            yield "refresh_seconds", f"must be >= 0 seconds, got {self.refresh_seconds}"
+
+
+#: The fields a reader of the status sees change; a change in any of them is written at once.
+SHOWN: Final = (
+    "observedGeneration",
+    "selector",
+    "replicas",
+    "readyReplicas",
+    "desiredReplicas",
+    "backlog",
+    "lastScaleTime",
+)
+
+
+def needs_write(
+    written: Mapping[str, Any] | None, status: Mapping[str, Any], *, refresh_seconds: float
+) -> bool:
+    """Whether ``status`` differs from the ``written`` one in what a reader sees, or in
+    autoscaler memory more than ``refresh_seconds`` behind."""
+    if written is None:
+        return True
+    if any(written.get(k) != status.get(k) for k in SHOWN):
+        return True
+    if _conditions(written) != _conditions(status):
+        return True
+    return _memory_behind(
+        written.get("scaling") or {},
+        status.get("scaling") or {},
+        desired=status.get("desiredReplicas"),
+        refresh_seconds=refresh_seconds,
+    )
+
+
+def _conditions(status: Mapping[str, Any]) -> set[tuple[Any, ...]]:
+    return {
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or ()
+    }
+
+
+def _memory_behind(
+    written: Mapping[str, Any],
+    scaling: Mapping[str, Any],
+    *,
+    desired: object,
+    refresh_seconds: float,
+) -> bool:
+    for key in ("lastWorkSeen", "lastUnknown"):
+        old, new = written.get(key), scaling.get(key)
+        if old is None and new is None:
+            continue
+        # One side unset, or unreadable (edited by hand): ours replaces it.
+        if not (is_number(old) and is_number(new)) or abs(new - old) >= refresh_seconds:
+            return True
+    # Only recommendations above the desired count hold replicas up; the rest are noise.
+    floor = desired if isinstance(desired, int) else 0
+    old_held = _held(written, floor)
+    new_held = _held(scaling, floor)
+    if old_held.keys() != new_held.keys():
+        return True
+    return any(abs(new_held[r] - old_held[r]) >= refresh_seconds for r in new_held)
+
+
+def _held(scaling: Mapping[str, Any], floor: int) -> dict[int, float]:
+    """The latest time of each recommended count above ``floor``."""
+    held: dict[int, float] = {}
+    entries = scaling.get("recommendations")
+    for entry in entries if isinstance(entries, list) else ():
+        # A status someone edited by hand may hold anything; what cannot be read is skipped.
+        if isinstance(entry, list) and len(entry) == 2:
+            at, replicas = entry
+            if is_number(at) and is_int(replicas) and replicas > floor:
+                held[replicas] = max(held.get(replicas, at), at)
+    return held
 
 
 def rfc3339(at: float) -> str:
