@@ -84,6 +84,8 @@ OPERATOR_RESOURCES = (
     "events",
 )
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+#: Longest wait for an idle fleet to stop writing before it is sampled.
+SETTLE_SECONDS = 60.0
 
 
 # --- the API server, as the admin kubeconfig reaches it ------------------------------------------
@@ -348,12 +350,37 @@ def machine_busy_seconds() -> float:
 
 
 def api_requests(page: Exposition) -> dict[str, float]:
-    """The API server's requests so far on the operator's resources, by verb."""
-    by_verb: Counter[str] = Counter()
+    """The API server's requests so far on the operator's resources, by "VERB resource"."""
+    found: Counter[str] = Counter()
     for s in page.samples:
-        if s.name == "apiserver_request_total" and s.labels.get("resource") in OPERATOR_RESOURCES:
-            by_verb[s.labels.get("verb", "")] += s.value
-    return dict(by_verb)
+        resource = s.labels.get("resource")
+        if s.name == "apiserver_request_total" and resource in OPERATOR_RESOURCES:
+            sub = s.labels.get("subresource")
+            found[f"{s.labels.get('verb')} {resource}{'/' + sub if sub else ''}"] += s.value
+    return dict(found)
+
+
+def by_verb(rates: dict[str, float]) -> dict[str, float]:
+    verbs: Counter[str] = Counter()
+    for what, rate in rates.items():
+        verbs[what.split(" ", 1)[0]] += rate
+    return {verb: round(rate, 2) for verb, rate in sorted(verbs.items())}
+
+
+async def settle(kube: Kube) -> float:
+    """Wait (at most SETTLE_SECONDS) for the fleet to go quiet: 3 s without a write on the
+    operator's resources. An operator that writes on every poll never does; it is sampled
+    after the wait all the same. The seconds waited."""
+    began = time.perf_counter()
+    last = api_requests(parse_exposition(await kube.text("/metrics")))
+    quiet = 0
+    while quiet < 3 and time.perf_counter() - began < SETTLE_SECONDS:
+        await asyncio.sleep(1.0)
+        now = api_requests(parse_exposition(await kube.text("/metrics")))
+        wrote = any(n > last.get(k, 0.0) for k, n in now.items() if k.split()[0] in WRITE_VERBS)
+        quiet = 0 if wrote else quiet + 1
+        last = now
+    return time.perf_counter() - began
 
 
 def bus_requests(bus: BusProcess) -> float:
@@ -461,7 +488,7 @@ async def measure(world: World, args: argparse.Namespace) -> dict[str, Any]:
         out["deployment_after_create_max_s"] = max(per_worker, default=0.0)
         await wait_observed(kube, ns, len(names), FLEET_WAIT_SECONDS)
         out["all_observed_s"] = time.perf_counter() - began
-        await asyncio.sleep(5)  # let the creation burst settle
+        out["settled_s"] = await settle(kube)
         usage = await sample(world, kube, args.sample_seconds)
         out["usage"] = asdict(usage)
         loaded = await scale_rounds(bus, watch, latency, rounds=args.rounds, burst=args.burst)
@@ -514,7 +541,7 @@ def report(args: argparse.Namespace, out: dict[str, Any], log: Path) -> None:
         "operator_rss_mib": statistics.median(usage["rss_mib"]),
         "operator_cpu_pct_max": max(usage["cpu_pct"]["operator"]),
         "reconcile_passes_per_s": usage["passes_per_s"],
-        "api_writes_per_s": sum(usage["api_per_s"].get(v, 0.0) for v in WRITE_VERBS),
+        "api_writes_per_s": sum(by_verb(usage["api_per_s"]).get(v, 0.0) for v in WRITE_VERBS),
         "api_requests_per_s": sum(usage["api_per_s"].values()),
         "bus_requests_per_s": usage["bus_per_s"],
         **{f"{name}_cpu_pct": value for name, value in cpu.items()},
@@ -544,7 +571,8 @@ def report(args: argparse.Namespace, out: dict[str, Any], log: Path) -> None:
         f"all Deployments after {out['all_deployments_s']:.1f} s "
         f"(each p50 {out['deployment_after_create_p50_s']:.2f} s, "
         f"max {out['deployment_after_create_max_s']:.2f} s after its create); "
-        f"all statuses after {out['all_observed_s']:.1f} s"
+        f"all statuses after {out['all_observed_s']:.1f} s; quiet after "
+        f"{out['settled_s']:.1f} s more"
     )
     print(
         f"  operator at {args.load_workers} workers ({args.sample_seconds:.0f} s, medians): "
@@ -556,12 +584,14 @@ def report(args: argparse.Namespace, out: dict[str, Any], log: Path) -> None:
         f"{name} {value:.0f} %" for name, value in cpu.items() if name != "operator"
     )
     print(f"  CPU % of a core alongside ({os.cpu_count()} cores): {others}")
-    verbs = "   ".join(f"{verb} {rate:.1f}" for verb, rate in usage["api_per_s"].items())
+    verbs = "   ".join(f"{verb} {rate:.1f}" for verb, rate in by_verb(usage["api_per_s"]).items())
     print(
         f"  API server requests/s on the operator's resources: {verbs or 'none'} "
         f"(writes {medians['api_writes_per_s']:.1f}/s); bus requests/s "
         f"{medians['bus_requests_per_s']:.1f}"
     )
+    top = sorted(usage["api_per_s"].items(), key=lambda kv: -kv[1])[:6]
+    print("    busiest: " + "   ".join(f"{what} {rate:.1f}" for what, rate in top))
     levels, notable = log_summary(log)
     print(f"  operator log lines by level: {levels}")
     for message, count in notable:

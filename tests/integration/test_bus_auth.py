@@ -14,7 +14,12 @@ from tests.support.rawbus import RawBus, assert_error
 async def test_missing_key_is_401(bus: BusProcess, raw: RawBus) -> None:
     r = await raw.request("POST", "/intent", key=None, doc={"goal": "g", "payload": {}})
     assert_error(r, 401, "unauthorized", "X-API-KEY")
-    for method, path in (("POST", "/claim"), ("GET", "/stats"), ("GET", "/get/k")):
+    for method, path in (
+        ("POST", "/claim"),
+        ("GET", "/stats"),
+        ("POST", "/stats"),
+        ("GET", "/get/k"),
+    ):
         assert_error(await raw.request(method, path, key=None), 401, "unauthorized")
 
 

@@ -84,6 +84,7 @@ POST_ROUTES = [
     "/admin/generate_key",
     "/admin/revoke_key",
     "/admin/intents/x/cancel",
+    "/stats",
 ]
 QUERY_ROUTES = [("POST", "/claim"), ("GET", "/stats"), ("GET", "/admin/dead")]
 

@@ -21,18 +21,22 @@ from aiohttp import web
 from intent_fleet.operator.backlog import (
     BacklogReading,
     BacklogSource,
+    BusBacklog,
     BusStatsSource,
     Clocks,
     FanOutSettings,
     MetricQuery,
     PrometheusSource,
+    Scrape,
     ScrapeAuth,
     ScrapeSettings,
     SidecarsSource,
+    WakeUps,
 )
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.protocol import BusClient, ClientSettings, RetryPolicy
 from tests.integration.conftest import StartBus
+from tests.support import scrape
 from tests.support.busproc import BusProcess
 from tests.support.rawbus import RawBus
 from tests.support.sidecar_rig import Procs, until
@@ -65,8 +69,7 @@ async def bus_client(
 
 def stats_source(client: BusClient, url: str, *, goal: str = GOAL) -> BusStatsSource:
     return BusStatsSource(
-        client=client,
-        bus_url=url,
+        bus=BusBacklog(client=client, bus_url=url),
         namespace="default",
         goal=goal,
         clocks=fake_clocks(),
@@ -84,12 +87,14 @@ def metrics_source(
 ) -> PrometheusSource:
     labels = {"namespace": "default", "goal": goal}
     return PrometheusSource(
-        session=session,
-        url=url,
+        scrape=Scrape(
+            session=session,
+            url=url,
+            auth=ScrapeAuth(bearer_token=token) if token else None,
+            settings=settings,
+        ),
         backlog=MetricQuery(metric, {**labels, "state": "ready"}),
         in_flight=MetricQuery(metric, {**labels, "state": "claimed"}),
-        auth=ScrapeAuth(bearer_token=token) if token else None,
-        settings=settings,
         clocks=fake_clocks(),
     )
 
@@ -184,6 +189,104 @@ async def test_a_refused_metrics_token_is_named_but_not_shown(
     assert "HTTP 401" in message
     assert "wrong-token-456" not in message
     assert "wrong-token-456" not in repr(ScrapeAuth(bearer_token="wrong-token-456"))
+
+
+async def test_workers_on_one_bus_read_their_backlogs_in_one_request(
+    bus: BusProcess, session: aiohttp.ClientSession
+) -> None:
+    """Ten workers' reads made together: one POST /stats, and each its own goal's figures."""
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+        key, _ = await raw.new_key("worker")
+        for n in range(10):
+            for _ in range(n):
+                await raw.publish(key, {"goal": f"g{n}", "payload": {}})
+        async with bus_client(bus.url, key, session) as client:
+            shared = BusBacklog(client=client, bus_url=bus.url)
+            await client.health()  # what the bus offers, asked once beforehand
+            before = await bus_answers(raw, "/stats")
+            sources = [
+                BusStatsSource(bus=shared, namespace="default", goal=f"g{n}") for n in range(10)
+            ]
+            readings = await asyncio.gather(*(s.read() for s in sources))
+            assert [r.backlog for r in readings] == list(range(10))
+            assert shared.requests == 1
+            assert await bus_answers(raw, "/stats") == before + 1
+            # A claim shows as in flight on its goal only.
+            assert await raw.claim(key, goal="g3") is not None
+            readings = await asyncio.gather(*(s.read() for s in sources))
+            assert [counts(r) for r in readings][2:5] == [(2, 0), (2, 1), (4, 0)]
+
+
+async def bus_answers(raw: RawBus, route: str) -> float:
+    """How many 200s the bus has given on ``route`` (its own count, from /metrics)."""
+    status, _headers, body = await raw.raw(
+        "GET", "/metrics", key=None, headers={"Authorization": f"Bearer {raw.admin_secret}"}
+    )
+    assert status == 200
+    return scrape.value(body.decode(), f'intent_bus_responses_total{{route="{route}",code="200"}}')
+
+
+async def test_an_older_bus_is_read_goal_by_goal(session: aiohttp.ClientSession) -> None:
+    """A bus with backlog_stats but not batch_stats: one GET /stats per goal, as before."""
+    asked: list[str] = []
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"protocol": "2.1", "features": ["backlog_stats"]})
+
+    async def stats(request: web.Request) -> web.Response:
+        goal = request.query["goal"]
+        asked.append(goal)
+        if goal == "broken":
+            return web.json_response({"goals": "not a list"})
+        entry = {"namespace": "default", "goal": goal, "ready": len(goal), "delayed": 0}
+        entry |= {"claimed": 1, "dead": 0, "oldest_ready_age_seconds": 0.5}
+        return web.json_response({"ts": 1.0, "goals": [entry]})
+
+    goals = ["a", "bb", "ccc", "broken"]
+    async with (
+        serve({"/health": health, "/stats": stats}) as base,
+        bus_client(base, "worker-key", session) as client,
+    ):
+        shared = BusBacklog(client=client, bus_url=base)
+        sources = [BusStatsSource(bus=shared, namespace="default", goal=g) for g in goals]
+        got = await asyncio.gather(*(s.read() for s in sources), return_exceptions=True)
+    assert sorted(asked) == sorted(goals)
+    assert [counts(r) for r in got[:3]] == [(1, 1), (2, 1), (3, 1)]  # type: ignore[arg-type]
+    # One goal's bad answer is that goal's failure alone.
+    assert isinstance(got[3], BacklogUnavailableError)
+    assert "malformed answer" in str(got[3])
+
+
+async def test_a_goal_at_zero_is_woken_once_when_work_arrives(
+    bus: BusProcess, session: aiohttp.ClientSession
+) -> None:
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+        key, _ = await raw.new_key("worker")
+        async with bus_client(bus.url, key, session) as client:
+            wakeups = WakeUps(client=client, bus_url=bus.url, wait_seconds=10)
+            try:
+                woken = {g: asyncio.Event() for g in ("a", "b", "c")}
+                for goal, event in woken.items():
+                    wakeups.watch("default", goal, event.set)
+                wakeups.unwatch("default", "c", woken["c"].set)
+                await until(lambda: _watching(bus), what="the bus holding the watch")
+                await raw.publish(key, {"goal": "c", "payload": {}})  # not watched any more
+                await raw.publish(key, {"goal": "b", "payload": {}})
+                await asyncio.wait_for(woken["b"].wait(), 5)
+                assert not woken["a"].is_set()
+                assert not woken["c"].is_set()
+                assert wakeups.watched() == {("default", "a")}  # b's wake-up was one-shot
+                assert wakeups.woken == 1
+            finally:
+                await wakeups.aclose()
+
+
+async def _watching(bus: BusProcess) -> bool:
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+        status, _headers, body = await raw.raw(
+            "GET", "/metrics", key=None, headers={"Authorization": f"Bearer {bus.admin_secret}"}
+        )
+    return status == 200 and scrape.value(body.decode(), "intent_bus_backlog_watches") >= 1
 
 
 async def test_a_bus_without_backlog_stats_points_to_prometheus(
@@ -324,16 +427,17 @@ async def test_basic_auth_reaches_the_endpoint(session: aiohttp.ClientSession) -
         return web.Response(text='queue_depth 7\nqueue_depth{shard="b"} 5\n')
 
     async with serve({"/metrics": guarded}) as base:
-        source = PrometheusSource(
+        scrape = Scrape(
             session=session,
             url=base + "/metrics",
-            backlog=MetricQuery("queue_depth"),
             auth=ScrapeAuth(username="scraper", password="pw-secret"),
         )
+        source = PrometheusSource(scrape=scrape, backlog=MetricQuery("queue_depth"))
         reading = await source.read()
     assert counts(reading) == (12, 0)
     assert seen == ["Basic " + base64.b64encode(b"scraper:pw-secret").decode()]
     assert "pw-secret" not in repr(source)
+    assert "pw-secret" not in repr(scrape)
 
 
 # --- sidecars -------------------------------------------------------------------------

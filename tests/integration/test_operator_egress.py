@@ -15,7 +15,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from intent_fleet.operator.backlog import BusStatsSource, MetricQuery, PrometheusSource
+from intent_fleet.operator.backlog import (
+    BusBacklog,
+    BusStatsSource,
+    MetricQuery,
+    PrometheusSource,
+    Scrape,
+)
 from intent_fleet.operator.egress import GuardedSessions, parse_allow_list
 from intent_fleet.operator.errors import BacklogUnavailableError, DestinationRefusedError
 from intent_fleet.protocol import BusClient, ClientSettings, RetryPolicy
@@ -34,7 +40,8 @@ async def refusing() -> AsyncIterator[GuardedSessions]:
 async def stats(url: str, key: str, session: aiohttp.ClientSession) -> int:
     settings = ClientSettings(base_url=url, request_timeout=3, retry=RetryPolicy(attempts=1))
     async with BusClient(settings=settings, api_key=key, session=session) as client:
-        source = BusStatsSource(client=client, bus_url=url, namespace="default", goal="g")
+        bus = BusBacklog(client=client, bus_url=url)
+        source = BusStatsSource(bus=bus, namespace="default", goal="g")
         return (await source.read()).backlog
 
 
@@ -93,11 +100,11 @@ async def test_an_entry_as_narrow_as_the_loopback_admits_the_bus(bus: BusProcess
 async def test_the_metadata_address_is_refused_for_prometheus_too(
     refusing: GuardedSessions,
 ) -> None:
-    source = PrometheusSource(
+    scrape = Scrape(
         session=refusing.spec,
         url="http://169.254.169.254/latest/meta-data/iam/security-credentials/",
-        backlog=MetricQuery("m", {}),
     )
+    source = PrometheusSource(scrape=scrape, backlog=MetricQuery("m", {}))
     with pytest.raises(DestinationRefusedError, match="link-local"):
         await source.read()
 

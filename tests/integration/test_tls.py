@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fleetcluster.pki import CertificateAuthority, Identity
-from intent_fleet.operator.backlog import BusStatsSource
+from intent_fleet.operator.backlog import BusBacklog, BusStatsSource
 from intent_fleet.operator.egress import GuardedSessions, parse_allow_list
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.operator.settings import OperatorSettings
@@ -162,7 +162,9 @@ async def test_the_operators_backlog_reads_verify_with_its_ca_file(
                 settings=client_settings, api_key=key, session=sessions.spec
             ) as client:
                 source = BusStatsSource(
-                    client=client, bus_url=tls_bus.url, namespace="default", goal=GOAL
+                    bus=BusBacklog(client=client, bus_url=tls_bus.url),
+                    namespace="default",
+                    goal=GOAL,
                 )
                 if works:
                     assert (await source.read()).backlog == 0

@@ -9,11 +9,13 @@ tenant's goals, counts and dead letters never show.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from intent_fleet.protocol import GoalStats
 
 from .claim_index import PUBLIC_OWNER, ReadyIndex
 
-__all__ = ["TerminalCounts", "goal_stats", "status_counts"]
+__all__ = ["TerminalCounts", "goal_stats", "stats_of", "status_counts"]
 
 #: (namespace, goal, terminal status, owner) -> count; owner as claim_index.owner_of.
 TerminalCounts = dict[tuple[str, str, str, str], int]
@@ -32,35 +34,64 @@ def goal_stats(
     goal: str | None = None,
     viewer: str | None = None,
 ) -> list[GoalStats]:
+    """Every goal with something in it that ``viewer`` sees, optionally filtered."""
     keys = {
         (ns, g)
         for ns, g, q in index.items()
         if not q.empty and (viewer is None or q.visible_to(viewer))
     }
+    dead = _dead(terminal, viewer)
+    keys.update(dead)
+    return [
+        _one(index, ns, g, dead=dead, now=now, viewer=viewer)
+        for ns, g in sorted(keys)
+        if (namespace is None or ns == namespace) and (goal is None or g == goal)
+    ]
+
+
+def stats_of(
+    index: ReadyIndex,
+    terminal: TerminalCounts,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    now: float,
+    viewer: str | None = None,
+) -> list[GoalStats]:
+    """The backlog of each (namespace, goal) asked for, in the order asked, zeros for a
+    goal with nothing in it: one answer for an autoscaler's many goals on this bus."""
+    dead = _dead(terminal, viewer)
+    return [_one(index, ns, g, dead=dead, now=now, viewer=viewer) for ns, g in pairs]
+
+
+def _dead(terminal: TerminalCounts, viewer: str | None) -> dict[tuple[str, str], int]:
     dead: dict[tuple[str, str], int] = {}
     for (ns, g, status, owner), n in terminal.items():
         if status == "dead" and _sees(viewer, owner):
             dead[(ns, g)] = dead.get((ns, g), 0) + n
-            keys.add((ns, g))
-    out = []
-    for ns, g in sorted(keys):
-        if (namespace is not None and ns != namespace) or (goal is not None and g != goal):
-            continue
-        q = index.existing(ns, g)
-        seen = q.backlog(viewer) if q is not None else None
-        oldest = seen.oldest_ready_run_at if seen is not None else None
-        out.append(
-            GoalStats(
-                namespace=ns,
-                goal=g,
-                ready=seen.ready if seen else 0,
-                delayed=seen.delayed if seen else 0,
-                claimed=seen.claimed if seen else 0,
-                dead=dead.get((ns, g), 0),
-                oldest_ready_age_seconds=max(0.0, now - oldest) if oldest is not None else 0.0,
-            )
-        )
-    return out
+    return dead
+
+
+def _one(
+    index: ReadyIndex,
+    ns: str,
+    g: str,
+    *,
+    dead: dict[tuple[str, str], int],
+    now: float,
+    viewer: str | None,
+) -> GoalStats:
+    q = index.existing(ns, g)
+    seen = q.backlog(viewer) if q is not None else None
+    oldest = seen.oldest_ready_run_at if seen is not None else None
+    return GoalStats(
+        namespace=ns,
+        goal=g,
+        ready=seen.ready if seen else 0,
+        delayed=seen.delayed if seen else 0,
+        claimed=seen.claimed if seen else 0,
+        dead=dead.get((ns, g), 0),
+        oldest_ready_age_seconds=max(0.0, now - oldest) if oldest is not None else 0.0,
+    )
 
 
 def status_counts(

@@ -29,16 +29,16 @@ import logging
 import random
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from intent_fleet.protocol import GoalStats
 
-from .backlog import TerminalCounts, goal_stats, status_counts
+from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
 from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .errors import ApiError
-from .longpoll import ParkedClaim, ParkedClaims
+from .longpoll import BacklogWatch, BacklogWatches, ParkedClaim, ParkedClaims
 from .quotas import KeyUsage, Quotas, quota_exceeded
 from .records import Caller, Intent, Status, Visibility
 from .settings import BusSettings
@@ -161,6 +161,7 @@ class Engine:
         self._delayed = TimedHeap(lambda i: i.run_at, Status.OPEN)
         self._leases = TimedHeap(lambda i: i.lease_until, Status.CLAIMED)
         self._parked = ParkedClaims()
+        self._watches = BacklogWatches()
         self._quotas = Quotas(settings.limits)
         self._pending_idempotency: dict[
             tuple[str, str], tuple[Intent, asyncio.Future[list[object]]]
@@ -215,8 +216,9 @@ class Engine:
         self.release_waiters()
 
     def release_waiters(self) -> None:
-        """Answer every long-polling claim with "nothing" (used when shutting down)."""
+        """Answer every long-polling claim and backlog watch (used when shutting down)."""
         self._parked.release_all()
+        self._watches.release_all()
 
     # -- bookkeeping ------------------------------------------------------
     def _queue_of(self, intent: Intent) -> GoalQueue:
@@ -571,7 +573,8 @@ class Engine:
                 claim.future.cancel()
 
     def _serve_waiters(self, intent: Intent) -> None:
-        """Hand a newly ready intent straight to a parked long-poll claim."""
+        """Hand a newly ready intent straight to a parked long-poll claim; if none takes
+        it, wake the backlog watches on its goal (an autoscaler waiting at zero)."""
         lease = self._queue_settings.claim_timeout_seconds
         for claim in self._parked.for_intent(intent.namespace, intent.goal):
             if intent.status is not Status.OPEN:
@@ -581,6 +584,8 @@ class Engine:
                 self._parked.unpark(claim)
                 claim.future.set_result(got)
                 self.long_poll_handoffs += 1
+        if intent.status is Status.OPEN:
+            self._watches.wake(intent.namespace, intent.goal, owner_of(intent))
 
     # -- lease operations -------------------------------------------------
     def _leased(self, caller: Caller, intent_id: str, token: str | None) -> Intent:
@@ -838,6 +843,44 @@ class Engine:
             goal=goal,
             viewer=viewer,
         )
+
+    def stats_of(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        """The backlog of each (namespace, goal), in the order asked (zeros when empty)."""
+        return stats_of(self._index, self._terminal, pairs, now=self._clock(), viewer=viewer)
+
+    async def watch_backlog(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None, wait: float
+    ) -> None:
+        """Return once one of ``pairs`` has work ``viewer`` could claim, or after ``wait`` s.
+
+        Returns at once when one has some already; the caller reads the stats after.
+        """
+        assert self._loop is not None
+        if any(s.ready for s in self.stats_of(pairs, viewer=viewer)):
+            return
+        most = self._settings.limits.max_parked_claims_per_key
+        if viewer is not None and most and self._watches.count_of(viewer) >= most:
+            raise quota_exceeded(
+                429,
+                f"This key has {most} backlog watches waiting already, the most this bus "
+                "parks per key; watch many goals in one request instead.",
+            )
+        watch = BacklogWatch(frozenset(pairs), viewer, self._loop.create_future())
+        self._watches.add(watch)
+        try:
+            async with asyncio.timeout(wait):
+                await asyncio.shield(watch.future)
+        except TimeoutError:
+            pass
+        finally:
+            self._watches.remove(watch)
+            if not watch.future.done():
+                watch.future.cancel()
+
+    def waiting_watches(self) -> int:
+        return len(self._watches)
 
     def status_counts(self, *, viewer: str | None = None) -> dict[tuple[str, str], int]:
         return status_counts(self._index, self._terminal, viewer=viewer)

@@ -1,9 +1,14 @@
-"""Long-poll claims parked until an intent they may take becomes ready.
+"""Long-polls parked until an intent becomes ready: claims, and backlog watches.
 
 A claim with ``wait=S`` that finds nothing registers here. When an intent
 becomes ready, the engine offers it to the parked claims of its (namespace,
 goal), then to the namespace-wide ones (claims without a goal), oldest first,
 and hands it over directly: no wake-up storm, no second round trip.
+
+An intent no parked claim took wakes the backlog watches on its goal instead
+(``POST /stats`` with ``wait``): an autoscaler whose workers are at zero learns
+of new work at once rather than at its next poll. A watch wakes only for an
+intent its key could claim, so it tells a tenant nothing about another's work.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .claim_index import ClaimFilter
+from .claim_index import PUBLIC_OWNER, ClaimFilter
 from .records import Intent
 
-__all__ = ["ParkedClaim", "ParkedClaims"]
+__all__ = ["BacklogWatch", "BacklogWatches", "ParkedClaim", "ParkedClaims"]
 
 
 @dataclass(slots=True)
@@ -94,3 +99,60 @@ class ParkedClaims:
                     claim.future.set_result(None)
         self._by_key.clear()
         self._per_caller.clear()
+
+
+@dataclass(slots=True, eq=False)
+class BacklogWatch:
+    """One ``/stats`` long-poll: done when one of its goals gets work its viewer could claim."""
+
+    pairs: frozenset[tuple[str, str]]
+    #: The key whose view this is; None for the admin, who sees every intent.
+    viewer: str | None
+    future: asyncio.Future[None]
+
+
+class BacklogWatches:
+    """Backlog watches by (namespace, goal)."""
+
+    def __init__(self) -> None:
+        self._by_goal: dict[tuple[str, str], set[BacklogWatch]] = {}
+        self._per_viewer: dict[str | None, int] = {}
+
+    def __len__(self) -> int:
+        return sum(self._per_viewer.values())
+
+    def count_of(self, viewer: str | None) -> int:
+        return self._per_viewer.get(viewer, 0)
+
+    def add(self, watch: BacklogWatch) -> None:
+        for pair in watch.pairs:
+            self._by_goal.setdefault(pair, set()).add(watch)
+        self._per_viewer[watch.viewer] = self.count_of(watch.viewer) + 1
+
+    def remove(self, watch: BacklogWatch) -> None:
+        for pair in watch.pairs:
+            watches = self._by_goal.get(pair)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._by_goal[pair]
+        left = self.count_of(watch.viewer) - 1
+        if left > 0:
+            self._per_viewer[watch.viewer] = left
+        else:
+            self._per_viewer.pop(watch.viewer, None)
+
+    def wake(self, namespace: str, goal: str, owner: str) -> None:
+        """An intent of ``owner`` (claim_index.owner_of) became ready on this goal."""
+        for watch in self._by_goal.get((namespace, goal), ()):
+            if watch.future.done():
+                continue
+            if watch.viewer is None or owner in (PUBLIC_OWNER, watch.viewer):
+                watch.future.set_result(None)
+
+    def release_all(self) -> None:
+        """Answer every watch now (the bus is shutting down)."""
+        for watches in self._by_goal.values():
+            for watch in watches:
+                if not watch.future.done():
+                    watch.future.set_result(None)

@@ -95,6 +95,11 @@ class _BusCollector(Collector):
             "Claims currently long-polling.",
             engine.waiting_claims(),
         )
+        yield GaugeMetricFamily(
+            "intent_bus_backlog_watches",
+            "Backlog watches (POST /stats with wait) waiting for work.",
+            engine.waiting_watches(),
+        )
         yield CounterMetricFamily(
             "intent_bus_commits", "Database commits (one fsync each).", value=store.commits
         )

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from intent_fleet.protocol import GoalStats
+
 from . import validation
 from .claim_index import ClaimFilter
 from .context import (
@@ -39,6 +41,8 @@ FEATURES = (
     "release_claim",
     "batch_claim",
     "claim_interrupt",
+    "batch_stats",
+    "backlog_wait",
 )
 
 
@@ -301,32 +305,39 @@ async def stats(request: web.Request) -> web.Response:
     if namespace is not None:
         namespace = validation.namespace_of(namespace)
     goal = validation.goal_of(query.get("goal") or None, required=False)
-    goals = [
-        {
-            "namespace": s.namespace,
-            "goal": s.goal,
-            "ready": s.ready,
-            "delayed": s.delayed,
-            "claimed": s.claimed,
-            "dead": s.dead,
-            "oldest_ready_age_seconds": round(s.oldest_ready_age_seconds, 3),
-        }
-        for s in ctx.engine.stats(namespace, goal, viewer=None if caller.admin else caller.key_id)
-    ]
-    if goal is not None and not goals:
+    viewer = None if caller.admin else caller.key_id
+    found = ctx.engine.stats(namespace, goal, viewer=viewer)
+    if goal is not None and not found:
         # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.
-        goals = [
-            {
-                "namespace": namespace or "default",
-                "goal": goal,
-                "ready": 0,
-                "delayed": 0,
-                "claimed": 0,
-                "dead": 0,
-                "oldest_ready_age_seconds": 0.0,
-            }
-        ]
-    return json_response(200, {"ts": ctx.clock(), "goals": goals})
+        found = ctx.engine.stats_of([(namespace or "default", goal)], viewer=viewer)
+    return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
+
+
+async def stats_batch(request: web.Request) -> web.Response:
+    """Extension batch_stats: the backlog of many goals in one call, in the order asked.
+
+    With ``wait`` (extension backlog_wait) the answer waits until one of them has work the
+    key could claim, or ``wait`` seconds: an autoscaler at zero learns of work at once.
+    """
+    ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
+    pairs, wait = validation.stats_request(doc, max_wait=ctx.settings.limits.max_claim_wait_seconds)
+    viewer = None if caller.admin else caller.key_id
+    if wait:
+        await ctx.engine.watch_backlog(pairs, viewer=viewer, wait=wait)
+    found = ctx.engine.stats_of(pairs, viewer=viewer)
+    return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
+
+
+def _stats_doc(s: GoalStats) -> dict[str, Any]:
+    return {
+        "namespace": s.namespace,
+        "goal": s.goal,
+        "ready": s.ready,
+        "delayed": s.delayed,
+        "claimed": s.claimed,
+        "dead": s.dead,
+        "oldest_ready_age_seconds": round(s.oldest_ready_age_seconds, 3),
+    }
 
 
 def add_routes(app: web.Application) -> None:
@@ -343,3 +354,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/get/{key}", kv_get)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/stats", stats_batch)

@@ -385,6 +385,33 @@ def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> Fulfill
     return FulfillRequest(claim_token=token, result=raw, result_type=result_type)
 
 
+#: Most goals one ``POST /stats`` may ask about.
+MAX_STATS_GOALS = 1000
+
+
+def stats_request(
+    doc: Mapping[str, Any], *, max_wait: float
+) -> tuple[list[tuple[str, str]], float]:
+    """``POST /stats`` body (extension batch_stats): the (namespace, goal) pairs asked about,
+    each once in the order given, and how long to wait for work on one of them."""
+    goals = doc.get("goals")
+    if not isinstance(goals, list) or not 1 <= len(goals) <= MAX_STATS_GOALS:
+        raise _invalid("invalid_request", f"'goals' must be a list of 1-{MAX_STATS_GOALS} objects.")
+    pairs: dict[tuple[str, str], None] = {}
+    for n, entry in enumerate(goals):
+        if not isinstance(entry, dict):
+            raise _invalid("invalid_request", f"goals[{n}] must be an object.")
+        try:
+            goal = goal_of(entry.get("goal"), required=True)
+            namespace = namespace_of(entry.get("namespace"))
+        except ApiError as bad:
+            raise ApiError(bad.status, bad.code, f"goals[{n}]: {bad.message}") from None
+        assert goal is not None
+        pairs[(namespace, goal)] = None
+    wait = _number(doc, "wait", 0.0, 0.0, max_wait)
+    return list(pairs), wait
+
+
 #: Longest ``/fail`` error text kept, as the reference server does.
 MAX_ERROR_CHARS = 500
 
@@ -437,5 +464,6 @@ __all__ += [
     "namespace_of",
     "path_text",
     "query_params",
+    "stats_request",
     "stored_text",
 ]

@@ -5,8 +5,10 @@ The sources themselves never read Kubernetes objects; this module does it for th
 
 Credentials come from the Secrets the IntentWorker names, through the
 :class:`~intent_fleet.operator.credentials.CredentialGate` (opted-in Secrets only, cached
-briefly); every request goes through the operator's egress-guarded session; bus clients are
-pooled per (URL, key) so a thousand workers on one bus share connections.
+briefly); every request goes through the operator's egress-guarded session. Bus clients are
+pooled per (URL, key), and so are their :class:`~.backlog.BusBacklog` readers: a thousand
+workers on one bus share its connections and, polling at the same phase, one ``/stats``
+request per poll. Prometheus endpoints are pooled per (URL, credentials) the same way.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ import aiohttp
 
 from intent_fleet.protocol import BusClient, ClientSettings
 
-from .backlog import BusStatsSource, MetricQuery, PrometheusSource, ScrapeAuth, SidecarsSource
+from .backlog import (
+    BusBacklog,
+    BusStatsSource,
+    MetricQuery,
+    PrometheusSource,
+    Scrape,
+    ScrapeAuth,
+    SidecarsSource,
+    Wake,
+)
 from .backlog.base import BacklogReading
-from .controller import BacklogReader
 from .credentials import CredentialGate
 from .egress import GuardedSessions
 from .errors import BacklogUnavailableError, KubeApiError
@@ -40,7 +50,8 @@ class SourceWiring:
     pod_http: aiohttp.ClientSession
     gate: CredentialGate
     ops_port: int = RenderSettings().ops_port
-    _clients: dict[tuple[str, str], BusClient] = field(default_factory=dict)
+    _buses: dict[tuple[str, str], BusBacklog] = field(default_factory=dict)
+    _scrapes: dict[tuple[str, ScrapeAuth], Scrape] = field(default_factory=dict)
 
     async def _secret(self, namespace: str, name: str, key: str, what: str) -> str:
         try:
@@ -49,14 +60,19 @@ class SourceWiring:
             # The Kubernetes message names the Secret; never the value.
             raise BacklogUnavailableError(f"{what}: secret {name}: {error}") from error
 
-    def _client(self, url: str, key: str) -> BusClient:
-        client = self._clients.get((url, key))
-        if client is None:
+    def _bus(self, url: str, key: str) -> BusBacklog:
+        bus = self._buses.get((url, key))
+        if bus is None:
             settings = ClientSettings(base_url=url, request_timeout=5.0, connect_timeout=2.0)
-            client = self._clients[(url, key)] = BusClient(
-                settings=settings, api_key=key, session=self.http
-            )
-        return client
+            client = BusClient(settings=settings, api_key=key, session=self.http)
+            bus = self._buses[(url, key)] = BusBacklog(client=client, bus_url=url)
+        return bus
+
+    def _scrape(self, url: str, auth: ScrapeAuth) -> Scrape:
+        scrape = self._scrapes.get((url, auth))
+        if scrape is None:
+            scrape = self._scrapes[(url, auth)] = Scrape(session=self.http, url=url, auth=auth)
+        return scrape
 
     async def read(self, worker: WorkerSpec) -> BacklogReading:
         kind = worker.source.type
@@ -64,10 +80,7 @@ class SourceWiring:
             bus = worker.bus
             key = await self._secret(worker.namespace, bus.secret_name, bus.secret_key, kind)
             return await BusStatsSource(
-                client=self._client(bus.url, key),
-                bus_url=bus.url,
-                namespace=bus.namespace or "default",
-                goal=worker.goal,
+                bus=self._bus(bus.url, key), namespace=bus.namespace or "default", goal=worker.goal
             ).read()
         if kind == "prometheus" and worker.source.prometheus is not None:
             prom = worker.source.prometheus
@@ -76,10 +89,8 @@ class SourceWiring:
                 token = await self._secret(worker.namespace, prom.auth_secret_name, "token", kind)
                 auth = ScrapeAuth(bearer_token=token)
             return await PrometheusSource(
-                session=self.http,
-                url=prom.url,
+                scrape=self._scrape(prom.url, auth),
                 backlog=MetricQuery(prom.metric, dict(prom.labels)),
-                auth=auth,
             ).read()
         if kind == "sidecars":
             selector = ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
@@ -99,6 +110,26 @@ class SourceWiring:
     async def observe(self, worker: WorkerSpec) -> Observation:
         return (await self.read(worker)).observation()
 
+    async def wake_on_work(self, worker: WorkerSpec, wake: Wake, armed: bool) -> None:
+        """Armed: wake this worker (at zero, nothing queued) as soon as its goal gets work;
+        disarmed otherwise. Only a busStats source's bus can say so; others poll."""
+        if worker.source.type != "busStats":
+            return
+        bus = worker.bus
+        key = await self._secret(worker.namespace, bus.secret_name, bus.secret_key, "busStats")
+        wakeups = self._bus(bus.url, key).wakeups
+        namespace = bus.namespace or "default"
+        if armed:
+            wakeups.watch(namespace, worker.goal, wake)
+        else:
+            wakeups.unwatch(namespace, worker.goal, wake)
 
-def reader_factory(api: KubeApi, sessions: GuardedSessions, gate: CredentialGate) -> BacklogReader:
-    return SourceWiring(api=api, http=sessions.spec, pod_http=sessions.pods, gate=gate).observe
+    async def aclose(self) -> None:
+        for bus in self._buses.values():
+            await bus.aclose()
+        for scrape in self._scrapes.values():
+            await scrape.aclose()
+
+
+def reader_factory(api: KubeApi, sessions: GuardedSessions, gate: CredentialGate) -> SourceWiring:
+    return SourceWiring(api=api, http=sessions.spec, pod_http=sessions.pods, gate=gate)

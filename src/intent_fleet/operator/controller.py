@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -43,7 +43,15 @@ from .status import (
     rfc3339,
 )
 
-__all__ = ["INTENT_WORKERS", "BacklogReader", "Controller", "CredentialCheck", "EventSink"]
+__all__ = [
+    "INTENT_WORKERS",
+    "BacklogReader",
+    "BacklogWiring",
+    "Controller",
+    "CredentialCheck",
+    "EventSink",
+    "Schedule",
+]
 
 log = logging.getLogger("intent_fleet.operator")
 
@@ -58,6 +66,22 @@ INTENT_WORKERS = Resource(f"{API_GROUP}/{API_VERSION}", "intentworkers", KIND)
 
 #: Reads the backlog of a worker; raises BacklogUnavailableError when the source fails.
 BacklogReader = Callable[[WorkerSpec], Awaitable[Observation]]
+#: Wakes a worker (sets its event); must not block.
+Wake = Callable[[], None]
+#: (worker, wake, armed): armed, wake the worker as soon as its goal gets work; else not.
+WakeOnWork = Callable[[WorkerSpec, Wake, bool], Awaitable[None]]
+
+
+class BacklogWiring(Protocol):
+    """The backlog sources as the runner hands them to the controller."""
+
+    async def observe(self, worker: WorkerSpec) -> Observation: ...
+
+    async def wake_on_work(self, worker: WorkerSpec, wake: Wake, armed: bool) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 #: Raises NotPermittedError unless every credential the worker uses has opted in.
 CredentialCheck = Callable[[WorkerSpec], Awaitable[None]]
 #: Posts a Kubernetes Event about the IntentWorker: (body, type, reason, message).
@@ -66,6 +90,30 @@ EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 
 def _selector(worker: WorkerSpec) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(worker).items())
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How often a worker polls, and which workers it polls together with."""
+
+    interval: float
+    #: Workers reading the same bus with the same key (or the same Prometheus endpoint with
+    #: the same credentials) share this name and a phase, so that their reads go out as one
+    #: request. None: reads of its own (the sidecars source, or a refused spec).
+    group: str | None = None
+
+
+def _schedule(worker: WorkerSpec) -> Schedule:
+    source = worker.source
+    if source.type == "busStats":
+        bus = worker.bus
+        group = f"{bus.url} {worker.namespace}/{bus.secret_name}/{bus.secret_key}"
+    elif source.type == "prometheus" and source.prometheus is not None:
+        prom = source.prometheus
+        group = f"{prom.url} {worker.namespace}/{prom.auth_secret_name}"
+    else:
+        return Schedule(worker.polling_interval_seconds)
+    return Schedule(worker.polling_interval_seconds, group)
 
 
 def _version(obj: Mapping[str, Any]) -> int:
@@ -93,6 +141,8 @@ class Controller:
     read_backlog: BacklogReader
     post_event: EventSink
     check_credentials: CredentialCheck
+    #: Wakes a worker at zero when its goal gets work, where the source can (busStats).
+    wake_on_work: WakeOnWork | None = None
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     status_settings: StatusSettings = field(default_factory=StatusSettings)
     clock: Callable[[], float] = time.time
@@ -201,26 +251,29 @@ class Controller:
             applied = await self._apply(worker, replicas)
             await self._patch_status(worker, body, applied, extra={})
 
-    def first_interval(self, body: Mapping[str, Any]) -> float:
-        """Seconds between this worker's polls (for spreading its first one out)."""
+    def schedule(self, body: Mapping[str, Any]) -> Schedule:
+        """When this worker polls (see :class:`Schedule`), before its first poll."""
         try:
             worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
         except InvalidSpecError:
-            return REFUSED_RETRY_SECONDS
-        return worker.polling_interval_seconds
+            return Schedule(REFUSED_RETRY_SECONDS)
+        return _schedule(worker)
 
-    async def tick(self, body: Mapping[str, Any]) -> float:
-        """One autoscaling step; returns the seconds until the next."""
+    async def tick(self, body: Mapping[str, Any], wake: Wake | None = None) -> Schedule:
+        """One autoscaling step; returns when the next is due. ``wake`` wakes this worker's
+        poll out of turn: called when its goal gets work while it is at zero."""
         try:
             with self.metrics.reconciling():
                 worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
                 async with self._lock(worker):
-                    await self._tick(worker, body)
+                    at_zero = await self._tick(worker, body)
+                if wake is not None:
+                    await self._wake_on_work(worker, wake, armed=at_zero)
         except InvalidSpecError as refused:
             await self._refuse(body, refused)
-            return REFUSED_RETRY_SECONDS
+            return Schedule(REFUSED_RETRY_SECONDS)
         self._refusals.pop(worker.uid, None)
-        return worker.polling_interval_seconds
+        return _schedule(worker)
 
     async def _refuse(self, body: Mapping[str, Any], refused: InvalidSpecError) -> None:
         """Report a refusal once: ``Ready=False`` with its reason, one Warning event, one log."""
@@ -250,7 +303,23 @@ class Controller:
         with contextlib.suppress(KubeNotFoundError):
             await self.api.merge_patch(INTENT_WORKERS, namespace, name, patch, subresource="status")
 
-    async def _tick(self, worker: WorkerSpec, body: Mapping[str, Any]) -> None:
+    async def stop_waking(self, body: Mapping[str, Any], wake: Wake) -> None:
+        """This worker's polls have ended (deleted, or the operator stops): no more wake-ups."""
+        with contextlib.suppress(InvalidSpecError):
+            worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+            await self._wake_on_work(worker, wake, armed=False)
+
+    async def _wake_on_work(self, worker: WorkerSpec, wake: Wake, *, armed: bool) -> None:
+        if self.wake_on_work is None:
+            return
+        try:
+            await self.wake_on_work(worker, wake, armed)
+        except BacklogUnavailableError as failed:
+            # Only a quicker start is lost: the next poll sees the work all the same.
+            log.debug("%s/%s: no wake-up on work: %s", worker.namespace, worker.name, failed)
+
+    async def _tick(self, worker: WorkerSpec, body: Mapping[str, Any]) -> bool:
+        """One poll; True when the worker is at zero with nothing queued (worth a wake-up)."""
         now = self.clock()
         current_deployment = await self._deployment(worker)
         await self.check_credentials(worker)
@@ -261,7 +330,7 @@ class Controller:
         )
         if worker.manual_replicas is not None or worker.paused:
             await self._hold(worker, body, current, current_deployment)
-            return
+            return False
 
         state = self._state(worker, body)
         observation, available, extra = await self._observe(worker, now)
@@ -295,6 +364,7 @@ class Controller:
                     f"{current} -> {decision.replicas} replicas: {decision.reason}",
                 )
         await self._patch_status(worker, body, current_deployment, extra, conditions)
+        return decision.replicas == 0 and observation.work == 0
 
     async def _hold(
         self,

@@ -13,15 +13,20 @@ IntentWorker in a namespace can use every Secret there.
 
 A missing object and an unlabelled one get the same message, so the condition tells an
 IntentWorker's author nothing about Secrets they could not read themselves.
+
+Reads are cached for ``cache_seconds``; when a cached read runs out, the workers that need
+it at that moment (a whole fleet polling together) share one new read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .batching import Batcher
 from .errors import KubeApiError, KubeNotFoundError, NotPermittedError
 from .kube import SECRETS, SERVICE_ACCOUNTS, KubeApi, Resource, secret_value
 from .podpolicy import referenced_secrets, token_service_account
@@ -51,6 +56,34 @@ class CredentialGate:
     clock: Callable[[], float] = time.monotonic
     _granted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _secrets: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = field(default_factory=dict)
+    _metadata_reads: Batcher[tuple[Resource, str, str], Mapping[str, Any] | None] = field(
+        init=False
+    )
+    _secret_reads: Batcher[tuple[str, str], Mapping[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # No window: the readers that arrive in the same turn of the event loop share a read.
+        self._metadata_reads = Batcher(self._read_metadata, window=0.0)
+        self._secret_reads = Batcher(self._read_secrets, window=0.0)
+
+    async def _read_metadata(
+        self, keys: Sequence[tuple[Resource, str, str]]
+    ) -> dict[tuple[Resource, str, str], Mapping[str, Any] | BaseException | None]:
+        got = await asyncio.gather(
+            *(self.api.metadata(r, ns, name) for r, ns, name in keys), return_exceptions=True
+        )
+        return {
+            key: (None if isinstance(g, KubeNotFoundError) else g)
+            for key, g in zip(keys, got, strict=True)
+        }
+
+    async def _read_secrets(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Mapping[str, Any] | BaseException]:
+        got = await asyncio.gather(
+            *(self.api.secret(ns, name) for ns, name in keys), return_exceptions=True
+        )
+        return dict(zip(keys, got, strict=True))
 
     def _fresh(self, at: float) -> bool:
         return self.clock() - at < self.settings.cache_seconds
@@ -66,9 +99,7 @@ class CredentialGate:
         if granted is not None and self._fresh(granted):
             return
         try:
-            meta = await self.api.metadata(resource, namespace, name)
-        except KubeNotFoundError:
-            meta = None
+            meta = await self._metadata_reads.get((resource, namespace, name))
         except KubeApiError as error:
             if error.status != 403:
                 raise
@@ -98,7 +129,7 @@ class CredentialGate:
             secret = cached[1]
         else:
             try:
-                secret = await self.api.secret(namespace, name)
+                secret = await self._secret_reads.get((namespace, name))
             except KubeNotFoundError:
                 raise _refusal("Secret", namespace, name) from None
             except KubeApiError as error:

@@ -10,18 +10,20 @@ import asyncio
 import logging
 import math
 import random
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from intent_fleet.protocol import RetryPolicy
 
-from .controller import Controller
+from .controller import Controller, Schedule
 from .errors import KubeApiError
 from .render import WORKER_LABEL
 from .spec import API_GROUP, API_VERSION
 
-__all__ = ["build_registry", "next_due"]
+__all__ = ["build_registry", "first_due", "next_due"]
 
 log = logging.getLogger("intent_fleet.operator")
 
@@ -60,26 +62,7 @@ def build_registry() -> kopf.OperatorRegistry:
     async def autoscale(
         stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
-        controller = _controller(memo)
-        failures = 0
-        rng = random.Random()
-        clock = asyncio.get_running_loop().time
-        # Fixed-rate polls: each is due one interval after the last was due, not after it
-        # ended, so N workers at 1 s make N polls a second. The first comes at a random
-        # phase (the Deployment is already applied by then), spreading a fleet's polls out.
-        due = clock() + rng.uniform(0, controller.first_interval(body))
-        while not await stopped.wait(max(0.0, due - clock())):
-            try:
-                interval = await controller.tick(body)
-                failures = 0
-            except KubeApiError as error:
-                log.warning(
-                    "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
-                )
-                kopf.warn(body, reason="ScalingFailed", message=str(error))
-                interval = TICK_RETRY.delay(failures, rng)
-                failures += 1
-            due = next_due(due, interval, now=clock())
+        await poll_until_stopped(_controller(memo), body, stopped)
 
     @kopf.on.event(
         "apps", "v1", "deployments", labels={WORKER_LABEL: kopf.PRESENT}, registry=registry
@@ -106,6 +89,40 @@ def build_registry() -> kopf.OperatorRegistry:
     return registry
 
 
+async def _sleep(
+    stopped: kopf.DaemonStopped, wake: asyncio.Event, *, until: float, clock: Callable[[], float]
+) -> bool:
+    """Until ``until``, or until woken; True when the daemon is to stop instead."""
+    if stopped:
+        return True
+    if wake.is_set():
+        return False
+    woken = asyncio.ensure_future(wake.wait())
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait(
+            {woken, stopping},
+            timeout=max(0.0, until - clock()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        woken.cancel()
+        stopping.cancel()
+    return bool(stopped)
+
+
+def first_due(now: float, schedule: Schedule, rng: random.Random) -> float:
+    """The first poll: at the group's phase of the interval (a hash of its name), or at a
+    random one for a worker of its own."""
+    interval = schedule.interval
+    if interval <= 0:
+        return now
+    if schedule.group is None:
+        return now + rng.uniform(0, interval)
+    phase = zlib.crc32(schedule.group.encode()) / 2**32 * interval
+    return now + (phase - now) % interval
+
+
 def next_due(due: float, interval: float, *, now: float) -> float:
     """The next poll: one ``interval`` after this one was due. A poll that overran a whole
     interval (a slow bus) skips the slots it missed rather than catching up in a burst."""
@@ -113,6 +130,49 @@ def next_due(due: float, interval: float, *, now: float) -> float:
     if due < now:
         due += math.ceil((now - due) / interval) * interval if interval > 0 else now - due
     return due
+
+
+async def poll_until_stopped(
+    controller: Controller, body: kopf.Body, stopped: kopf.DaemonStopped
+) -> None:
+    """One IntentWorker's polls, until kopf stops its daemon.
+
+    Fixed-rate: each poll is due one interval after the last was due, not after it ended,
+    so N workers at 1 s make N polls a second. Workers sharing a bus and key share a phase
+    (their reads go out as one request); the phases of different groups, and of workers
+    reading on their own, are spread over the interval. A worker at zero is woken out of
+    turn when its goal gets work.
+    """
+    failures = 0
+    rng = random.Random()
+    clock = asyncio.get_running_loop().time
+    schedule = controller.schedule(body)
+    due = first_due(clock(), schedule, rng)
+    wake = asyncio.Event()
+    try:
+        while not await _sleep(stopped, wake, until=due, clock=clock):
+            woken = wake.is_set()
+            wake.clear()
+            try:
+                now_due = await controller.tick(body, wake.set)
+            except KubeApiError as error:
+                log.warning(
+                    "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
+                )
+                kopf.warn(body, reason="ScalingFailed", message=str(error))
+                due = clock() + TICK_RETRY.delay(failures, rng)
+                failures += 1
+                continue
+            if woken and due > clock():
+                continue  # an extra poll: the regular one stays where it was
+            if failures or now_due != schedule:
+                # Back after failures, or the spec moved it: into its group's phase again.
+                due, failures = first_due(clock(), now_due, rng), 0
+            else:
+                due = next_due(due, now_due.interval, now=clock())
+            schedule = now_due
+    finally:
+        await controller.stop_waking(body, wake.set)
 
 
 def _controller(memo: kopf.Memo) -> Controller:

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kopf._core.engines.peering import Identity  # a NewType kopf does not re-export
 
-from .controller import BacklogReader, Controller
+from .controller import BacklogWiring, Controller
 from .credentials import CredentialGate
 from .egress import GuardedSessions
 from .handlers import build_registry
@@ -30,7 +30,7 @@ __all__ = ["run_operator"]
 log = logging.getLogger("intent_fleet.operator")
 
 #: Builds the backlog reader once the API client and an HTTP session exist.
-ReaderFactory = Callable[[KubeApi, GuardedSessions, CredentialGate], BacklogReader]
+ReaderFactory = Callable[[KubeApi, GuardedSessions, CredentialGate], BacklogWiring]
 
 
 def _kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -96,6 +96,7 @@ async def _run(
     sessions = GuardedSessions.open(settings.egress, ssl_context=settings.bus_ssl_context())
     gate = CredentialGate(api, settings.credentials)
     elector = LeaderElector(api, settings.leader) if settings.leader.enabled else None
+    backlog = reader_factory(api, sessions, gate)
     try:
         # Every task below belongs to this group, so none outlives it: a renewal can never
         # take the Lease back after release() (below) gave it up, whatever kopf raised.
@@ -107,7 +108,8 @@ async def _run(
             metrics.set_leader(True)
             controller = Controller(
                 api=api,
-                read_backlog=reader_factory(api, sessions, gate),
+                read_backlog=backlog.observe,
+                wake_on_work=backlog.wake_on_work,
                 post_event=_post_event,
                 check_credentials=gate.check,
                 render_settings=settings.render,
@@ -127,6 +129,7 @@ async def _run(
         metrics.set_leader(False)
         if elector is not None and probes.role == "leader":
             await elector.release()
+        await backlog.aclose()
         await sessions.close()
         await api.close()
         with contextlib.suppress(Exception):

@@ -74,6 +74,8 @@ _UNSET: Final = _Unset()
 
 #: Largest ``batch`` a claim may ask for (the bus's own limit).
 MAX_CLAIM_BATCH = 100
+#: Most goals one stats_of call asks about (the bus's own limit).
+MAX_STATS_GOALS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +393,31 @@ class BusClient:
             _check_goal(goal)
         answer = await self._transport.request(
             "GET", "/stats", params={"namespace": namespace, "goal": goal}, retry=True
+        )
+        return BusStats.from_wire(answer.json())
+
+    async def stats_of(
+        self, goals: Iterable[tuple[str, str]], *, wait: float | None = None
+    ) -> BusStats:
+        """Backlog of many (namespace, goal) pairs in one call, in the order given, zeros for
+        an empty goal (extension ``batch_stats``; at most 1000 pairs).
+
+        ``wait`` (extension ``backlog_wait``): the answer comes once one of the goals has
+        work this key could claim, or after ``wait`` seconds (capped like a claim's).
+        """
+        pairs = [{"namespace": ns, "goal": goal} for ns, goal in goals]
+        for pair in pairs:
+            _check_namespace(pair["namespace"])
+            _check_goal(pair["goal"])
+        if not 1 <= len(pairs) <= MAX_STATS_GOALS:
+            raise IntentBusError(f"stats_of needs 1-{MAX_STATS_GOALS} goals, got {len(pairs)}.")
+        document: dict[str, object] = {"goals": pairs}
+        if wait is not None:
+            _check_seconds("wait", wait)
+            wait = min(wait, self._settings.max_wait_seconds)
+            document["wait"] = wait
+        answer = await self._transport.request(
+            "POST", "/stats", json=document, retry=True, extra_timeout=wait or 0.0
         )
         return BusStats.from_wire(answer.json())
 

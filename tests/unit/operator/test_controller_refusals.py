@@ -57,7 +57,7 @@ async def test_a_deployment_someone_else_owns_is_left_alone() -> None:
     ctl, read = controller(kube, events)
     body = worker_body(scaling=SCALING)
 
-    assert await ctl.tick(body) == REFUSED_RETRY_SECONDS
+    assert (await ctl.tick(body)).interval == REFUSED_RETRY_SECONDS
     await ctl.reconcile(body)
 
     assert kube.deployments["resize"] == theirs  # never applied over

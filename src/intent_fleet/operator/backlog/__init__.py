@@ -13,17 +13,19 @@ source         module          backlog                     in flight
 =============  ==============  ==========================  =============================
 
 ``exposition`` parses the Prometheus text format; ``fetch`` is the one bounded
-GET of the scraping sources. Nothing here decides replicas (that is
-:mod:`intent_fleet.operator.scaling`) or reads Kubernetes objects: the caller
-passes URLs, credentials and pod addresses in. Every failure is a
-:class:`~intent_fleet.operator.errors.BacklogUnavailableError` naming the source,
-the URL and the cause.
+GET of the scraping sources. The reads of many IntentWorkers that arrive together
+share one request (:mod:`intent_fleet.operator.batching`): one ``/stats`` per bus and
+key (:class:`BusBacklog`), one scrape per endpoint and credentials (:class:`Scrape`).
+Nothing here decides replicas (that is :mod:`intent_fleet.operator.scaling`) or
+reads Kubernetes objects: the caller passes URLs, credentials and pod addresses in.
+Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError`
+naming the source, the URL and the cause.
 """
 
 from .base import BacklogReading, BacklogSource, Clocks, SourceName, redact_url, unavailable
-from .busstats import BACKLOG_FEATURE, BusStatsSource
+from .busstats import BACKLOG_FEATURE, BATCH_FEATURE, BusBacklog, BusStatsSource
 from .exposition import Exposition, MatchSum, Sample, parse_exposition
-from .prometheus import MetricQuery, PrometheusSource, ScrapeAuth, ScrapeSettings
+from .prometheus import MetricQuery, PrometheusSource, Scrape, ScrapeAuth, ScrapeSettings
 from .sidecars import (
     STATE_PATH,
     FanOutSettings,
@@ -32,12 +34,16 @@ from .sidecars import (
     SidecarsSource,
     poll_sidecars,
 )
+from .wakeups import WAIT_FEATURE, Wake, WakeUps
 
 __all__ = [
     "BACKLOG_FEATURE",
+    "BATCH_FEATURE",
     "STATE_PATH",
+    "WAIT_FEATURE",
     "BacklogReading",
     "BacklogSource",
+    "BusBacklog",
     "BusStatsSource",
     "Clocks",
     "Exposition",
@@ -48,10 +54,13 @@ __all__ = [
     "PodState",
     "PrometheusSource",
     "Sample",
+    "Scrape",
     "ScrapeAuth",
     "ScrapeSettings",
     "SidecarsSource",
     "SourceName",
+    "Wake",
+    "WakeUps",
     "parse_exposition",
     "poll_sidecars",
     "redact_url",

@@ -20,20 +20,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
 import aiohttp
 
+from intent_fleet.operator.batching import Batcher
 from intent_fleet.operator.errors import FetchFailedError, InvalidSpecError, MalformedAnswerError
 
 from .base import BacklogReading, Clocks, SourceName, unavailable
 from .exposition import LABEL_NAME, METRIC_NAME, Exposition, parse_exposition
 from .fetch import get_bounded
 
-__all__ = ["MetricQuery", "PrometheusSource", "ScrapeAuth", "ScrapeSettings"]
+__all__ = ["MetricQuery", "PrometheusSource", "Scrape", "ScrapeAuth", "ScrapeSettings"]
 
 #: Ask for the format this module parses; an OpenMetrics-only exporter still
 #: answers in a close enough dialect (exemplars and ``# EOF`` are tolerated).
@@ -116,49 +117,52 @@ class ScrapeSettings:
             raise ValueError("ScrapeSettings.max_bytes must be >= 1")
 
 
-class PrometheusSource:
-    """Scrapes ``url`` and sums the samples the queries match."""
-
-    name: Final = SourceName.PROMETHEUS
+class Scrape:
+    """One endpoint read with one set of credentials. The IntentWorkers that read it at the
+    same poll share one fetch and one parse (see :class:`~.batching.Batcher`)."""
 
     def __init__(
         self,
         *,
         session: aiohttp.ClientSession,
         url: str,
-        backlog: MetricQuery,
-        in_flight: MetricQuery | None = None,
         auth: ScrapeAuth | None = None,
         settings: ScrapeSettings | None = None,
-        clocks: Clocks | None = None,
+        window: float = 0.005,
     ) -> None:
         self._session = session
-        self._url = url
-        self._backlog = backlog
-        self._in_flight = in_flight
+        self.url = url
         self._auth = auth or ScrapeAuth()
         self._settings = settings or ScrapeSettings()
-        self._clocks = clocks or Clocks()
+        self._batch: Batcher[None, Exposition] = Batcher(self._fetch, window=window)
 
     def __repr__(self) -> str:
-        return f"PrometheusSource(url={self._url!r}, backlog={self._backlog})"
+        return f"Scrape(url={self.url!r}, auth={self._auth!r})"
 
-    async def read(self) -> BacklogReading:
-        started = self._clocks.monotonic()
+    @property
+    def requests(self) -> int:
+        """Scrapes sent so far."""
+        return self._batch.fetches
+
+    async def exposition(self) -> Exposition:
+        return await self._batch.get(None)
+
+    async def _fetch(self, _keys: Sequence[None]) -> Mapping[None, Exposition]:
+        name = SourceName.PROMETHEUS
         try:
             fetched = await get_bounded(
                 self._session,
-                self._url,
+                self.url,
                 timeout_seconds=self._settings.timeout_seconds,
                 max_bytes=self._settings.max_bytes,
                 headers={"Accept": ACCEPT, **self._auth.headers()},
             )
         except FetchFailedError as exc:
-            raise unavailable(self.name, self._url, exc.cause) from exc
+            raise unavailable(name, self.url, exc.cause) from exc
         try:
             text = fetched.body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise unavailable(self.name, self._url, "malformed answer: not UTF-8 text") from exc
+            raise unavailable(name, self.url, "malformed answer: not UTF-8 text") from exc
         try:
             if len(fetched.body) > PARSE_IN_THREAD_BYTES:
                 exposition = await asyncio.to_thread(parse_exposition, text)
@@ -166,7 +170,38 @@ class PrometheusSource:
                 exposition = parse_exposition(text)
         except MalformedAnswerError as exc:
             cause = f"malformed answer: not Prometheus text format ({exc})"
-            raise unavailable(self.name, self._url, cause) from exc
+            raise unavailable(name, self.url, cause) from exc
+        return {None: exposition}
+
+    async def aclose(self) -> None:
+        await self._batch.aclose()
+
+
+class PrometheusSource:
+    """Sums the samples the queries match in a :class:`Scrape` of the endpoint."""
+
+    name: Final = SourceName.PROMETHEUS
+
+    def __init__(
+        self,
+        *,
+        scrape: Scrape,
+        backlog: MetricQuery,
+        in_flight: MetricQuery | None = None,
+        clocks: Clocks | None = None,
+    ) -> None:
+        self._scrape = scrape
+        self._url = scrape.url
+        self._backlog = backlog
+        self._in_flight = in_flight
+        self._clocks = clocks or Clocks()
+
+    def __repr__(self) -> str:
+        return f"PrometheusSource(url={self._url!r}, backlog={self._backlog})"
+
+    async def read(self) -> BacklogReading:
+        started = self._clocks.monotonic()
+        exposition = await self._scrape.exposition()
         backlog = self._count(exposition, self._backlog)
         in_flight = self._count(exposition, self._in_flight) if self._in_flight else 0
         return self._clocks.reading(
