@@ -257,6 +257,28 @@ async def test_an_older_bus_is_read_goal_by_goal(session: aiohttp.ClientSession)
     assert "malformed answer" in str(got[3])
 
 
+async def test_readers_of_one_endpoint_share_one_scrape(session: aiohttp.ClientSession) -> None:
+    scrapes = 0
+
+    async def metrics(_request: web.Request) -> web.Response:
+        nonlocal scrapes
+        scrapes += 1
+        return web.Response(text='depth{q="a"} 3\ndepth{q="b"} 4\ndepth{q="c"} 5\n')
+
+    async with serve({"/metrics": metrics}) as base:
+        scrape = Scrape(session=session, url=base + "/metrics")
+        sources = [
+            PrometheusSource(scrape=scrape, backlog=MetricQuery("depth", {"q": q}))
+            for q in ("a", "b", "c")
+        ]
+        readings = await asyncio.gather(*(s.read() for s in sources))
+        assert [r.backlog for r in readings] == [3, 4, 5]  # each its own series
+        assert scrapes == 1
+        assert scrape.requests == 1
+        await sources[0].read()  # a later poll scrapes again: nothing is cached
+        assert scrapes == 2
+
+
 async def test_a_goal_at_zero_is_woken_once_when_work_arrives(
     bus: BusProcess, session: aiohttp.ClientSession
 ) -> None:

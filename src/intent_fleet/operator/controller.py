@@ -116,6 +116,21 @@ def _schedule(worker: WorkerSpec) -> Schedule:
     return Schedule(worker.polling_interval_seconds, group)
 
 
+def _slim(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """What a poll reads of a Deployment (ownership, replicas, rollout state): a thousand
+    full Deployments, pod template and all, would be most of the operator's memory."""
+    meta = deployment.get("metadata") or {}
+    return {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "generation", "resourceVersion", "ownerReferences")
+            if k in meta
+        },
+        "spec": {"replicas": (deployment.get("spec") or {}).get("replicas")},
+        "status": deployment.get("status") or {},
+    }
+
+
 def _version(obj: Mapping[str, Any]) -> int:
     """The resourceVersion as a number (etcd's revision); 0 when it is not one."""
     version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
@@ -143,6 +158,8 @@ class Controller:
     check_credentials: CredentialCheck
     #: Wakes a worker at zero when its goal gets work, where the source can (busStats).
     wake_on_work: WakeOnWork | None = None
+    #: Told the uid of every worker that is gone, to drop what it keeps of it.
+    forget_elsewhere: Callable[[str], None] | None = None
     render_settings: RenderSettings = field(default_factory=RenderSettings)
     status_settings: StatusSettings = field(default_factory=StatusSettings)
     clock: Callable[[], float] = time.time
@@ -154,6 +171,8 @@ class Controller:
     _generations: dict[tuple[str, str], int] = field(default_factory=dict)
     #: The refusal last reported per worker uid, so concurrent passes report it once.
     _refusals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The parsed spec of each worker uid, at the generation it was parsed for.
+    _parsed: dict[str, WorkerSpec] = field(default_factory=dict)
     #: Worker Deployments as the watch (or our last apply) last showed them, by namespace
     #: and name: a poll reads its replicas here instead of asking the API server.
     _deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -161,7 +180,23 @@ class Controller:
     def _lock(self, worker: WorkerSpec) -> asyncio.Lock:
         return self._locks.setdefault(worker.uid, asyncio.Lock())
 
+    def _parse(self, body: Mapping[str, Any]) -> WorkerSpec:
+        """The worker's spec, parsed once per generation (every spec change makes a new one;
+        name, namespace and uid never change): a poll would otherwise parse it every time."""
+        meta = body.get("metadata") or {}
+        uid, generation = str(meta.get("uid") or ""), meta.get("generation")
+        known = self._parsed.get(uid)
+        if known is not None and known.generation == generation:
+            return known
+        worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+        if uid:
+            self._parsed[uid] = worker
+        return worker
+
     def forget(self, uid: str) -> None:
+        if self.forget_elsewhere is not None:
+            self.forget_elsewhere(uid)
+        self._parsed.pop(uid, None)
         self._locks.pop(uid, None)
         self._states.pop(uid, None)
         self._refusals.pop(uid, None)
@@ -180,7 +215,7 @@ class Controller:
         # Our apply's answer can be newer than a watch event still on its way: keep the newer.
         known = self._deployments.get(key)
         if known is None or _version(deployment) >= _version(known):
-            self._deployments[key] = deployment
+            self._deployments[key] = _slim(deployment)
 
     async def _deployment(self, worker: WorkerSpec) -> dict[str, Any] | None:
         key = (worker.namespace, worker.name)
@@ -234,7 +269,7 @@ class Controller:
             self._refusals.pop(str((body.get("metadata") or {}).get("uid")), None)
 
     async def _reconcile(self, body: Mapping[str, Any]) -> None:
-        worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+        worker = self._parse(body)
         async with self._lock(worker):
             current = await self._deployment(worker)
             await self.check_credentials(worker)
@@ -254,7 +289,7 @@ class Controller:
     def schedule(self, body: Mapping[str, Any]) -> Schedule:
         """When this worker polls (see :class:`Schedule`), before its first poll."""
         try:
-            worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+            worker = self._parse(body)
         except InvalidSpecError:
             return Schedule(REFUSED_RETRY_SECONDS)
         return _schedule(worker)
@@ -264,7 +299,7 @@ class Controller:
         poll out of turn: called when its goal gets work while it is at zero."""
         try:
             with self.metrics.reconciling():
-                worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+                worker = self._parse(body)
                 async with self._lock(worker):
                     at_zero = await self._tick(worker, body)
                 if wake is not None:
@@ -306,7 +341,7 @@ class Controller:
     async def stop_waking(self, body: Mapping[str, Any], wake: Wake) -> None:
         """This worker's polls have ended (deleted, or the operator stops): no more wake-ups."""
         with contextlib.suppress(InvalidSpecError):
-            worker = parse_worker(body, default_bus_url=self.render_settings.default_bus_url)
+            worker = self._parse(body)
             await self._wake_on_work(worker, wake, armed=False)
 
     async def _wake_on_work(self, worker: WorkerSpec, wake: Wake, *, armed: bool) -> None:

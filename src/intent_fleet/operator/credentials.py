@@ -56,6 +56,8 @@ class CredentialGate:
     clock: Callable[[], float] = time.monotonic
     _granted: dict[tuple[str, str, str], float] = field(default_factory=dict)
     _secrets: dict[tuple[str, str], tuple[float, Mapping[str, Any]]] = field(default_factory=dict)
+    #: What each worker uid uses: (spec generation, Secret names, token ServiceAccount).
+    _uses: dict[str, tuple[int, tuple[str, ...], str | None]] = field(default_factory=dict)
     _metadata_reads: Batcher[tuple[Resource, str, str], Mapping[str, Any] | None] = field(
         init=False
     )
@@ -112,15 +114,29 @@ class CredentialGate:
 
     async def check(self, worker: WorkerSpec) -> None:
         """Raise :class:`NotPermittedError` unless every credential the worker uses opted in."""
-        pod = worker.template.get("spec") or {}
-        secrets = {worker.bus.secret_name, *referenced_secrets(pod)}
-        if worker.source.prometheus is not None and worker.source.prometheus.auth_secret_name:
-            secrets.add(worker.source.prometheus.auth_secret_name)
-        for name in sorted(secrets):
+        secrets, account = self._credentials_of(worker)
+        for name in secrets:
             await self._check(SECRETS, worker.namespace, name)
-        account = token_service_account(pod)
         if account is not None:
             await self._check(SERVICE_ACCOUNTS, worker.namespace, account)
+
+    def _credentials_of(self, worker: WorkerSpec) -> tuple[tuple[str, ...], str | None]:
+        """The Secrets and the token's ServiceAccount a worker uses, found once per spec
+        generation: walking a pod template on every poll is most of what a poll costs."""
+        known = self._uses.get(worker.uid)
+        if known is not None and known[0] == worker.generation:
+            return known[1], known[2]
+        pod = worker.template.get("spec") or {}
+        names = {worker.bus.secret_name, *referenced_secrets(pod)}
+        if worker.source.prometheus is not None and worker.source.prometheus.auth_secret_name:
+            names.add(worker.source.prometheus.auth_secret_name)
+        secrets, account = tuple(sorted(names)), token_service_account(pod)
+        if worker.uid:
+            self._uses[worker.uid] = (worker.generation, secrets, account)
+        return secrets, account
+
+    def forget(self, uid: str) -> None:
+        self._uses.pop(uid, None)
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str:
         """The value of ``key`` in an opted-in Secret; :class:`NotPermittedError` otherwise."""

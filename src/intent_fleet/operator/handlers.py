@@ -11,7 +11,6 @@ import logging
 import math
 import random
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -89,28 +88,6 @@ def build_registry() -> kopf.OperatorRegistry:
     return registry
 
 
-async def _sleep(
-    stopped: kopf.DaemonStopped, wake: asyncio.Event, *, until: float, clock: Callable[[], float]
-) -> bool:
-    """Until ``until``, or until woken; True when the daemon is to stop instead."""
-    if stopped:
-        return True
-    if wake.is_set():
-        return False
-    woken = asyncio.ensure_future(wake.wait())
-    stopping = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait(
-            {woken, stopping},
-            timeout=max(0.0, until - clock()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        woken.cancel()
-        stopping.cancel()
-    return bool(stopped)
-
-
 def first_due(now: float, schedule: Schedule, rng: random.Random) -> float:
     """The first poll: at the group's phase of the interval (a hash of its name), or at a
     random one for a worker of its own."""
@@ -145,34 +122,72 @@ async def poll_until_stopped(
     """
     failures = 0
     rng = random.Random()
-    clock = asyncio.get_running_loop().time
+    loop = asyncio.get_running_loop()
     schedule = controller.schedule(body)
-    due = first_due(clock(), schedule, rng)
-    wake = asyncio.Event()
+    due = first_due(loop.time(), schedule, rng)
+    alarm = Alarm(stopped)
     try:
-        while not await _sleep(stopped, wake, until=due, clock=clock):
-            woken = wake.is_set()
-            wake.clear()
+        while await alarm.sleep_until(due):
+            woken = alarm.woken()
             try:
-                now_due = await controller.tick(body, wake.set)
+                now_due = await controller.tick(body, alarm.wake)
             except KubeApiError as error:
                 log.warning(
                     "%s/%s: tick failed: %s", body.metadata.namespace, body.metadata.name, error
                 )
                 kopf.warn(body, reason="ScalingFailed", message=str(error))
-                due = clock() + TICK_RETRY.delay(failures, rng)
+                due = loop.time() + TICK_RETRY.delay(failures, rng)
                 failures += 1
                 continue
-            if woken and due > clock():
+            if woken and due > loop.time():
                 continue  # an extra poll: the regular one stays where it was
             if failures or now_due != schedule:
                 # Back after failures, or the spec moved it: into its group's phase again.
-                due, failures = first_due(clock(), now_due, rng), 0
+                due, failures = first_due(loop.time(), now_due, rng), 0
             else:
-                due = next_due(due, now_due.interval, now=clock())
+                due = next_due(due, now_due.interval, now=loop.time())
             schedule = now_due
     finally:
-        await controller.stop_waking(body, wake.set)
+        alarm.close()
+        await controller.stop_waking(body, alarm.wake)
+
+
+class Alarm:
+    """What ends a poller's sleep: its due time, work for a worker at zero, or kopf stopping
+    it. One event and one timer per sleep: a thousand pollers create no task per poll."""
+
+    def __init__(self, stopped: kopf.DaemonStopped) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ring = asyncio.Event()
+        self._woken = False
+        self._stopped = stopped
+        # The one task of the poller's life: it rings the alarm when kopf stops the daemon.
+        self._stop_watch = asyncio.ensure_future(stopped.wait())
+        self._stop_watch.add_done_callback(lambda _done: self._ring.set())
+
+    def wake(self) -> None:
+        """Work arrived for this worker at zero: poll now."""
+        self._woken = True
+        self._ring.set()
+
+    def woken(self) -> bool:
+        """Whether the poll about to run was woken out of turn (and forget it)."""
+        woken, self._woken = self._woken, False
+        return woken
+
+    async def sleep_until(self, due: float) -> bool:
+        """Until ``due`` (loop time) or a wake-up; False when the daemon is to stop."""
+        if not self._ring.is_set():
+            timer = self._loop.call_at(due, self._ring.set)
+            try:
+                await self._ring.wait()
+            finally:
+                timer.cancel()
+        self._ring.clear()
+        return not self._stopped
+
+    def close(self) -> None:
+        self._stop_watch.cancel()
 
 
 def _controller(memo: kopf.Memo) -> Controller:

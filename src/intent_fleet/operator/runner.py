@@ -112,6 +112,7 @@ async def _run(
                 wake_on_work=backlog.wake_on_work,
                 post_event=_post_event,
                 check_credentials=gate.check,
+                forget_elsewhere=gate.forget,
                 render_settings=settings.render,
                 status_settings=settings.status,
                 http=sessions.pods,
