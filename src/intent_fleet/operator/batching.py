@@ -14,13 +14,26 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Batcher"]
+__all__ = ["Batcher", "settled"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 #: Fetches the values of some keys: a value, or the exception that key's readers get.
 Fetch = Callable[[Sequence[K]], Awaitable[Mapping[K, V | BaseException]]]
+
+
+async def settled(awaitable: Awaitable[V]) -> V | Exception:
+    """The value, or the exception it raised, as a value.
+
+    ``asyncio.gather(*(settled(a) for a in ...))`` instead of ``return_exceptions=True``: no
+    task gather makes ends with an exception, which kopf (which checks every task born while
+    it runs when it stops) would otherwise raise again and fail the operator's exit.
+    """
+    try:
+        return await awaitable
+    except Exception as failed:  # handed back, not swallowed: the caller decides
+        return failed
 
 
 class Batcher(Generic[K, V]):

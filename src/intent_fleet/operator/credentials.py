@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .batching import Batcher
+from .batching import Batcher, settled
 from .errors import KubeApiError, KubeNotFoundError, NotPermittedError
 from .kube import SECRETS, SERVICE_ACCOUNTS, KubeApi, Resource, secret_value
 from .podpolicy import referenced_secrets, token_service_account
@@ -71,9 +71,7 @@ class CredentialGate:
     async def _read_metadata(
         self, keys: Sequence[tuple[Resource, str, str]]
     ) -> dict[tuple[Resource, str, str], Mapping[str, Any] | BaseException | None]:
-        got = await asyncio.gather(
-            *(self.api.metadata(r, ns, name) for r, ns, name in keys), return_exceptions=True
-        )
+        got = await asyncio.gather(*(settled(self.api.metadata(r, ns, n)) for r, ns, n in keys))
         return {
             key: (None if isinstance(g, KubeNotFoundError) else g)
             for key, g in zip(keys, got, strict=True)
@@ -82,9 +80,7 @@ class CredentialGate:
     async def _read_secrets(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], Mapping[str, Any] | BaseException]:
-        got = await asyncio.gather(
-            *(self.api.secret(ns, name) for ns, name in keys), return_exceptions=True
-        )
+        got = await asyncio.gather(*(settled(self.api.secret(ns, name)) for ns, name in keys))
         return dict(zip(keys, got, strict=True))
 
     def _fresh(self, at: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping
 from typing import Any
@@ -172,3 +173,43 @@ async def test_other_api_errors_are_not_disguised() -> None:
     api.metadata = broken  # type: ignore[method-assign]
     with pytest.raises(KubeApiError):
         await gate(api).check(parse_worker(worker_body()))
+
+
+async def test_a_fleet_whose_cached_secret_ran_out_reads_it_once() -> None:
+    api = FakeApi()
+    api.add("secrets", "bus-key", OPTED_IN, **{"api-key": "k"})
+    clock = Clock()
+    gate = CredentialGate(api, CredentialSettings(cache_seconds=60), clock=clock)  # type: ignore[arg-type]
+    assert await gate.secret_value("media", "bus-key", "api-key") == "k"
+    clock.now += 61
+    got = await asyncio.gather(
+        *(gate.secret_value("media", "bus-key", "api-key") for _ in range(50))
+    )
+    assert got == ["k"] * 50
+    assert api.secret_reads == 2  # the first, and one for the fifty
+
+
+async def test_no_task_it_starts_ends_with_an_exception() -> None:
+    """kopf raises again, when it stops, the exception of any task born while it ran: a
+    missing Secret must reach its reader as a refusal, not leave a failed task behind."""
+    loop = asyncio.get_running_loop()
+    born: list[asyncio.Future[Any]] = []
+    factory = loop.get_task_factory()
+
+    def recording(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        born.append(task)
+        return task
+
+    loop.set_task_factory(recording)  # type: ignore[arg-type]
+    try:
+        gate = CredentialGate(FakeApi())  # type: ignore[arg-type]
+        with pytest.raises(NotPermittedError):
+            await gate.secret_value("media", "missing", "api-key")
+        for _ in range(3):
+            await asyncio.sleep(0)
+    finally:
+        loop.set_task_factory(factory)
+    assert born, "the gate started no task: the test tested nothing"
+    failed = [t for t in born if t.done() and not t.cancelled() and t.exception() is not None]
+    assert failed == []

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from intent_fleet.operator.batching import Batcher
+from intent_fleet.operator.batching import Batcher, settled
 from intent_fleet.protocol import (
     BusClient,
     GoalStats,
@@ -90,8 +90,7 @@ class BusBacklog:
             return {(g.namespace, g.goal): g for g in answer.goals}
         # An older bus: one request per goal, and a failure is that goal's alone.
         answers = await asyncio.gather(
-            *(self._client.stats(namespace=ns, goal=g) for ns, g in pairs),
-            return_exceptions=True,
+            *(settled(self._client.stats(namespace=ns, goal=g)) for ns, g in pairs)
         )
         found: dict[Pair, GoalStats | BaseException] = {}
         for (ns, g), got in zip(pairs, answers, strict=True):
