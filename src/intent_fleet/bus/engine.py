@@ -584,7 +584,7 @@ class Engine:
                 self._parked.unpark(claim)
                 claim.future.set_result(got)
                 self.long_poll_handoffs += 1
-        if intent.status is Status.OPEN:
+        if intent.status is Status.OPEN and self._watches.on(intent.namespace, intent.goal):
             self._watches.wake(intent.namespace, intent.goal, owner_of(intent))
 
     # -- lease operations -------------------------------------------------

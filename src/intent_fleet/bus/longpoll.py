@@ -142,6 +142,10 @@ class BacklogWatches:
         else:
             self._per_viewer.pop(watch.viewer, None)
 
+    def on(self, namespace: str, goal: str) -> bool:
+        """Whether any watch waits on this goal (one lookup, for the publish path)."""
+        return (namespace, goal) in self._by_goal
+
     def wake(self, namespace: str, goal: str, owner: str) -> None:
         """An intent of ``owner`` (claim_index.owner_of) became ready on this goal."""
         for watch in self._by_goal.get((namespace, goal), ()):

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from .backlog.sidecars import FanOutSettings, PodState, poll_sidecars
+from .backlog.wakeups import Wake
 from .errors import BacklogUnavailableError, InvalidSpecError, KubeNotFoundError, NotOwnedError
 from .kube import DEPLOYMENTS, PODS, KubeApi, Resource
 from .metrics import OperatorMetrics
@@ -66,8 +67,6 @@ INTENT_WORKERS = Resource(f"{API_GROUP}/{API_VERSION}", "intentworkers", KIND)
 
 #: Reads the backlog of a worker; raises BacklogUnavailableError when the source fails.
 BacklogReader = Callable[[WorkerSpec], Awaitable[Observation]]
-#: Wakes a worker (sets its event); must not block.
-Wake = Callable[[], None]
 #: (worker, wake, armed): armed, wake the worker as soon as its goal gets work; else not.
 WakeOnWork = Callable[[WorkerSpec, Wake, bool], Awaitable[None]]
 
@@ -226,8 +225,8 @@ class Controller:
                 found = await self.api.get(DEPLOYMENTS, worker.namespace, worker.name)
             except KubeNotFoundError:
                 return None
+            self._remember(key, found)
         _check_owned(worker, found)
-        self._remember(key, found)
         return found
 
     async def _apply(self, worker: WorkerSpec, replicas: int) -> dict[str, Any]:

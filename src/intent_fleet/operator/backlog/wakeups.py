@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable
 from typing import Final
 
+from intent_fleet.operator.batching import settled
 from intent_fleet.protocol import BusClient, IntentBusError, RetryPolicy
 
 __all__ = ["WAIT_FEATURE", "Wake", "WakeUps"]
@@ -123,7 +124,8 @@ class WakeUps:
         """The goals of ``pairs`` with work, once there is some; [] when the watch ended
         without any (timed out, or a goal was added and it is asked again)."""
         self.watches += 1
-        poll = asyncio.ensure_future(self._client.stats_of(pairs, wait=self._wait))
+        # settled(): a failed poll pending when kopf stops must not end as a failed task.
+        poll = asyncio.ensure_future(settled(self._client.stats_of(pairs, wait=self._wait)))
         added = asyncio.ensure_future(self._added.wait())
         try:
             await asyncio.wait({poll, added}, return_when=asyncio.FIRST_COMPLETED)
@@ -135,4 +137,7 @@ class WakeUps:
                         await pending
         if not poll.done() or poll.cancelled():
             return []
-        return [(g.namespace, g.goal) for g in poll.result().goals if g.ready > 0]
+        answer = poll.result()
+        if isinstance(answer, Exception):
+            raise answer
+        return [(g.namespace, g.goal) for g in answer.goals if g.ready > 0]
