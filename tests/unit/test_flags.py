@@ -4,6 +4,9 @@ every problem named once and no secret echoed."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -154,3 +157,29 @@ def test_every_command_reads_its_log_level_through_a_checked_flag() -> None:
         _resolved(["demo"], {"INTENT_LOG_LEVEL": "loud"})
     assert _resolved(["demo"], {}).log_level == "warning"
     assert _resolved(["bus"], {}).log_level == "info"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "words"),
+    [
+        (["--status-refresh-seconds", "-1"], {}, ">= 0 seconds, got -1.0"),
+        (["--status-refresh-seconds", "nan"], {}, ">= 0 seconds, got nan"),
+        ([], {"INTENT_OPERATOR_STATUS_REFRESH_SECONDS": "inf"}, ">= 0 seconds, got inf"),
+        ([], {"INTENT_OPERATOR_STATUS_REFRESH_SECONDS": "soon"}, "INTENT_OPERATOR_STATUS"),
+    ],
+    ids=["negative", "nan", "infinite-variable", "word-variable"],
+)
+def test_a_bad_status_refresh_names_its_flag(
+    argv: list[str], environ: dict[str, str], words: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "intent_fleet.cli.main", "operator", *argv],
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--status-refresh-seconds" in proc.stderr or "INTENT_OPERATOR_STATUS" in proc.stderr
+    assert words in proc.stderr, proc.stderr
