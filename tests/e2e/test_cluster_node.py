@@ -233,10 +233,19 @@ http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
 """
 
 RESOLVE = """
-import socket, sys, urllib.request
+import socket, sys, time, urllib.error, urllib.request
 name = sys.argv[1]
 print("resolved:", socket.gethostbyname(name))
-print("fetched:", urllib.request.urlopen(f"http://{name}:80/", timeout=5).read().decode())
+# kube-proxy programs a new Service's rules a moment after its endpoint is ready; until then
+# the ClusterIP refuses, as it would for any client that starts early.
+for attempt in range(30):
+    try:
+        print("fetched:", urllib.request.urlopen(f"http://{name}:80/", timeout=5).read().decode())
+        break
+    except urllib.error.URLError as error:
+        if not isinstance(error.reason, ConnectionRefusedError):
+            raise
+        time.sleep(1)
 for outside in ("example.com", "example.com."):
     try:
         print("outside resolved:", socket.gethostbyname(outside))
@@ -245,12 +254,28 @@ for outside in ("example.com", "example.com."):
 """
 
 
+READY_ON_8080 = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+
+
+def pod_ready(cluster: Cluster, name: str, namespace: str) -> bool:
+    """Ready, so the Service's EndpointSlice lists the pod's address as ready."""
+    status = (cluster.get("pod", name, "-n", namespace) or {}).get("status", {})
+    conditions = status.get("conditions", [])
+    return bool(status.get("podIP")) and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
 def web_service(cluster: Cluster, namespace: str) -> dict[str, Any]:
     """A web pod behind a ClusterIP Service named web; returns the Service."""
     labels = {"app": "web"}
     cluster.apply(
         {
-            **pod("web", namespace, [python("web", WEB, ports=[{"containerPort": 8080}])]),
+            **pod(
+                "web",
+                namespace,
+                [python("web", WEB, ports=[{"containerPort": 8080}], readinessProbe=READY_ON_8080)],
+            ),
             "metadata": {"name": "web", "namespace": namespace, "labels": labels},
         },
         {
@@ -261,11 +286,7 @@ def web_service(cluster: Cluster, namespace: str) -> dict[str, Any]:
         },
     )
     wait_phase(cluster, "web", namespace, "Running")
-    wait_until(
-        lambda: (cluster.get("pod", "web", "-n", namespace) or {}).get("status", {}).get("podIP"),
-        30,
-        "the web pod's address",
-    )
+    wait_until(lambda: pod_ready(cluster, "web", namespace), 60, "the web pod to be Ready")
     service: dict[str, Any] = cluster.get("service", "web", "-n", namespace)
     return service
 
