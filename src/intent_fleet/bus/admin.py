@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from . import validation
+from .auth import new_key
 from .context import CONTEXT_KEY, BusContext, json_response, read_body
 from .errors import ApiError
-from .store import TerminalRow, insert_key_op, kv_purge_op, revoke_key_op
+from .records import TerminalRow
 
 __all__ = ["add_admin_routes"]
 
@@ -31,11 +31,8 @@ async def generate_key(request: web.Request) -> web.Response:
     owner = validation.stored_text(doc.get("owner", "anonymous"), "'owner'", max_chars=100)
     if not owner.strip():
         raise ApiError(400, "invalid_request", "'owner' must be a string of 1-100 characters.")
-    secret, key = ctx.keys.new_key(owner=owner, now=ctx.clock())
-    # Usable once on disk: a key the disk refused must not work until the next restart.
-    await asyncio.shield(
-        ctx.store.submit([insert_key_op(key)], on_durable=lambda: ctx.keys.add(key))
-    )
+    secret, key = new_key(owner=owner, now=ctx.clock())
+    await ctx.backend.add_key(key)
     return json_response(
         201,
         {"api_key": secret, "id": key.id, "owner": key.name, "created_at": key.created_at},
@@ -47,19 +44,13 @@ async def revoke_key(request: web.Request) -> web.Response:
     secret, key_id = doc.get("api_key"), doc.get("id")
     if not isinstance(secret, str) and not isinstance(key_id, str):
         raise ApiError(400, "invalid_request", "Send 'api_key' (the secret) or 'id' (the key id).")
-    key = ctx.keys.find(
+    key = await ctx.backend.find_key(
         secret=secret if isinstance(secret, str) else None,
         key_id=key_id if isinstance(key_id, str) else None,
     )
     if key is None:
         raise ApiError(404, "not_found", "No such key.")
-    now = ctx.clock()
-    # Written first: a revoke the disk refused must not come undone at the next restart.
-    await asyncio.shield(
-        ctx.store.submit(
-            [revoke_key_op(key.id, now=now)], on_durable=lambda: ctx.keys.revoke(key, now=now)
-        )
-    )
+    await ctx.backend.revoke_key(key, now=ctx.clock())
     return json_response(200, {"ok": True, "id": key.id})
 
 
@@ -67,7 +58,7 @@ async def list_keys(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     keys = [
         {"id": k.id, "owner": k.name, "created_at": k.created_at, "revoked_at": k.revoked_at}
-        for k in ctx.keys.all()
+        for k in await ctx.backend.keys()
     ]
     return json_response(200, {"keys": keys})
 
@@ -79,9 +70,7 @@ async def purge(request: web.Request) -> web.Response:
     namespace = doc.get("namespace")
     if namespace is not None:
         namespace = validation.namespace_of(namespace)
-    deleted = await ctx.engine.purge(namespace)
-    if namespace is None:
-        await asyncio.shield(ctx.store.submit([kv_purge_op()], on_durable=ctx.kv.purge))
+    deleted = await ctx.backend.purge(namespace)
     return json_response(200, {"ok": True, "deleted": deleted})
 
 
@@ -92,17 +81,13 @@ async def cleanup(request: web.Request) -> web.Response:
 
 
 async def run_cleanup(ctx: BusContext) -> dict[str, int]:
-    report = await ctx.engine.cleanup()
-    kv_deleted, op = ctx.kv.sweep(now=ctx.clock())
-    await ctx.store.submit([op])
-    report["kv_deleted"] = kv_deleted
-    return report
+    return await ctx.backend.cleanup()
 
 
 async def get_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    intent = ctx.engine.live(intent_id) or ctx.store.read_intent(intent_id)
+    intent = await ctx.backend.intent(intent_id)
     if intent is None:
         raise ApiError(404, "not_found", "Intent not found.")
     return json_response(
@@ -135,14 +120,14 @@ async def get_intent(request: web.Request) -> web.Response:
 async def cancel_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    await ctx.engine.cancel(intent_id)
+    await ctx.backend.cancel(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "cancelled"})
 
 
 async def retry_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    await ctx.engine.retry(intent_id)
+    await ctx.backend.retry(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
 
@@ -172,13 +157,15 @@ async def dead_letters(request: web.Request) -> web.Response:
     if namespace is not None:
         namespace = validation.namespace_of(namespace)
     goal = validation.goal_of(q.get("goal") or None, required=False)
-    rows = ctx.store.dead_letters(namespace=namespace, goal=goal, limit=limit, offset=offset)
+    rows = await ctx.backend.dead_letters(
+        namespace=namespace, goal=goal, limit=limit, offset=offset
+    )
     return json_response(200, {"dead": [_dead_summary(r) for r in rows]})
 
 
 async def dead_letter(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent = ctx.store.read_intent(validation.intent_id(request))
+    intent = await ctx.backend.intent(validation.intent_id(request))
     if intent is None or intent.status.value != "dead":
         raise ApiError(404, "not_found", "Dead letter not found.")
     return json_response(

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from intent_fleet.protocol.signing import canonical_path, compute_signature, signatures_match
@@ -24,8 +25,11 @@ __all__ = [
     "KeyRing",
     "NonceCache",
     "SignatureChecker",
+    "Signed",
     "hash_secret",
     "is_utf8",
+    "new_key",
+    "replay_refused",
 ]
 
 ADMIN_KEY_ID = "admin"
@@ -52,12 +56,20 @@ def key_id_for(secret_hash: str) -> str:
     return "k_" + secret_hash[:12]
 
 
+def new_key(*, owner: str, now: float) -> tuple[str, ApiKey]:
+    """A new key: the raw secret (shown once) and its record, not yet usable: the backend
+    stores it, then adds it to the ring."""
+    secret = "tk_" + secrets.token_hex(20)
+    digest = hash_secret(secret)
+    key = ApiKey(id=key_id_for(digest), name=owner, secret_hash=digest, created_at=now)
+    return secret, key
+
+
 class KeyRing:
     """The admin secret plus the tenant keys, indexed by hash."""
 
     def __init__(self, *, admin_secret: str, keys: Iterable[ApiKey]) -> None:
         self._admin_hash = hash_secret(admin_secret)
-        self._admin_secret = admin_secret
         self._by_hash: dict[str, ApiKey] = {}
         self._by_id: dict[str, ApiKey] = {}
         for key in keys:
@@ -76,20 +88,6 @@ class KeyRing:
             return Caller(key_id=ADMIN_KEY_ID, admin=True)
         key = self._by_hash.get(digest)
         return Caller(key_id=key.id) if key is not None else None
-
-    def is_admin_token(self, presented: str) -> bool:
-        return is_utf8(presented) and hmac.compare_digest(
-            presented.encode(), self._admin_secret.encode()
-        )
-
-    @staticmethod
-    def new_key(*, owner: str, now: float) -> tuple[str, ApiKey]:
-        """A new key: the raw secret (shown once) and its record, not yet usable: :meth:`add`
-        it once its record is on disk."""
-        secret = "tk_" + secrets.token_hex(20)
-        digest = hash_secret(secret)
-        key = ApiKey(id=key_id_for(digest), name=owner, secret_hash=digest, created_at=now)
-        return secret, key
 
     def add(self, key: ApiKey) -> None:
         self._add(key)
@@ -156,7 +154,6 @@ class SignatureChecker:
     def __init__(self, *, window_seconds: float, require: bool) -> None:
         self._window = window_seconds
         self._require = require
-        self.nonces = NonceCache(window_seconds=window_seconds)
 
     def check(
         self,
@@ -168,7 +165,9 @@ class SignatureChecker:
         headers: Mapping[str, str],
         body: bytes,
         now: float,
-    ) -> None:
+    ) -> Signed | None:
+        """The signed request's nonce and timestamp, for the backend to refuse a replay
+        (None for an unsigned request this bus accepts); raises 403 for a bad signature."""
         signature = headers.get("X-Signature")
         timestamp = headers.get("X-Timestamp")
         nonce = headers.get("X-Nonce")
@@ -177,7 +176,7 @@ class SignatureChecker:
                 raise _bad_signature(
                     "This bus requires signed requests: send X-Timestamp, X-Nonce and X-Signature."
                 )
-            return
+            return None
         if not signature or not timestamp or not nonce:
             raise _bad_signature(
                 "Signed requests need all of X-Timestamp, X-Nonce and X-Signature."
@@ -202,8 +201,20 @@ class SignatureChecker:
             for path in _candidate_paths(raw_path)
         ):
             raise _bad_signature("Bad signature: it does not match the request.")
-        if not self.nonces.remember(caller.key_id, nonce, timestamp=ts, now=now):
-            raise _bad_signature("Replay detected: this X-Nonce was already used.")
+        return Signed(key_id=caller.key_id, nonce=nonce, timestamp=ts)
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A request whose signature checked out: its nonce must not have been used before."""
+
+    key_id: str
+    nonce: str
+    timestamp: int
+
+
+def replay_refused() -> ApiError:
+    return _bad_signature("Replay detected: this X-Nonce was already used.")
 
 
 def _candidate_paths(raw_path: str) -> list[str]:

@@ -1,7 +1,8 @@
-"""What every request handler shares: the engine, the keys, the KV store, the checks."""
+"""What every request handler shares: the backend, the signature check, the answers."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -13,14 +14,11 @@ from aiohttp import web
 
 from intent_fleet import __version__
 
-from .auth import KeyRing, SignatureChecker
-from .engine import Engine
+from .auth import SignatureChecker, is_utf8, replay_refused
+from .backend import Backend
 from .errors import ApiError
-from .kv import KVStore
-from .ratelimit import RateLimiter
 from .records import Caller
 from .settings import BusSettings
-from .store import Store
 
 __all__ = ["PROTOCOL_VERSION", "BusContext", "error_response", "json_response"]
 
@@ -64,12 +62,8 @@ class BusContext:
     """Long-lived parts of one running bus, built once by :mod:`.server`."""
 
     settings: BusSettings
-    store: Store
-    engine: Engine
-    keys: KeyRing
-    kv: KVStore
+    backend: Backend
     signatures: SignatureChecker
-    limiter: RateLimiter
     clock: Callable[[], float] = time.time
     started_at: float = field(default_factory=time.time)
     #: (route, status) -> answers, for /metrics.
@@ -80,11 +74,11 @@ class BusContext:
         presented = request.headers.get("X-API-KEY")
         if not presented:
             raise ApiError(401, "unauthorized", "Missing X-API-KEY header.")
-        caller = self.keys.authenticate(presented)
+        caller = await self.backend.authenticate(presented)
         if caller is None:
             raise ApiError(401, "unauthorized", "Invalid or revoked API key.")
         now = self.clock()
-        self.signatures.check(
+        signed = self.signatures.check(
             caller=caller,
             api_key=presented,
             method=request.method,
@@ -93,8 +87,12 @@ class BusContext:
             body=body,
             now=now,
         )
+        if signed is not None and not await self.backend.remember_nonce(
+            signed.key_id, signed.nonce, timestamp=signed.timestamp, now=now
+        ):
+            raise replay_refused()
         if not caller.admin:
-            wait = self.limiter.acquire(caller.key_id, now=now)
+            wait = await self.backend.rate_limit(caller.key_id, now=now)
             if wait is not None:
                 raise ApiError(
                     429,
@@ -104,9 +102,13 @@ class BusContext:
                 )
         return caller
 
+    def is_admin_token(self, presented: str) -> bool:
+        secret = self.settings.auth.admin_secret
+        return is_utf8(presented) and hmac.compare_digest(presented.encode(), secret.encode())
+
     def require_admin(self, request: web.Request) -> None:
         token = request.headers.get("X-Admin-Token")
-        if not token or not self.keys.is_admin_token(token):
+        if not token or not self.is_admin_token(token):
             raise ApiError(401, "unauthorized", "Admin routes need a valid X-Admin-Token header.")
 
 

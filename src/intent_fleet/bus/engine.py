@@ -35,18 +35,18 @@ from typing import Any
 
 from intent_fleet.protocol import GoalStats
 
+from .backend import PublishOutcome, PublishRequest
 from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
 from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .errors import ApiError
 from .longpoll import BacklogWatch, BacklogWatches, ParkedClaim, ParkedClaims
 from .quotas import KeyUsage, Quotas, quota_exceeded
-from .records import Caller, Intent, Status, Visibility
+from .records import Caller, Intent, Status, TerminalRow
 from .settings import BusSettings
 from .store import (
     LoadedState,
     Op,
     Store,
-    TerminalRow,
     fulfill_op,
     insert_intent_op,
     purge_op,
@@ -54,37 +54,11 @@ from .store import (
     update_state_op,
 )
 
-__all__ = ["Engine", "PublishOutcome", "PublishRequest"]
+__all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class PublishRequest:
-    """A validated ``POST /intent`` body."""
-
-    namespace: str
-    goal: str
-    payload: bytes
-    visibility: Visibility
-    priority: int
-    delay: float
-    max_attempts: int
-    backoff_base: float
-    target_worker: str | None
-    required_capability: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PublishOutcome:
-    """What ``POST /intent`` answers: the intent's id and namespace."""
-
-    id: str
-    namespace: str
-    #: True when an earlier request with the same idempotency key is answered again.
-    replayed: bool
 
 
 #: The fields a transition changes; what an undo puts back.

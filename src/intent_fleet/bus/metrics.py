@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from intent_fleet.telemetry import CONTENT_TYPE, exposition, runtime_collectors
 
 from .auth import is_utf8
+from .backend import Figures
 from .context import CONTEXT_KEY, BusContext, empty_response
 from .errors import ApiError
 
@@ -34,13 +35,13 @@ __all__ = ["metrics", "render_metrics"]
 class _BusCollector(Collector):
     """The bus's figures, read from live state at scrape time, as one viewer may see them."""
 
-    def __init__(self, ctx: BusContext, viewer: str | None) -> None:
-        self._ctx, self._viewer = ctx, viewer
+    def __init__(self, ctx: BusContext, figures: Figures, viewer: str | None) -> None:
+        self._ctx, self._figures, self._viewer = ctx, figures, viewer
 
     def collect(self) -> Iterator[Metric]:
-        ctx, engine, viewer = self._ctx, self._ctx.engine, self._viewer
-        counts = sorted(engine.status_counts(viewer=viewer).items())
-        stats = engine.stats(viewer=viewer)
+        figures, viewer = self._figures, self._viewer
+        counts = sorted(figures.status_counts.items())
+        stats = figures.stats
         dead = sum(s.dead for s in stats)
         # The reference server's names, which dashboards and backlog queries read; untyped,
         # since a gauge named _total would claim to be a counter. The gauges below are the
@@ -81,30 +82,29 @@ class _BusCollector(Collector):
         yield backlog
         yield oldest
         if viewer is None:
-            yield from self._process(ctx)
+            yield from self._process(self._ctx, figures)
 
     @staticmethod
-    def _process(ctx: BusContext) -> Iterator[Metric]:
+    def _process(ctx: BusContext, figures: Figures) -> Iterator[Metric]:
         """The whole process: what a tenant must not see (it shows others' traffic)."""
-        engine, store = ctx.engine, ctx.store
         yield CounterMetricFamily(
-            "intent_bus_claims", "Claims that handed out an intent.", value=engine.claims_served
+            "intent_bus_claims", "Claims that handed out an intent.", value=figures.claims_served
         )
         yield GaugeMetricFamily(
             "intent_bus_long_poll_waiting",
             "Claims currently long-polling.",
-            engine.waiting_claims(),
+            figures.waiting_claims,
         )
         yield GaugeMetricFamily(
             "intent_bus_backlog_watches",
             "Backlog watches (POST /stats with wait) waiting for work.",
-            engine.waiting_watches(),
+            figures.waiting_watches,
         )
         yield CounterMetricFamily(
-            "intent_bus_commits", "Database commits (one fsync each).", value=store.commits
+            "intent_bus_commits", "Database commits (one fsync each).", value=figures.commits
         )
         yield CounterMetricFamily(
-            "intent_bus_committed_ops", "Writes made durable.", value=store.ops_committed
+            "intent_bus_committed_ops", "Writes made durable.", value=figures.ops_committed
         )
         failed = CounterMetricFamily(
             "intent_bus_failed_writes",
@@ -112,17 +112,17 @@ class _BusCollector(Collector):
             labels=["cause"],
         )
         for cause in ("full", "io", "rejected"):
-            failed.add_metric([cause], store.failed_writes.get(cause, 0))
+            failed.add_metric([cause], figures.failed_writes.get(cause, 0))
         yield failed
         yield GaugeMetricFamily(
             "intent_bus_storage_ok",
             "1 while the last write succeeded, else 0.",
-            int(store.health == "ok"),
+            int(figures.storage_health == "ok"),
         )
         yield GaugeMetricFamily(
             "intent_bus_unwritten_intents",
             "Intents whose latest state is not on disk yet (a background write failed).",
-            engine.dirty_count(),
+            figures.unwritten_intents,
         )
         responses = CounterMetricFamily(
             "intent_bus_responses",
@@ -132,7 +132,7 @@ class _BusCollector(Collector):
         for (route, code), n in sorted(ctx.responses.items()):
             responses.add_metric([route, str(code)], n)
         yield responses
-        yield GaugeMetricFamily("intent_bus_kv_entries", "Live KV entries.", len(ctx.kv))
+        yield GaugeMetricFamily("intent_bus_kv_entries", "Live KV entries.", figures.kv_entries)
         yield GaugeMetricFamily(
             "intent_bus_uptime_seconds",
             "Seconds since the bus started.",
@@ -140,11 +140,12 @@ class _BusCollector(Collector):
         )
 
 
-def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> bytes:
+async def render_metrics(ctx: BusContext, *, viewer: str | None = None) -> bytes:
     """The whole bus (``viewer`` None, with the process's runtime figures), or what the key
     ``viewer`` could claim."""
+    figures = await ctx.backend.figures(viewer=viewer)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_BusCollector(ctx, viewer))
+    registry.register(_BusCollector(ctx, figures, viewer))
     if viewer is None:
         for collector in runtime_collectors():
             registry.register(collector)
@@ -159,13 +160,13 @@ async def _viewer(request: web.Request, ctx: BusContext) -> str | None:
     token = token or request.headers.get("X-Admin-Token", "")
     if token:
         # A token that is sent decides alone: a bad one is never rescued by another header.
-        if ctx.keys.is_admin_token(token) or (
+        if ctx.is_admin_token(token) or (
             bool(auth.metrics_token)
             and is_utf8(token)
             and hmac.compare_digest(token.encode(), auth.metrics_token.encode())
         ):
             return None
-        found = None if auth.require_signatures else ctx.keys.authenticate(token)
+        found = None if auth.require_signatures else await ctx.backend.authenticate(token)
         if found is not None and not found.admin:
             return found.key_id
     elif request.headers.get("X-API-KEY"):
@@ -187,5 +188,5 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     viewer = await _viewer(request, ctx)
     resp = empty_response(200)
     resp.headers["Content-Type"] = CONTENT_TYPE
-    resp.body = render_metrics(ctx, viewer=viewer)
+    resp.body = await render_metrics(ctx, viewer=viewer)
     return resp

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["ApiKey", "Caller", "Intent", "Status", "Visibility"]
+__all__ = ["ApiKey", "Caller", "Intent", "Status", "TerminalRow", "Visibility"]
 
 
 class Status(StrEnum):
@@ -96,3 +96,28 @@ class Caller:
 
     key_id: str
     admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalRow:
+    """What status/result queries need of an intent that is no longer in memory."""
+
+    id: str
+    namespace: str
+    goal: str
+    publisher: str
+    claimer: str | None
+    status: str
+    attempts: int
+    run_at: float
+    created_at: float
+    updated_at: float
+    last_error: str | None
+    result: bytes | None
+    result_type: str | None
+    completed_at: float | None
+    priority: int
+    visibility: str
+    target_worker: str | None
+    required_capability: str | None
+    max_attempts: int

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -22,9 +21,7 @@ from .context import (
     read_body,
 )
 from .errors import ApiError
-from .quotas import quota_exceeded
-from .records import Caller, Intent
-from .store import TerminalRow
+from .records import Caller, Intent, TerminalRow
 
 __all__ = ["FEATURES", "add_routes"]
 
@@ -68,7 +65,7 @@ async def publish(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None:
         validation.header_text(key, "Idempotency-Key", max_chars=256)
-    outcome = await ctx.engine.publish(caller, req, idempotency_key=key, body=body)
+    outcome = await ctx.backend.publish(caller, req, idempotency_key=key, body=body)
     return json_response(
         201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}
     )
@@ -95,7 +92,7 @@ async def claim(request: web.Request) -> web.Response:
         session=q.session,
     )
     limit = q.batch or 1
-    intents = await ctx.engine.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
+    intents = await ctx.backend.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
     if not intents:
         retry_after = str(ctx.settings.queue.empty_claim_retry_after)
         return empty_response(204, headers={"Retry-After": retry_after})
@@ -112,7 +109,7 @@ async def interrupt_claims(request: web.Request) -> web.Response:
     caller = await ctx.authenticate(request, body)
     session = validation.claim_session(request.headers, required=True)
     assert session is not None
-    return json_response(200, {"interrupted": ctx.engine.interrupt_claims(caller, session)})
+    return json_response(200, {"interrupted": await ctx.backend.interrupt_claims(caller, session)})
 
 
 def _claim_document(intent: Intent) -> dict[str, Any]:
@@ -138,7 +135,7 @@ async def extend_claim(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
     token, seconds = validation.lease_request(doc)
     intent_id = validation.intent_id(request)
-    granted = await ctx.engine.extend(caller, intent_id, token, seconds)
+    granted = await ctx.backend.extend(caller, intent_id, token, seconds)
     return json_response(200, {"id": intent_id, "ok": True, "extended_by": granted})
 
 
@@ -146,7 +143,7 @@ async def fulfill(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     req = validation.fulfill_request(doc, limits=ctx.settings.limits)
     intent_id = validation.intent_id(request)
-    await ctx.engine.fulfill(
+    await ctx.backend.fulfill(
         caller, intent_id, req.claim_token, result=req.result, result_type=req.result_type
     )
     return json_response(200, {"id": intent_id, "ok": True})
@@ -156,7 +153,7 @@ async def fail(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, error = validation.fail_request(doc)
     intent_id = validation.intent_id(request)
-    status = await ctx.engine.fail(caller, intent_id, token, error)
+    status = await ctx.backend.fail(caller, intent_id, token, error)
     return json_response(200, {"id": intent_id, "ok": True, "status": status.value})
 
 
@@ -164,7 +161,7 @@ async def release(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, _error = validation.fail_request(doc)
     intent_id = validation.intent_id(request)
-    await ctx.engine.release(caller, intent_id, token)
+    await ctx.backend.release(caller, intent_id, token)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
 
@@ -211,9 +208,7 @@ async def _lookup(request: web.Request) -> tuple[BusContext, Intent | TerminalRo
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
     intent_id = validation.intent_id(request)
-    view: Intent | TerminalRow | None = ctx.engine.live(intent_id)
-    if view is None:
-        view = ctx.engine.read_terminal(intent_id)
+    view = await ctx.backend.lookup(intent_id)
     if view is None:
         raise ApiError(404, "not_found", "Intent not found.")
     if not _visible(caller, view.publisher, view.claimer):
@@ -247,24 +242,9 @@ async def kv_set(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
     key = validation.kv_key(request.raw_path)
     value, ttl = validation.kv_set_request(doc, limits=ctx.settings.limits)
-    most = ctx.settings.limits.max_kv_entries_per_key
-    owner = caller.key_id
-    full = not caller.admin and most and not ctx.kv.has(owner, key)
-    if full and ctx.kv.count_of(owner) >= most:
-        ctx.kv.forget_expired(now=ctx.clock())
-    if full and ctx.kv.count_of(owner) >= most:
-        raise quota_exceeded(
-            429,
-            f"This key has {most} KV entries, the most this bus keeps per key; "
-            "reuse a key or let entries expire.",
-        )
+    most = 0 if caller.admin else ctx.settings.limits.max_kv_entries_per_key
     expires_at = ctx.clock() + ttl
-    op = ctx.kv.set_op(owner, key, value, expires_at=expires_at)
-    await asyncio.shield(
-        ctx.store.submit(
-            [op], on_durable=lambda: ctx.kv.set(owner, key, value, expires_at=expires_at)
-        )
-    )
+    await ctx.backend.kv_set(caller.key_id, key, value, expires_at=expires_at, most=most)
     return json_response(200, {"ok": True})
 
 
@@ -272,7 +252,7 @@ async def kv_get(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
     key = validation.kv_key(request.raw_path)
-    value = ctx.kv.get(caller.key_id, key, now=ctx.clock())
+    value = await ctx.backend.kv_get(caller.key_id, key, now=ctx.clock())
     if value is None:
         raise ApiError(404, "not_found", "Key not found.")
     return json_response(200, {"value": value})
@@ -291,7 +271,7 @@ async def health(request: web.Request) -> web.Response:
             "ts": ctx.clock(),
             "features": list(FEATURES),
             # "ok", or why the last write failed ("full", "io") until one succeeds again.
-            "storage": ctx.store.health,
+            "storage": ctx.backend.health,
         },
     )
 
@@ -306,10 +286,10 @@ async def stats(request: web.Request) -> web.Response:
         namespace = validation.namespace_of(namespace)
     goal = validation.goal_of(query.get("goal") or None, required=False)
     viewer = None if caller.admin else caller.key_id
-    found = ctx.engine.stats(namespace, goal, viewer=viewer)
+    found = await ctx.backend.stats(namespace, goal, viewer=viewer)
     if goal is not None and not found:
         # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.
-        found = ctx.engine.stats_of([(namespace or "default", goal)], viewer=viewer)
+        found = await ctx.backend.stats_of([(namespace or "default", goal)], viewer=viewer)
     return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
 
 
@@ -323,8 +303,8 @@ async def stats_batch(request: web.Request) -> web.Response:
     pairs, wait = validation.stats_request(doc, max_wait=ctx.settings.limits.max_claim_wait_seconds)
     viewer = None if caller.admin else caller.key_id
     if wait:
-        await ctx.engine.watch_backlog(pairs, viewer=viewer, wait=wait)
-    found = ctx.engine.stats_of(pairs, viewer=viewer)
+        await ctx.backend.watch_backlog(pairs, viewer=viewer, wait=wait)
+    found = await ctx.backend.stats_of(pairs, viewer=viewer)
     return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
 
 

@@ -26,7 +26,7 @@ async def claim(request: web.Request) -> web.Response:
     query = validation.query_params(request)
     goal = validation.goal_of(query.get("goal") or None, required=False)
     flt = ClaimFilter(caller=caller.key_id, namespace="default", goal=goal)
-    claimed = await ctx.engine.claim(flt, admin=caller.admin, wait=0)
+    claimed = await ctx.backend.claim(flt, admin=caller.admin, wait=0)
     if not claimed:
         return empty_response(204)
     intent = claimed[0]
@@ -47,7 +47,7 @@ async def fulfill(request: web.Request) -> web.Response:
     caller = await ctx.authenticate(request, body)
     intent_id = validation.intent_id(request)
     # v1.1 ignores the body: no claim token, no result.
-    await ctx.engine.fulfill(caller, intent_id, None, result=None, result_type=None)
+    await ctx.backend.fulfill(caller, intent_id, None, result=None, result_type=None)
     return json_response(200, {"id": intent_id, "ok": True})
 
 
@@ -58,7 +58,7 @@ async def fail(request: web.Request) -> web.Response:
     doc = validation.json_body(body, max_depth=ctx.settings.limits.max_json_depth, required=False)
     error = validation.error_text(doc.get("error", "unknown"))
     intent_id = validation.intent_id(request)
-    await ctx.engine.fail(caller, intent_id, None, error, final=True)
+    await ctx.backend.fail(caller, intent_id, None, error, final=True)
     return json_response(200, {"id": intent_id, "ok": True, "status": "failed"})
 
 

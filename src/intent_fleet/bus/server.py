@@ -15,14 +15,11 @@ from aiohttp import web
 
 from .admin import run_cleanup
 from .app import build_app
-from .auth import KeyRing, SignatureChecker
+from .auth import SignatureChecker
 from .context import BusContext
-from .engine import Engine
 from .errors import StartupError
-from .kv import KVStore
-from .ratelimit import RateLimiter
+from .local import open_local
 from .settings import BusSettings, ListenSettings
-from .store import Store
 
 __all__ = ["run", "serve"]
 
@@ -42,9 +39,7 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set; raises :class:`StartupError` if the bus cannot start."""
     ctx, live = _open(settings, clock)
-    loop = asyncio.get_running_loop()
-    ctx.store.start(loop)
-    ctx.engine.start(loop)
+    await ctx.backend.start(asyncio.get_running_loop())
     runner = web.AppRunner(
         build_app(ctx),
         access_log=None,
@@ -64,39 +59,29 @@ async def serve(
             await stop.wait()
             sweeper.cancel()
     finally:
-        ctx.engine.release_waiters()
+        ctx.backend.release_waiters()
         await runner.cleanup()
-        ctx.engine.stop()
-        await ctx.store.close()
+        await ctx.backend.close()
 
 
 def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext, int]:
     """The database opened and memory rebuilt from it: the context, and how many intents
     are live."""
-    store = Store(settings.storage.path)
-    state = store.open(now=clock())
-    engine = Engine(store=store, settings=settings, clock=clock)
-    engine.load(state)
+    backend, live = open_local(settings, clock)
     # Everything loaded so far lives for the whole run: keep the collector from
     # rescanning it on every full collection.
     gc.freeze()
     ctx = BusContext(
         settings=settings,
-        store=store,
-        engine=engine,
-        keys=KeyRing(admin_secret=settings.auth.admin_secret, keys=state.keys),
-        kv=KVStore(state.kv),
+        backend=backend,
         signatures=SignatureChecker(
             window_seconds=settings.auth.signature_window_seconds,
             require=settings.auth.require_signatures,
         ),
-        limiter=RateLimiter(
-            rate=settings.limits.rate_limit_per_second, burst=settings.limits.rate_limit_burst
-        ),
         clock=clock,
         started_at=clock(),
     )
-    return ctx, len(state.intents)
+    return ctx, live
 
 
 async def _listen(runner: web.AppRunner, listen: ListenSettings) -> str:

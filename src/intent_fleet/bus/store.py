@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from .errors import DurabilityError, StartupError, StorageFullError
-from .records import ApiKey, Intent, Status, Visibility
+from .records import ApiKey, Intent, Status, TerminalRow, Visibility
 
-__all__ = ["OWNER_SQL", "LoadedState", "Op", "Store", "TerminalRow"]
+__all__ = ["OWNER_SQL", "LoadedState", "Op", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -149,31 +149,6 @@ def _intent_values(i: Intent) -> list[Any]:
 
 
 _KEY_FIELDS: Final = ("id", "name", "secret_hash", "created_at", "revoked_at")
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalRow:
-    """What status/result queries need of an intent that is no longer in memory."""
-
-    id: str
-    namespace: str
-    goal: str
-    publisher: str
-    claimer: str | None
-    status: str
-    attempts: int
-    run_at: float
-    created_at: float
-    updated_at: float
-    last_error: str | None
-    result: bytes | None
-    result_type: str | None
-    completed_at: float | None
-    priority: int
-    visibility: str
-    target_worker: str | None
-    required_capability: str | None
-    max_attempts: int
 
 
 #: The columns a :class:`TerminalRow` is read from: its own fields, by name.

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from intent_fleet.protocol import is_number, json_kind
 
-from .engine import PublishRequest
+from .backend import PublishRequest
 from .errors import ApiError
 from .records import Visibility
 from .settings import LimitSettings, QueueSettings

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from intent_fleet.bus.engine import Engine, PublishRequest
+from intent_fleet.bus.backend import PublishRequest
+from intent_fleet.bus.engine import Engine
 from intent_fleet.bus.records import Caller, Intent, Status, Visibility
 from intent_fleet.bus.settings import AuthSettings, BusSettings
 from intent_fleet.bus.store import LoadedState, Store
