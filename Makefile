@@ -20,7 +20,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench bench-deps clean images cluster-demo cluster-deps cluster-build cluster-images cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench bench-deps db-deps clean images cluster-demo cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -40,16 +40,16 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The e2e tests bring the cluster up themselves; its binaries and images are prepared here.
-test: lint cluster-build cluster-images bench-deps
+test: lint cluster-build cluster-images bench-deps db-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-integration: setup
+integration: setup db-deps
 	$(BIN)/pytest -q tests/integration
 
-bench: setup bench-deps cluster-build cluster-images
+bench: setup bench-deps db-deps cluster-build cluster-images
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/bus_instructions.py
 	$(BIN)/python bench/sidecar.py
@@ -62,6 +62,15 @@ bench: setup bench-deps cluster-build cluster-images
 bench-deps:
 	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+
+# The bus's PostgreSQL backend is tested against Debian's PostgreSQL, which the tests start
+# and stop themselves (tests/support/postgres.py); the package must not start a cluster of
+# its own, so its main cluster is not created.
+db-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		mkdir -p /etc/postgresql-common/createcluster.d && \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/intent-fleet.conf && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 PROFILE ?= control-plane
 # What the node profile needs from Debian: the runtime, the CNI plugins, the image tools, and

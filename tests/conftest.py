@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
+from tests.support.postgres import PostgresServer, postgres_bin
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +21,17 @@ async def _no_task_left_behind() -> AsyncIterator[None]:
     current = asyncio.current_task()
     stray = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not stray, f"the test left tasks running: {stray}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started on first use; each test that needs a
+    database asks it for a fresh one (:meth:`PostgresServer.new_database`)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL is not installed: run `make setup`, which installs it")
+    server = PostgresServer.create(bindir)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.busproc import BusProcess, start_bus
+from tests.support.postgres import PostgresServer
 from tests.support.rawbus import RawBus
 from tests.support.sidecar_rig import Procs
 
@@ -55,10 +56,26 @@ def _spare_buses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_SparePoo
         pool.close()
 
 
+#: The storage backends every bus test runs against: the embedded SQLite file, and a
+#: PostgreSQL database (the shared backend of bus replicas).
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def bus(_spare_buses: _SparePool) -> Iterator[BusProcess]:
-    """A fresh bus with its own database, stopped (by PID) after the test."""
-    proc = _spare_buses.take()
+def bus(
+    backend: str, _spare_buses: _SparePool, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[BusProcess]:
+    """A fresh bus with its own database (of each backend), stopped (by PID) after the test."""
+    if backend == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        proc = start_bus(tmp_path / "pgbus", db=server.new_database())
+    else:
+        proc = _spare_buses.take()
     try:
         yield proc
     finally:
@@ -84,7 +101,7 @@ def start(tmp_path: Path) -> Iterator[StartBus]:
     counter = itertools.count()
 
     def _start(
-        *extra_args: str, db: Path | None = None, env: dict[str, str] | None = None
+        *extra_args: str, db: Path | str | None = None, env: dict[str, str] | None = None
     ) -> BusProcess:
         proc = start_bus(
             tmp_path / f"bus{next(counter)}",

@@ -171,6 +171,7 @@ def test_the_database_files_are_private(start: StartBus, tmp_path: Path) -> None
         bus = start()
     finally:
         os.umask(old)
+    assert isinstance(bus.db, Path)
     files = [bus.db, bus.db.with_name(bus.db.name + "-wal"), bus.db.with_name(bus.db.name + "-shm")]
     for path in files:
         assert path.exists(), path

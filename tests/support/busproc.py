@@ -29,7 +29,8 @@ class BusProcess(Child):
 
     url: str = ""
     admin_secret: str = ""
-    db: Path = Path()
+    #: The SQLite file, or the postgresql:// URL of the database it shares.
+    db: Path | str = Path()
     args: list[str] = field(default_factory=list)
 
     @property
@@ -40,7 +41,7 @@ class BusProcess(Child):
 def start_bus(
     tmp: Path,
     *,
-    db: Path | None = None,
+    db: Path | str | None = None,
     port: int = 0,
     admin_secret: str | None = None,
     extra_args: list[str] | None = None,

@@ -1,9 +1,11 @@
 """A durable Intent Bus server speaking protocol v2.1 and accepting v1.1 clients.
 
 What belongs here: the HTTP endpoints (``routes``, ``admin``, ``metrics``),
-the intent life cycle (``engine``, ``claim_index``), durable storage with group
-commit (``store``), keys and signatures (``auth``), the KV store, limits, and
-the process entry point (``server``). Nothing here imports the sidecar or the
+the storage interface (``backend``) and its two backends: the embedded one
+(``local``: the intent life cycle in memory, ``engine``, ``claim_index``, and SQLite
+with group commit, ``store``) and ``postgres`` for replicas sharing one database;
+keys and signatures (``auth``), the KV store, limits, and the process entry point
+(``server``). Nothing here imports the sidecar or the
 operator; the only project dependency is :mod:`intent_fleet.protocol`.
 """
 
@@ -15,6 +17,7 @@ from .settings import (
     WIRE_VERSIONS,
     AuthSettings,
     BusSettings,
+    DatabaseSettings,
     LimitSettings,
     ListenSettings,
     QueueSettings,
@@ -29,6 +32,7 @@ __all__ = [
     "AuthSettings",
     "BusError",
     "BusSettings",
+    "DatabaseSettings",
     "DurabilityError",
     "LimitSettings",
     "ListenSettings",

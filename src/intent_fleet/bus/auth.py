@@ -89,6 +89,13 @@ class KeyRing:
         key = self._by_hash.get(digest)
         return Caller(key_id=key.id) if key is not None else None
 
+    def replace(self, keys: Iterable[ApiKey]) -> None:
+        """The keys as stored now (another replica may have added or revoked some)."""
+        self._by_hash.clear()
+        self._by_id.clear()
+        for key in keys:
+            self._add(key)
+
     def add(self, key: ApiKey) -> None:
         self._add(key)
 

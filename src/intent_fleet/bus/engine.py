@@ -40,7 +40,7 @@ from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
 from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .errors import ApiError
 from .longpoll import BacklogWatch, BacklogWatches, ParkedClaim, ParkedClaims
-from .quotas import KeyUsage, Quotas, quota_exceeded
+from .quotas import KeyUsage, Quotas, too_many_parked
 from .records import Caller, Intent, Status, TerminalRow
 from .settings import BusSettings
 from .store import (
@@ -520,11 +520,7 @@ class Engine:
         assert self._loop is not None
         most = self._settings.limits.max_parked_claims_per_key
         if not admin and most and self._parked.count_of(flt.caller) >= most:
-            raise quota_exceeded(
-                429,
-                f"This key has {most} claims waiting already, the most this bus parks per key; "
-                "claim with fewer concurrent long-polls.",
-            )
+            raise too_many_parked(most)
         claim = ParkedClaim(flt=flt, admin=admin, future=self._loop.create_future())
         self._parked.park(claim)
         try:
@@ -836,11 +832,7 @@ class Engine:
             return
         most = self._settings.limits.max_parked_claims_per_key
         if viewer is not None and most and self._watches.count_of(viewer) >= most:
-            raise quota_exceeded(
-                429,
-                f"This key has {most} backlog watches waiting already, the most this bus "
-                "parks per key; watch many goals in one request instead.",
-            )
+            raise too_many_parked(most, watches=True)
         watch = BacklogWatch(frozenset(pairs), viewer, self._loop.create_future())
         self._watches.add(watch)
         try:

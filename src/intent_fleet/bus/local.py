@@ -19,7 +19,7 @@ from .backend import Figures, PublishOutcome, PublishRequest
 from .claim_index import ClaimFilter
 from .engine import Engine
 from .kv import KVStore
-from .quotas import quota_exceeded
+from .quotas import kv_full
 from .ratelimit import RateLimiter
 from .records import ApiKey, Caller, Intent, Status, TerminalRow
 from .settings import BusSettings
@@ -216,14 +216,6 @@ class LocalBackend:
                 [op], on_durable=lambda: kv.set(owner, key, value, expires_at=expires_at)
             )
         )
-
-
-def kv_full(most: int) -> Exception:
-    return quota_exceeded(
-        429,
-        f"This key has {most} KV entries, the most this bus keeps per key; "
-        "reuse a key or let entries expire.",
-    )
 
 
 def open_local(

@@ -28,7 +28,14 @@ from .errors import ApiError
 from .records import Caller, Intent
 from .settings import LimitSettings
 
-__all__ = ["KeyUsage", "Quotas", "quota_exceeded"]
+__all__ = [
+    "KeyUsage",
+    "Quotas",
+    "check_publish",
+    "kv_full",
+    "quota_exceeded",
+    "too_many_parked",
+]
 
 #: Seconds a client is told to wait after a count quota: live work drains in about that time.
 RETRY_AFTER: Final = 5
@@ -49,6 +56,55 @@ class KeyUsage:
     goals: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
+def check_publish(
+    limits: LimitSettings, *, intents: int, payload_bytes: int, goals: int, in_goal: bool, size: int
+) -> None:
+    """Refuse a publish of ``size`` bytes by a key that holds ``intents`` live intents of
+    ``payload_bytes`` in ``goals`` goals (``in_goal``: one of them is this intent's)."""
+    if limits.max_live_intents_per_key and intents >= limits.max_live_intents_per_key:
+        raise quota_exceeded(
+            429,
+            f"This key has {intents} live intents, the most this bus keeps per key "
+            f"({limits.max_live_intents_per_key}); publish again once some are done.",
+        )
+    most = limits.max_live_bytes_per_key
+    if most and payload_bytes + size > most:
+        raise quota_exceeded(
+            507,
+            f"This key's live payloads take {payload_bytes} bytes and this one "
+            f"{size}; this bus keeps at most {most} bytes per key.",
+        )
+    most_goals = limits.max_goals_per_key
+    if most_goals and not in_goal and goals >= most_goals:
+        raise quota_exceeded(
+            429,
+            f"This key has live intents in {goals} goals, the most this bus "
+            f"keeps per key ({most_goals}); finish the work of another goal first.",
+        )
+
+
+def too_many_parked(most: int, *, watches: bool = False) -> ApiError:
+    if watches:
+        return quota_exceeded(
+            429,
+            f"This key has {most} backlog watches waiting already, the most this bus "
+            "parks per key; watch many goals in one request instead.",
+        )
+    return quota_exceeded(
+        429,
+        f"This key has {most} claims waiting already, the most this bus parks per key; "
+        "claim with fewer concurrent long-polls.",
+    )
+
+
+def kv_full(most: int) -> ApiError:
+    return quota_exceeded(
+        429,
+        f"This key has {most} KV entries, the most this bus keeps per key; "
+        "reuse a key or let entries expire.",
+    )
+
+
 class Quotas:
     """Live intents, bytes and goals per publishing key; checked at publish."""
 
@@ -63,29 +119,17 @@ class Quotas:
         """Refuse a publish that would take ``caller`` past a quota."""
         if caller.admin:
             return
-        limits, usage = self._limits, self._usage.get(caller.key_id)
+        usage = self._usage.get(caller.key_id)
         if usage is None:
             return
-        if limits.max_live_intents_per_key and usage.intents >= limits.max_live_intents_per_key:
-            raise quota_exceeded(
-                429,
-                f"This key has {usage.intents} live intents, the most this bus keeps per key "
-                f"({limits.max_live_intents_per_key}); publish again once some are done.",
-            )
-        most = limits.max_live_bytes_per_key
-        if most and usage.payload_bytes + size > most:
-            raise quota_exceeded(
-                507,
-                f"This key's live payloads take {usage.payload_bytes} bytes and this one "
-                f"{size}; this bus keeps at most {most} bytes per key.",
-            )
-        goals = limits.max_goals_per_key
-        if goals and (namespace, goal) not in usage.goals and len(usage.goals) >= goals:
-            raise quota_exceeded(
-                429,
-                f"This key has live intents in {len(usage.goals)} goals, the most this bus "
-                f"keeps per key ({goals}); finish the work of another goal first.",
-            )
+        check_publish(
+            self._limits,
+            intents=usage.intents,
+            payload_bytes=usage.payload_bytes,
+            goals=len(usage.goals),
+            in_goal=(namespace, goal) in usage.goals,
+            size=size,
+        )
 
     def add(self, intent: Intent) -> None:
         """``intent`` is live from now (published, recovered, or retried)."""

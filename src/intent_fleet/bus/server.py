@@ -16,10 +16,11 @@ from aiohttp import web
 from .admin import run_cleanup
 from .app import build_app
 from .auth import SignatureChecker
+from .backend import Backend
 from .context import BusContext
 from .errors import StartupError
 from .local import open_local
-from .settings import BusSettings, ListenSettings
+from .settings import BusSettings, ListenSettings, redacted
 
 __all__ = ["run", "serve"]
 
@@ -38,7 +39,7 @@ async def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set; raises :class:`StartupError` if the bus cannot start."""
-    ctx, live = _open(settings, clock)
+    ctx, live = await _open(settings, clock)
     await ctx.backend.start(asyncio.get_running_loop())
     runner = web.AppRunner(
         build_app(ctx),
@@ -49,9 +50,7 @@ async def serve(
     await runner.setup()
     try:
         url = await _listen(runner, settings.listen)
-        log.info(
-            "bus ready", extra={"url": url, "db": str(settings.storage.path), "live_intents": live}
-        )
+        log.info("bus ready", extra={"url": url, "db": _shown_db(settings), "live_intents": live})
         if on_ready is not None:
             on_ready(url)
         async with asyncio.TaskGroup() as tasks:
@@ -64,10 +63,17 @@ async def serve(
         await ctx.backend.close()
 
 
-def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext, int]:
+async def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext, int]:
     """The database opened and memory rebuilt from it: the context, and how many intents
     are live."""
-    backend, live = open_local(settings, clock)
+    backend: Backend
+    if settings.database.enabled:
+        # Imported only here: the embedded bus needs no PostgreSQL driver.
+        from .postgres import open_shared  # noqa: PLC0415
+
+        backend, live = await open_shared(settings, clock)
+    else:
+        backend, live = open_local(settings, clock)
     # Everything loaded so far lives for the whole run: keep the collector from
     # rescanning it on every full collection.
     gc.freeze()
@@ -82,6 +88,12 @@ def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext
         started_at=clock(),
     )
     return ctx, live
+
+
+def _shown_db(settings: BusSettings) -> str:
+    if settings.database.enabled:
+        return redacted(settings.database.url)
+    return str(settings.storage.path)
 
 
 async def _listen(runner: web.AppRunner, listen: ListenSettings) -> str:

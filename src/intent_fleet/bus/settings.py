@@ -19,10 +19,12 @@ __all__ = [
     "WIRE_VERSIONS",
     "AuthSettings",
     "BusSettings",
+    "DatabaseSettings",
     "LimitSettings",
     "ListenSettings",
     "QueueSettings",
     "StorageSettings",
+    "redacted",
 ]
 
 
@@ -70,6 +72,58 @@ class StorageSettings:
                 "cleanup_interval_seconds",
                 (f"must be a number of seconds > 0, got {self.cleanup_interval_seconds}"),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """A PostgreSQL database shared by bus replicas, instead of the SQLite file.
+
+    Every replica pointed at the same database serves the same bus: claims, leases,
+    retries, nonces, keys, KV and quotas all live in the database.
+    """
+
+    #: ``postgresql://user:password@host:port/dbname``; empty for the SQLite file. Holds a
+    #: password: never logged (see :func:`redacted`).
+    url: str = ""
+    #: Connections each replica keeps open (the most requests it sends the database at once).
+    pool_size: int = 20
+    #: Seconds to wait for a connection (to open one, or for a free one in the pool).
+    connect_timeout_seconds: float = 5.0
+    #: Longest a statement may run (seconds) before the database cancels it.
+    statement_timeout_seconds: float = 10.0
+    #: How often (seconds) a replica sweeps ended leases and wakes long-polls on intents
+    #: that came due; every replica sweeps, row locks make each change happen once.
+    sweep_interval_seconds: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            yield "url", "must start with postgresql:// (or be empty for SQLite)"
+        if not 1 <= self.pool_size <= 1000:
+            yield "pool_size", f"must be 1-1000, got {self.pool_size}"
+        for name in ("connect_timeout_seconds", "statement_timeout_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                yield name, f"must be a number of seconds > 0, got {value}"
+        if not (
+            math.isfinite(self.sweep_interval_seconds) and 0 < self.sweep_interval_seconds <= 60
+        ):
+            yield (
+                "sweep_interval_seconds",
+                f"must be 0-60 seconds, got {self.sweep_interval_seconds}",
+            )
+
+
+def redacted(url: str) -> str:
+    """A database URL fit for a log line: the password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 #: The protocol versions the bus can answer as, the default first.
@@ -215,6 +269,7 @@ class BusSettings:
 
     listen: ListenSettings = field(default_factory=ListenSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)

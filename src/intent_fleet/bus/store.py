@@ -32,7 +32,7 @@ import queue
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -40,7 +40,15 @@ from typing import Any, Final
 from .errors import DurabilityError, StartupError, StorageFullError
 from .records import ApiKey, Intent, Status, TerminalRow, Visibility
 
-__all__ = ["OWNER_SQL", "LoadedState", "Op", "Store"]
+__all__ = [
+    "INTENT_FIELDS",
+    "OWNER_SQL",
+    "TERMINAL_FIELDS",
+    "LoadedState",
+    "Op",
+    "Store",
+    "intent_from_row",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ OWNER_SQL = "CASE WHEN visibility='public' THEN '' ELSE publisher END"
 
 #: The intents columns an :class:`Intent` is stored in and read from, by name: the one list
 #: the INSERT, the SELECTs and the row mapping are all built from.
-_INTENT_FIELDS: Final = (
+INTENT_FIELDS: Final = (
     "id",
     "seq",
     "namespace",
@@ -131,14 +139,14 @@ _INTENT_FIELDS: Final = (
     "idempotency_key",
     "body_hash",
 )
-_INTENT_COLUMNS: Final = ", ".join(_INTENT_FIELDS)
-_intent_attributes: Final = operator.attrgetter(*_INTENT_FIELDS)
-_VISIBILITY: Final = _INTENT_FIELDS.index("visibility")
-_STATUS: Final = _INTENT_FIELDS.index("status")
+_INTENT_COLUMNS: Final = ", ".join(INTENT_FIELDS)
+_intent_attributes: Final = operator.attrgetter(*INTENT_FIELDS)
+_VISIBILITY: Final = INTENT_FIELDS.index("visibility")
+_STATUS: Final = INTENT_FIELDS.index("status")
 
 
 def _intent_values(i: Intent) -> list[Any]:
-    """An intent's column values in :data:`_INTENT_FIELDS` order. Its enums go in as plain
+    """An intent's column values in :data:`INTENT_FIELDS` order. Its enums go in as plain
     text: sqlite3 binds a str subclass through its slower adapter path (measured here: a
     four-column insert with two enums 2.3 us, with their text 1.5 us), in the writer thread
     that holds the GIL."""
@@ -152,7 +160,8 @@ _KEY_FIELDS: Final = ("id", "name", "secret_hash", "created_at", "revoked_at")
 
 
 #: The columns a :class:`TerminalRow` is read from: its own fields, by name.
-_TERMINAL_COLUMNS: Final = ", ".join(f.name for f in dataclasses.fields(TerminalRow))
+TERMINAL_FIELDS: Final = tuple(f.name for f in dataclasses.fields(TerminalRow))
+_TERMINAL_COLUMNS: Final = ", ".join(TERMINAL_FIELDS)
 
 
 @dataclass(slots=True)
@@ -406,7 +415,7 @@ class Store:
             .execute(f"SELECT {_INTENT_COLUMNS} FROM intents WHERE id=?", (intent_id,))
             .fetchone()
         )
-        return _intent_from_row(row) if row is not None else None
+        return intent_from_row(row) if row is not None else None
 
     def find_idempotent(self, publisher: str, key: str) -> tuple[str, str, bytes | None] | None:
         """(id, namespace, body hash) of the intent published with this key, if any."""
@@ -442,7 +451,7 @@ class Store:
         rows = conn.execute(
             f"SELECT {_INTENT_COLUMNS} FROM intents WHERE status IN ('open','claimed') ORDER BY seq"
         ).fetchall()
-        state.intents = [_intent_from_row(r) for r in rows]
+        state.intents = [intent_from_row(r) for r in rows]
         state.keys = [
             ApiKey(**dict(zip(_KEY_FIELDS, r, strict=True)))
             for r in conn.execute(f"SELECT {', '.join(_KEY_FIELDS)} FROM api_keys")
@@ -472,8 +481,8 @@ def _durability_error(exc: BaseException) -> DurabilityError:
     return DurabilityError(f"the database refused the write: {exc}", cause="rejected")
 
 
-def _intent_from_row(row: Sequence[Any]) -> Intent:
-    values = dict(zip(_INTENT_FIELDS, row, strict=True))
+def intent_from_row(row: Iterable[Any]) -> Intent:
+    values = dict(zip(INTENT_FIELDS, row, strict=True))
     values["visibility"] = Visibility(values["visibility"])
     values["status"] = Status(values["status"])
     values["payload"] = bytes(values["payload"])
@@ -486,7 +495,7 @@ def _terminal_from_row(row: Sequence[Any]) -> TerminalRow:
 
 def insert_intent_op(i: Intent) -> Op:
     return (
-        f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))})",
+        f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES ({', '.join('?' * len(INTENT_FIELDS))})",
         _intent_values(i),
     )
 

@@ -15,6 +15,7 @@ from intent_fleet.bus import (
     WIRE_VERSIONS,
     AuthSettings,
     BusSettings,
+    DatabaseSettings,
     LimitSettings,
     ListenSettings,
     QueueSettings,
@@ -27,12 +28,15 @@ from .flags import LOG_LEVEL, Flag, build, path, register
 
 __all__ = ["FLAGS", "add_parser", "command"]
 
-_LISTEN, _LIMITS, _QUEUE, _STORAGE = (
+_LISTEN, _LIMITS, _QUEUE, _STORAGE, _DATABASE = (
     ListenSettings(),
     LimitSettings(),
     QueueSettings(),
     StorageSettings(),
+    DatabaseSettings(),
 )
+#: What --db starts with when it names a PostgreSQL database rather than a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _QUOTA_GROUP = (
     "per-key quotas (what one tenant key may hold; the admin key is exempt; 0 = no limit)"
 )
@@ -55,9 +59,38 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "--db",
         "INTENT_BUS_DB",
-        "SQLite file (created with its directory)",
+        "SQLite file (created with its directory), or a postgresql:// URL shared by replicas",
+        default=str(_STORAGE.path),
+    ),
+    Flag(
+        "--db-file",
+        "INTENT_BUS_DB_FILE",
+        "file holding the postgresql:// URL (keeps its password out of ps and the environment)",
         parse=path,
-        default=_STORAGE.path,
+    ),
+    Flag(
+        "--db-pool-size",
+        "INTENT_BUS_DB_POOL_SIZE",
+        "PostgreSQL connections per replica",
+        parse=int,
+        default=_DATABASE.pool_size,
+        setting="DatabaseSettings.pool_size",
+    ),
+    Flag(
+        "--db-connect-timeout",
+        "INTENT_BUS_DB_CONNECT_TIMEOUT",
+        "seconds to wait for a PostgreSQL connection",
+        parse=float,
+        default=_DATABASE.connect_timeout_seconds,
+        setting="DatabaseSettings.connect_timeout_seconds",
+    ),
+    Flag(
+        "--db-statement-timeout",
+        "INTENT_BUS_DB_STATEMENT_TIMEOUT",
+        "seconds a PostgreSQL statement may run",
+        parse=float,
+        default=_DATABASE.statement_timeout_seconds,
+        setting="DatabaseSettings.statement_timeout_seconds",
     ),
     Flag(
         "--host",
@@ -204,6 +237,11 @@ def command(args: argparse.Namespace) -> int:
                 "or use --dev to generate one for local use"
             )
         secret, generated = "dev_" + secrets.token_hex(20), True
+    url = args.db if args.db.startswith(POSTGRES_SCHEMES) else ""
+    if args.db_file is not None:
+        url = _read_secret(args.db_file, "database URL")
+        if not url.startswith(POSTGRES_SCHEMES):
+            raise UsageError(f"--db-file {args.db_file} must hold a postgresql:// URL")
     metrics_token = ""
     if args.metrics_token_file is not None:
         metrics_token = _read_secret(args.metrics_token_file, "metrics token")
@@ -213,7 +251,15 @@ def command(args: argparse.Namespace) -> int:
             listen=ListenSettings(
                 host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
             ),
-            storage=StorageSettings(path=args.db, retention_seconds=args.retention),
+            storage=StorageSettings(
+                path=Path(args.db) if not url else _STORAGE.path, retention_seconds=args.retention
+            ),
+            database=DatabaseSettings(
+                url=url,
+                pool_size=args.db_pool_size,
+                connect_timeout_seconds=args.db_connect_timeout,
+                statement_timeout_seconds=args.db_statement_timeout,
+            ),
             auth=AuthSettings(
                 admin_secret=secret,
                 require_signatures=args.require_signatures,

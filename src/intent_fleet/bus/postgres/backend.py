@@ -1,0 +1,925 @@
+"""The shared backend: the bus's state in PostgreSQL, so several replicas serve one bus.
+
+A replica keeps nothing between requests that another replica would need: every
+operation is one short statement (or one transaction) on the database, as River, Oban,
+graphile-worker and Solid Queue do it.
+
+- A claim is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)``: two
+  replicas never hand out the same intent, and neither waits for the other.
+- Leases that ran out are ended by whichever replica's sweep locks them first; delayed
+  intents need no sweep at all (a claim takes ``run_at <= now``), only a wake-up.
+- Nonces, rate-limit buckets, keys and KV are rows too, so a request replayed to another
+  replica is refused and a key revoked on one is refused by all.
+- What is only this replica's: the long-polls parked on it (:mod:`.wakeups`), its
+  counters for ``/metrics``, and a cache of the keys it has seen (refreshed when any
+  replica changes a key, and every sweep).
+
+Writes that must survive a crash (publish, fulfil, fail, admin changes) commit with the
+database's default synchronous commit. Nonces and rate buckets commit asynchronously:
+losing the last few to a database crash could only let a request signed moments before
+the crash be replayed, or a key run a moment past its rate, and skipping their fsync
+keeps the signature check off the disk's critical path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+from intent_fleet.protocol import GoalStats, RetryPolicy
+
+from ..auth import KeyRing, hash_secret, is_utf8
+from ..backend import Figures, PublishOutcome, PublishRequest
+from ..claim_index import ClaimFilter
+from ..errors import ApiError, DurabilityError, StartupError
+from ..quotas import check_publish, kv_full, too_many_parked
+from ..records import ApiKey, Caller, Intent, Status, TerminalRow
+from ..settings import BusSettings, redacted
+from ..store import INTENT_FIELDS, TERMINAL_FIELDS, intent_from_row
+from .schema import migrate
+from .wakeups import CHANNEL, Waiter, Wakeups, notification, parse_notification
+
+__all__ = ["SharedBackend", "open_shared"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+_Found = TypeVar("_Found")
+if TYPE_CHECKING:  # the stubs' generic; the runtime class is not subscriptable
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+_COLUMNS: Final = ", ".join(INTENT_FIELDS)
+_TERMINAL: Final = ", ".join(TERMINAL_FIELDS)
+_LIVE: Final = "('open', 'claimed')"
+
+#: A lease belongs to the caller: by its claim token, or (v1.1 clients, no token) by the key.
+#: Tokens are compared as digests, so how long the comparison takes says nothing about
+#: how much of a guessed token was right.
+_LEASED: Final = (
+    "id = $1 AND status = 'claimed' AND CASE WHEN $2::text IS NULL THEN claimer = $3"
+    " ELSE md5(claim_token) = md5($2) END"
+)
+
+_NOT_LEASED: Final = (
+    "Intent not found, not claimed by you, or the claim token is stale "
+    "(the lease expired or the intent was claimed again)."
+)
+
+#: Ready to claim by a viewer: public intents and its own private ones ($V null: all).
+_SEES: Final = "($V::text IS NULL OR visibility = 'public' OR publisher = $V)"
+
+#: How often the listening connection is tried again after it dropped.
+LISTEN_RETRY = RetryPolicy(attempts=1_000_000, base_seconds=0.2, cap_seconds=5.0)
+#: Seconds a parked claim waits for a wake-up before it looks again by itself.
+RECHECK_SECONDS = 5.0
+#: Seconds between full reloads of the key cache (changes also arrive by notification).
+KEY_REFRESH_SECONDS = 5.0
+#: Most leases one sweep ends (the next sweep takes the rest).
+SWEEP_BATCH = 1000
+
+
+def _db_error(exc: BaseException) -> DurabilityError:
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
+    ):
+        return DurabilityError(f"the database refused the request: {exc}", cause="rejected")
+    return DurabilityError(f"the database is unreachable: {type(exc).__name__}", cause="io")
+
+
+class SharedBackend:
+    """The :class:`~.backend.Backend` of bus replicas sharing one PostgreSQL database."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        settings: BusSettings,
+        clock: Clock,
+        keys: KeyRing,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._clock = clock
+        self._keys = keys
+        self._rng = rng or random.Random()  # backoff jitter only
+        self._wakeups = Wakeups()
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._health = "ok"
+        self._failed: dict[str, int] = {}
+        self._transactions = 0
+        self.claims_served = 0
+
+    # -- life cycle -------------------------------------------------------
+    @property
+    def health(self) -> str:
+        return self._health
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._tasks = [
+            loop.create_task(self._listen_forever(), name="bus-listen"),
+            loop.create_task(self._sweep_forever(), name="bus-sweep"),
+        ]
+
+    def release_waiters(self) -> None:
+        self._wakeups.release_all()
+
+    async def close(self) -> None:
+        self._stopping = True
+        self._wakeups.release_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=2)
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        """A pooled connection; a failure of the database becomes the bus's own error."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except (ApiError, asyncio.CancelledError):
+            raise
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            error = _db_error(exc)
+            self._failed[error.cause] = self._failed.get(error.cause, 0) + 1
+            if error.cause != "rejected":
+                self._health = "unreachable"
+            log.error("database request failed", extra={"cause": error.cause, "error": str(exc)})
+            raise error from None
+        else:
+            self._health = "ok"
+            self._transactions += 1
+
+    # -- who is calling ----------------------------------------------------
+    async def authenticate(self, presented: str) -> Caller | None:
+        found = self._keys.authenticate(presented)
+        if found is not None or not is_utf8(presented):
+            return found
+        # A key made by another replica since the last refresh.
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
+                " WHERE secret_hash = $1 AND revoked_at IS NULL",
+                hash_secret(presented),
+            )
+        if row is None:
+            return None
+        self._keys.add(ApiKey(*row))
+        return self._keys.authenticate(presented)
+
+    async def remember_nonce(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
+        expires = timestamp + self._settings.auth.signature_window_seconds
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            added = await conn.fetchval(
+                "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING 1",
+                key_id,
+                nonce,
+                expires,
+            )
+        return added is not None
+
+    async def rate_limit(self, key_id: str, *, now: float) -> int | None:
+        limits = self._settings.limits
+        rate, burst = limits.rate_limit_per_second, float(max(1, limits.rate_limit_burst))
+        if rate <= 0:
+            return None
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            tokens: float = await conn.fetchval(
+                "INSERT INTO rate_buckets AS b (key_id, tokens, stamp) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key_id) DO UPDATE SET"
+                " tokens = least($2, b.tokens + greatest(0, $3 - b.stamp) * $4), stamp = $3"
+                " RETURNING tokens",
+                key_id,
+                burst,
+                now,
+                rate,
+            )
+            if tokens >= 1.0:
+                await conn.execute(
+                    "UPDATE rate_buckets SET tokens = tokens - 1 WHERE key_id = $1", key_id
+                )
+                return None
+        return max(1, math.ceil((1.0 - tokens) / rate))
+
+    # -- publish ----------------------------------------------------------
+    async def publish(
+        self, caller: Caller, req: PublishRequest, *, idempotency_key: str | None, body: bytes
+    ) -> PublishOutcome:
+        body_hash = hashlib.sha256(body).digest() if idempotency_key else None
+        now = self._clock()
+        values: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "namespace": req.namespace,
+            "goal": req.goal,
+            "publisher": caller.key_id,
+            "visibility": req.visibility.value,
+            "payload": req.payload,
+            "priority": req.priority,
+            "max_attempts": req.max_attempts,
+            "backoff_base": req.backoff_base,
+            "target_worker": req.target_worker,
+            "required_capability": req.required_capability,
+            "status": Status.OPEN.value,
+            "attempts": 0,
+            "run_at": now + req.delay,
+            "created_at": now,
+            "updated_at": now,
+            "idempotency_key": idempotency_key,
+            "body_hash": body_hash,
+        }
+        names = [*values, "payload_size"]
+        params = [*values.values(), len(req.payload)]
+        placeholders = ", ".join(f"${n}" for n in range(1, len(params) + 1))
+        conflict = (
+            " ON CONFLICT (publisher, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+            if idempotency_key
+            else ""
+        )
+        async with self._conn() as conn:
+            if idempotency_key is not None:
+                replay = await self._replay(conn, caller, idempotency_key, body_hash)
+                if replay is not None:
+                    return replay
+            await self._check_quotas(conn, caller, req)
+            async with conn.transaction():
+                inserted = await conn.fetchval(
+                    f"INSERT INTO intents ({', '.join(names)}) VALUES ({placeholders})"
+                    f"{conflict} RETURNING id",
+                    *params,
+                )
+                if inserted is not None and req.delay <= 0:
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)", CHANNEL, notification(req.namespace, req.goal)
+                    )
+            if inserted is None:
+                # The same key published concurrently, and won: answer as it did.
+                assert idempotency_key is not None
+                replay = await self._replay(conn, caller, idempotency_key, body_hash)
+                assert replay is not None
+                return replay
+        return PublishOutcome(id=values["id"], namespace=req.namespace, replayed=False)
+
+    @staticmethod
+    async def _replay(
+        conn: Conn, caller: Caller, key: str, body_hash: bytes | None
+    ) -> PublishOutcome | None:
+        row = await conn.fetchrow(
+            "SELECT id, namespace, body_hash FROM intents"
+            " WHERE publisher = $1 AND idempotency_key = $2",
+            caller.key_id,
+            key,
+        )
+        if row is None:
+            return None
+        if row["body_hash"] != body_hash:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "Idempotency-Key was already used with a different request body.",
+            )
+        return PublishOutcome(id=row["id"], namespace=row["namespace"], replayed=True)
+
+    async def _check_quotas(self, conn: Conn, caller: Caller, req: PublishRequest) -> None:
+        """The key's live intents, bytes and goals, as the database has them now.
+
+        Replicas check concurrently, so a key publishing from many connections at its limit
+        can pass it by the publishes in flight at that moment; the local backend reserves
+        exactly.
+        """
+        limits = self._settings.limits
+        if caller.admin or not (
+            limits.max_live_intents_per_key
+            or limits.max_live_bytes_per_key
+            or limits.max_goals_per_key
+        ):
+            return
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, coalesce(sum(payload_size), 0) AS bytes,"
+            " count(DISTINCT (namespace, goal)) AS goals,"
+            " coalesce(bool_or(namespace = $2 AND goal = $3), false) AS here"
+            f" FROM intents WHERE publisher = $1 AND status IN {_LIVE}",
+            caller.key_id,
+            req.namespace,
+            req.goal,
+        )
+        assert row is not None  # an aggregate always answers one row
+        check_publish(
+            limits,
+            intents=row["n"],
+            payload_bytes=row["bytes"],
+            goals=row["goals"],
+            in_goal=row["here"],
+            size=len(req.payload),
+        )
+
+    # -- claim ------------------------------------------------------------
+    async def claim(
+        self, flt: ClaimFilter, *, admin: bool, wait: float, limit: int = 1
+    ) -> list[Intent]:
+        got = await self._claim_now(flt, admin=admin, limit=limit)
+        if got or wait <= 0:
+            return got
+        most = self._settings.limits.max_parked_claims_per_key
+        if not admin and most and self._wakeups.count_of(flt.caller, claims=True) >= most:
+            raise too_many_parked(most)
+        waiter = Waiter(
+            pairs=frozenset({(flt.namespace, flt.goal)}) if flt.goal is not None else frozenset(),
+            namespace=None if flt.goal is not None else flt.namespace,
+            key_id=flt.caller,
+            session=flt.session,
+            is_claim=True,
+        )
+        found = await self._park(
+            waiter, wait, lambda: self._claim_now(flt, admin=admin, limit=limit)
+        )
+        return found or []
+
+    async def _park(
+        self, waiter: Waiter, wait: float, look: Callable[[], Awaitable[_Found]]
+    ) -> _Found | None:
+        """Wait up to ``wait`` seconds for what ``look`` finds (anything truthy): it looks
+        again at each wake-up, and every :data:`RECHECK_SECONDS` in case one was missed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        self._wakeups.add(waiter)
+        try:
+            while not waiter.interrupted:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, RECHECK_SECONDS)):
+                        await waiter.event.wait()
+                waiter.event.clear()
+                if waiter.interrupted:
+                    return None
+                if found := await look():
+                    return found
+            return None
+        finally:
+            self._wakeups.remove(waiter)
+
+    async def _claim_now(self, flt: ClaimFilter, *, admin: bool, limit: int) -> list[Intent]:
+        now = self._clock()
+        own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
+        lease = self._settings.queue.claim_timeout_seconds
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE intents AS i SET status = 'claimed', attempts = i.attempts + 1,"
+                " claim_token = replace(gen_random_uuid()::text, '-', ''),"
+                " lease_until = $3 + $9, claimer = $10, worker_id = $6, updated_at = $3"
+                " FROM (SELECT id FROM intents"
+                "  WHERE status = 'open' AND namespace = $1 AND ($2::text IS NULL OR goal = $2)"
+                "  AND run_at <= $3 AND (visibility = 'public' OR publisher = $4)"
+                "  AND ($5::text IS NULL OR publisher = $5)"
+                "  AND (target_worker IS NULL OR target_worker = $6)"
+                "  AND (required_capability IS NULL OR required_capability = ANY($7::text[]))"
+                "  ORDER BY priority DESC, run_at, attempts, seq"
+                "  LIMIT $8 FOR UPDATE SKIP LOCKED) AS picked"
+                f" WHERE i.id = picked.id RETURNING {', '.join('i.' + c for c in INTENT_FIELDS)}",
+                flt.namespace,
+                flt.goal,
+                now,
+                own,
+                flt.publisher,
+                flt.worker_id,
+                list(flt.capabilities),
+                limit,
+                float(lease),
+                flt.caller,
+            )
+        intents = sorted((intent_from_row(r) for r in rows), key=Intent.sort_key)
+        self.claims_served += len(intents)
+        return intents
+
+    async def interrupt_claims(self, caller: Caller, session: str) -> int:
+        return self._wakeups.interrupt(caller.key_id, session)
+
+    # -- leases -----------------------------------------------------------
+    async def _leased_update(
+        self, caller: Caller, intent_id: str, token: str | None, sets: str, *params: Any
+    ) -> asyncpg.Record:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"UPDATE intents SET {sets} WHERE {_LEASED}"
+                " RETURNING status, namespace, goal, run_at",
+                intent_id,
+                token,
+                caller.key_id,
+                *params,
+            )
+            if row is not None and row["status"] == "open" and row["run_at"] <= self._clock():
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, notification(row["namespace"], row["goal"])
+                )
+        if row is None:
+            raise ApiError(404, "not_found", _NOT_LEASED)
+        return row
+
+    async def extend(self, caller: Caller, intent_id: str, token: str | None, seconds: int) -> int:
+        q = self._settings.queue
+        seconds = max(q.min_extend_seconds, min(q.max_extend_seconds, seconds))
+        now = self._clock()
+        await self._leased_update(
+            caller, intent_id, token, "lease_until = $4, updated_at = $5", now + seconds, now
+        )
+        return seconds
+
+    async def fulfill(
+        self,
+        caller: Caller,
+        intent_id: str,
+        token: str | None,
+        *,
+        result: bytes | None,
+        result_type: str | None,
+    ) -> None:
+        now = self._clock()
+        await self._leased_update(
+            caller,
+            intent_id,
+            token,
+            "status = 'fulfilled', updated_at = $4, last_error = NULL, claim_token = NULL,"
+            " lease_until = NULL, result = $5, result_type = $6, completed_at = $4",
+            now,
+            result,
+            result_type,
+        )
+
+    async def fail(
+        self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
+    ) -> Status:
+        now = self._clock()
+        dies = "($5 OR attempts >= max_attempts)"
+        row = await self._leased_update(
+            caller,
+            intent_id,
+            token,
+            f"status = CASE WHEN {dies} THEN 'dead' ELSE 'open' END,"
+            f" claimer = CASE WHEN {dies} THEN claimer ELSE NULL END,"
+            # base * 2^attempts (capped at a day) plus up to 2 s of jitter, as the local
+            # engine and the reference server do.
+            f" run_at = CASE WHEN {dies} THEN run_at ELSE $4"
+            " + least(backoff_base * power(2, least(attempts, 20)), 86400.0) + $7 END,"
+            " last_error = $6, claim_token = NULL, lease_until = NULL, updated_at = $4",
+            now,
+            final,
+            error,
+            self._rng.uniform(0.0, 2.0),
+        )
+        return Status(row["status"])
+
+    async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
+        await self._leased_update(
+            caller,
+            intent_id,
+            token,
+            "status = 'open', attempts = greatest(0, attempts - 1), claim_token = NULL,"
+            " lease_until = NULL, claimer = NULL, worker_id = NULL, updated_at = $4",
+            self._clock(),
+        )
+
+    # -- reads ------------------------------------------------------------
+    async def lookup(self, intent_id: str) -> Intent | TerminalRow | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, result, result_type, completed_at FROM intents WHERE id = $1",
+                intent_id,
+            )
+        if row is None:
+            return None
+        if row["status"] in ("open", "claimed"):
+            return intent_from_row(list(row)[: len(INTENT_FIELDS)])
+        return TerminalRow(*(row[name] for name in TERMINAL_FIELDS))
+
+    async def intent(self, intent_id: str) -> Intent | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM intents WHERE id = $1", intent_id)
+        return intent_from_row(row) if row is not None else None
+
+    # -- backlog ------------------------------------------------------------
+    async def _goal_rows(
+        self, *, viewer: str | None, where: str, params: Sequence[Any]
+    ) -> list[GoalStats]:
+        sees = _SEES.replace("$V", "$2")
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT namespace, goal,"
+                f" count(*) FILTER (WHERE status = 'open' AND run_at <= $1 AND {sees}) AS ready,"
+                f" count(*) FILTER (WHERE status = 'open' AND run_at > $1 AND {sees}) AS delayed,"
+                " count(*) FILTER (WHERE status = 'claimed'"
+                "   AND ($2::text IS NULL OR claimer = $2)) AS claimed,"
+                f" count(*) FILTER (WHERE status = 'dead' AND {sees}) AS dead,"
+                f" min(run_at) FILTER (WHERE status = 'open' AND run_at <= $1 AND {sees}) AS oldest"
+                f" FROM intents WHERE status IN ('open', 'claimed', 'dead') {where}"
+                " GROUP BY namespace, goal ORDER BY namespace, goal",
+                self._clock(),
+                viewer,
+                *params,
+            )
+        now = self._clock()
+        return [
+            GoalStats(
+                namespace=r["namespace"],
+                goal=r["goal"],
+                ready=r["ready"],
+                delayed=r["delayed"],
+                claimed=r["claimed"],
+                dead=r["dead"],
+                oldest_ready_age_seconds=max(0.0, now - r["oldest"]) if r["oldest"] else 0.0,
+            )
+            for r in rows
+            if r["ready"] or r["delayed"] or r["claimed"] or r["dead"]
+        ]
+
+    async def stats(
+        self, namespace: str | None = None, goal: str | None = None, *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        return await self._goal_rows(
+            viewer=viewer,
+            where="AND ($3::text IS NULL OR namespace = $3) AND ($4::text IS NULL OR goal = $4)",
+            params=(namespace, goal),
+        )
+
+    async def stats_of(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        found = await self._goal_rows(
+            viewer=viewer,
+            where="AND (namespace, goal) IN (SELECT * FROM unnest($3::text[], $4::text[]))",
+            params=([ns for ns, _ in pairs], [g for _, g in pairs]),
+        )
+        by_pair = {(s.namespace, s.goal): s for s in found}
+        return [
+            by_pair.get(
+                (ns, g),
+                GoalStats(
+                    namespace=ns,
+                    goal=g,
+                    ready=0,
+                    delayed=0,
+                    claimed=0,
+                    dead=0,
+                    oldest_ready_age_seconds=0.0,
+                ),
+            )
+            for ns, g in pairs
+        ]
+
+    async def watch_backlog(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None, wait: float
+    ) -> None:
+        async def any_ready() -> bool:
+            return any(s.ready for s in await self.stats_of(pairs, viewer=viewer))
+
+        if await any_ready():
+            return
+        most = self._settings.limits.max_parked_claims_per_key
+        if viewer is not None and most and self._wakeups.count_of(viewer, claims=False) >= most:
+            raise too_many_parked(most, watches=True)
+        await self._park(Waiter(pairs=frozenset(pairs), key_id=viewer), wait, any_ready)
+
+    async def figures(self, *, viewer: str | None) -> Figures:
+        stats = await self.stats(viewer=viewer)
+        sees = _SEES.replace("$V", "$1")
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT namespace, status, count(*) AS n FROM intents"
+                f" WHERE (status = 'claimed' AND ($1::text IS NULL OR claimer = $1))"
+                f" OR (status <> 'claimed' AND {sees})"
+                " GROUP BY namespace, status",
+                viewer,
+            )
+            kv_entries = 0
+            if viewer is None:
+                kv_entries = await conn.fetchval(
+                    "SELECT count(*) FROM kv WHERE expires_at > $1", self._clock()
+                )
+        counts = {(r["namespace"], r["status"]): r["n"] for r in rows}
+        if viewer is not None:
+            return Figures(status_counts=counts, stats=stats)
+        return Figures(
+            status_counts=counts,
+            stats=stats,
+            claims_served=self.claims_served,
+            waiting_claims=self._wakeups.claims(),
+            waiting_watches=self._wakeups.watches(),
+            commits=self._transactions,
+            ops_committed=self._transactions,
+            failed_writes=dict(self._failed),
+            storage_health=self._health,
+            kv_entries=kv_entries,
+        )
+
+    # -- admin ------------------------------------------------------------
+    async def cancel(self, intent_id: str) -> None:
+        async with self._conn() as conn:
+            done = await conn.fetchval(
+                "UPDATE intents SET status = 'cancelled', claim_token = NULL, lease_until = NULL,"
+                " updated_at = $2, last_error = 'Cancelled by admin'"
+                f" WHERE id = $1 AND status IN {_LIVE} RETURNING 1",
+                intent_id,
+                self._clock(),
+            )
+            if done is not None:
+                return
+            status = await conn.fetchval("SELECT status FROM intents WHERE id = $1", intent_id)
+        if status is None:
+            raise ApiError(404, "not_found", "Intent not found.")
+        raise ApiError(
+            409, "conflict", f"Intent is already {status}; only live intents can be cancelled."
+        )
+
+    async def retry(self, intent_id: str) -> None:
+        now = self._clock()
+        async with self._conn() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "UPDATE intents SET status = 'open', attempts = 0, run_at = $2,"
+                    " updated_at = $2, claimer = NULL, worker_id = NULL,"
+                    " last_error = 'Retried by admin'"
+                    " WHERE id = $1 AND status IN ('dead', 'cancelled') RETURNING namespace, goal",
+                    intent_id,
+                    now,
+                )
+                if row is not None:
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)",
+                        CHANNEL,
+                        notification(row["namespace"], row["goal"]),
+                    )
+                    return
+            status = await conn.fetchval("SELECT status FROM intents WHERE id = $1", intent_id)
+        if status is None:
+            raise ApiError(404, "not_found", "Intent not found.")
+        if status in ("open", "claimed"):
+            raise ApiError(
+                409, "conflict", "Intent is still live; only dead or cancelled ones can be retried."
+            )
+        raise ApiError(
+            409,
+            "conflict",
+            f"Intent is {status}; only dead or cancelled ones can be retried.",
+        )
+
+    async def purge(self, namespace: str | None) -> int:
+        async with self._conn() as conn, conn.transaction():
+            if namespace is None:
+                deleted = await conn.execute("DELETE FROM intents")
+                await conn.execute("DELETE FROM kv")
+            else:
+                deleted = await conn.execute("DELETE FROM intents WHERE namespace = $1", namespace)
+        return int(deleted.split()[-1])
+
+    async def cleanup(self) -> dict[str, int]:
+        now = self._clock()
+        cutoff = now - self._settings.storage.retention_seconds
+        async with self._conn() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "WITH gone AS (DELETE FROM intents"
+                " WHERE status IN ('fulfilled', 'dead', 'cancelled') AND updated_at < $1"
+                " RETURNING status) SELECT status, count(*) AS n FROM gone GROUP BY status",
+                cutoff,
+            )
+            kv = await conn.execute("DELETE FROM kv WHERE expires_at <= $1", now)
+            await conn.execute("DELETE FROM nonces WHERE expires_at < $1", now)
+        report = {f"{s}_deleted": 0 for s in ("fulfilled", "dead", "cancelled")}
+        for r in rows:
+            report[f"{r['status']}_deleted"] = r["n"]
+        report["kv_deleted"] = int(kv.split()[-1])
+        return report
+
+    async def dead_letters(
+        self, *, namespace: str | None, goal: str | None, limit: int, offset: int
+    ) -> list[TerminalRow]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_TERMINAL} FROM intents WHERE status = 'dead'"
+                " AND ($1::text IS NULL OR namespace = $1) AND ($2::text IS NULL OR goal = $2)"
+                " ORDER BY updated_at DESC LIMIT $3 OFFSET $4",
+                namespace,
+                goal,
+                limit,
+                offset,
+            )
+        return [TerminalRow(*r) for r in rows]
+
+    async def add_key(self, key: ApiKey) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+                key.id,
+                key.name,
+                key.secret_hash,
+                key.created_at,
+            )
+            await conn.execute("SELECT pg_notify($1, 'keys')", CHANNEL)
+        self._keys.add(key)
+
+    async def find_key(self, *, secret: str | None, key_id: str | None) -> ApiKey | None:
+        await self._reload_keys()
+        return self._keys.find(secret=secret, key_id=key_id)
+
+    async def revoke_key(self, key: ApiKey, *, now: float) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("UPDATE api_keys SET revoked_at = $2 WHERE id = $1", key.id, now)
+            await conn.execute("SELECT pg_notify($1, 'keys')", CHANNEL)
+        self._keys.revoke(key, now=now)
+
+    async def keys(self) -> list[ApiKey]:
+        await self._reload_keys()
+        return self._keys.all()
+
+    async def _reload_keys(self) -> None:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
+            )
+        self._keys.replace([ApiKey(*r) for r in rows])
+
+    # -- KV -----------------------------------------------------------------
+    async def kv_get(self, owner: str, key: str, *, now: float) -> str | None:
+        async with self._conn() as conn:
+            value: str | None = await conn.fetchval(
+                "SELECT value FROM kv WHERE owner = $1 AND key = $2 AND expires_at > $3",
+                owner,
+                key,
+                now,
+            )
+        return value
+
+    async def kv_set(
+        self, owner: str, key: str, value: str, *, expires_at: float, most: int
+    ) -> None:
+        async with self._conn() as conn, conn.transaction():
+            if most:
+                # One writer per owner at a time, so replicas cannot both take the last slot.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kv:' || $1))", owner)
+                held = await conn.fetchval(
+                    "SELECT count(*) FROM kv WHERE owner = $1 AND expires_at > $2 AND key <> $3",
+                    owner,
+                    self._clock(),
+                    key,
+                )
+                if held >= most:
+                    raise kv_full(most)
+            await conn.execute(
+                "INSERT INTO kv (owner, key, value, expires_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (owner, key) DO UPDATE SET value = $3, expires_at = $4",
+                owner,
+                key,
+                value,
+                expires_at,
+            )
+
+    # -- background: notifications and the sweep ----------------------------------
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return
+        if payload == "keys":
+            asyncio.get_running_loop().create_task(self._refresh_keys_quietly())
+            return
+        pair = parse_notification(payload)
+        if pair is not None:
+            self._wakeups.ready([pair])
+
+    async def _refresh_keys_quietly(self) -> None:
+        with contextlib.suppress(DurabilityError):
+            await self._reload_keys()
+
+    async def _listen_forever(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                conn = await asyncpg.connect(
+                    self._settings.database.url,
+                    timeout=self._settings.database.connect_timeout_seconds,
+                )
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                delay = LISTEN_RETRY.delay(attempt, self._rng)
+                attempt += 1
+                log.warning(
+                    "cannot listen for wake-ups; retrying",
+                    extra={"error": type(exc).__name__, "retry_in": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+            try:
+                await conn.add_listener(CHANNEL, self._notified)
+                self._listener = conn
+                # News may have been missed while not listening: everyone looks again.
+                self._wakeups.wake_all()
+                await lost.wait()
+                log.warning("lost the wake-up connection; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass
+            finally:
+                self._listener = None
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=1)
+
+    async def _sweep_forever(self) -> None:
+        interval = self._settings.database.sweep_interval_seconds
+        last = self._clock()
+        since_keys = 0.0
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            try:
+                await self._sweep(since=last, now=now)
+                since_keys += interval
+                if since_keys >= KEY_REFRESH_SECONDS:
+                    since_keys = 0.0
+                    await self._reload_keys()
+            except DurabilityError:
+                continue  # logged by _conn; the next sweep tries again
+            last = now
+
+    async def _sweep(self, *, since: float, now: float) -> None:
+        """End leases that ran out (once, whichever replica locks them first) and wake this
+        replica's waiters on intents that came due since the last sweep."""
+        async with self._conn() as conn, conn.transaction():
+            ended = await conn.fetch(
+                "UPDATE intents AS i SET"
+                " status = CASE WHEN i.attempts >= i.max_attempts THEN 'dead' ELSE 'open' END,"
+                " last_error = CASE WHEN i.attempts >= i.max_attempts"
+                "   THEN coalesce(i.last_error, 'Lease expired on the last attempt.')"
+                "   ELSE i.last_error END,"
+                " claimer = CASE WHEN i.attempts >= i.max_attempts THEN i.claimer ELSE NULL END,"
+                " claim_token = NULL, lease_until = NULL, updated_at = $1"
+                " FROM (SELECT id FROM intents WHERE status = 'claimed' AND lease_until <= $1"
+                "  ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED) AS due"
+                " WHERE i.id = due.id RETURNING i.namespace, i.goal, i.status",
+                now,
+                SWEEP_BATCH,
+            )
+            for ns, goal in {(r["namespace"], r["goal"]) for r in ended if r["status"] == "open"}:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, notification(ns, goal))
+            came_due = await conn.fetch(
+                "SELECT DISTINCT namespace, goal FROM intents"
+                " WHERE status = 'open' AND run_at > $1 AND run_at <= $2",
+                since,
+                now,
+            )
+        if came_due:
+            self._wakeups.ready((r["namespace"], r["goal"]) for r in came_due)
+
+
+async def open_shared(settings: BusSettings, clock: Clock) -> tuple[SharedBackend, int]:
+    """Connect, migrate, and load the keys: the backend, and how many intents are live.
+    Raises :class:`StartupError` when the database cannot be reached or is too new."""
+    db = settings.database
+    shown = redacted(db.url)
+    statement_ms = str(int(db.statement_timeout_seconds * 1000))
+    try:
+        pool = await asyncpg.create_pool(
+            db.url,
+            min_size=1,
+            max_size=db.pool_size,
+            timeout=db.connect_timeout_seconds,
+            command_timeout=db.statement_timeout_seconds + 1,
+            server_settings={"statement_timeout": statement_ms, "application_name": "intent-bus"},
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(f"cannot connect to the database {shown}: {exc}") from None
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+            rows = await conn.fetch(
+                "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
+            )
+            live = await conn.fetchval(f"SELECT count(*) FROM intents WHERE status IN {_LIVE}")
+    except StartupError:
+        await pool.close()
+        raise
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        await pool.close()
+        raise StartupError(f"cannot prepare the database {shown}: {exc}") from None
+    keys = KeyRing(admin_secret=settings.auth.admin_secret, keys=[ApiKey(*r) for r in rows])
+    return SharedBackend(pool=pool, settings=settings, clock=clock, keys=keys), int(live)
