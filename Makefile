@@ -50,7 +50,7 @@ integration: setup db-deps
 	$(BIN)/pytest -q tests/integration
 
 bench: setup bench-deps db-deps cluster-build cluster-images
-	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/bus.py --postgres
 	$(BIN)/python bench/bus_instructions.py
 	$(BIN)/python bench/sidecar.py
 	$(BIN)/python bench/metrics.py

@@ -7,10 +7,17 @@ per-key check a worker fleet meets is on the measured path. The per-key rate
 limit is a policy, not a cost: it is off here (``--rate-limit 0``), so the
 figures are the bus's capacity. Prints a table, then one JSON line for machines.
 
-    .venv/bin/python bench/bus.py            # or: make bench
-    .venv/bin/python bench/bus.py --quick    # smaller counts, for a smoke run
+With a PostgreSQL database (``--db postgresql://...``, or ``--postgres`` for a throwaway
+server on loopback, started and stopped here) the same figures are taken for one and for
+two bus replicas sharing it, with SQLite in the same run for comparison. With two
+replicas, clients alternate between them, and the long-poll pickup is measured with the
+claim waiting on one replica and the publish sent to the other.
 
-Client and server share the machine's cores, as they would on a small node;
+    .venv/bin/python bench/bus.py              # or: make bench
+    .venv/bin/python bench/bus.py --postgres   # SQLite, PostgreSQL x1, PostgreSQL x2
+    .venv/bin/python bench/bus.py --quick      # smaller counts, for a smoke run
+
+Client, servers and database share the machine's cores, as they would on a small node;
 figures are medians of --repeat runs.
 """
 
@@ -33,6 +40,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.busproc import BusProcess, start_bus
+from tests.support.postgres import PostgresServer, postgres_bin
 
 from intent_fleet.protocol.signing import canonical_body, canonical_path, sign_request
 
@@ -83,11 +91,24 @@ async def run_workers(count: int, worker: Callable[[], Awaitable[None]]) -> floa
     return time.perf_counter() - start
 
 
-async def publish_rate(client: SignedClient, *, goal: str, total: int, concurrency: int) -> float:
+class Replicas:
+    """Signed clients of each bus replica; worker ``n`` sends every request to one of them."""
+
+    def __init__(self, clients: list[SignedClient]) -> None:
+        self.clients = clients
+        self._next = 0
+
+    def pick(self) -> SignedClient:
+        self._next += 1
+        return self.clients[self._next % len(self.clients)]
+
+
+async def publish_rate(replicas: Replicas, *, goal: str, total: int, concurrency: int) -> float:
     remaining = total
 
     async def worker() -> None:
         nonlocal remaining
+        client = replicas.pick()
         while remaining > 0:
             remaining -= 1
             status, body = await client.call(
@@ -99,16 +120,17 @@ async def publish_rate(client: SignedClient, *, goal: str, total: int, concurren
 
 
 async def cycle_rate(
-    client: SignedClient, *, goal: str, total: int, concurrency: int
+    replicas: Replicas, *, goal: str, total: int, concurrency: int
 ) -> tuple[float, list[float]]:
     """Pre-publish ``total`` intents, then claim+fulfill them all; returns cycles/s, claim ms."""
-    await publish_rate(client, goal=goal, total=total, concurrency=32)
+    await publish_rate(replicas, goal=goal, total=total, concurrency=32)
     claim_path = canonical_path("/claim", {"goal": goal})
     latencies: list[float] = []
     done = 0
 
     async def worker() -> None:
         nonlocal done
+        client = replicas.pick()
         while True:
             t0 = time.perf_counter()
             status, body = await client.call("POST", claim_path)
@@ -128,15 +150,17 @@ async def cycle_rate(
     return done / elapsed, latencies
 
 
-async def pickup_latency(client: SignedClient, *, goal: str, rounds: int) -> list[float]:
-    """Publish while a long-poll claim waits; ms from publish sent to claim answered."""
+async def pickup_latency(replicas: Replicas, *, goal: str, rounds: int) -> list[float]:
+    """Publish while a long-poll claim waits (on another replica, when there are two); ms
+    from publish sent to claim answered."""
     path = canonical_path("/claim", {"goal": goal, "wait": 30})
+    client, publisher = replicas.clients[-1], replicas.clients[0]
     samples: list[float] = []
     for _ in range(rounds):
         waiter = asyncio.create_task(client.call("POST", path))
         await asyncio.sleep(0.005)  # let the claim reach the bus and start waiting
         t0 = time.perf_counter()
-        status, _ = await client.call("POST", "/intent", {"goal": goal, "payload": {}})
+        status, _ = await publisher.call("POST", "/intent", {"goal": goal, "payload": {}})
         assert status == 201
         status, body = await waiter
         samples.append((time.perf_counter() - t0) * 1000)
@@ -155,33 +179,86 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one_run(bus: BusProcess, args: argparse.Namespace, run: int) -> dict[str, float]:
+async def one_run(buses: list[BusProcess], args: argparse.Namespace, run: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    connector = aiohttp.TCPConnector(limit=64)
+    first = buses[0]
+    connector = aiohttp.TCPConnector(limit=128)
     async with aiohttp.ClientSession(connector=connector) as session:
-        admin = SignedClient(session, bus.url, bus.admin_secret)
+        admin = SignedClient(session, first.url, first.admin_secret)
         status, body = await admin.call(
-            "POST", "/admin/generate_key", {"owner": f"bench-{run}"}, admin_token=bus.admin_secret
+            "POST",
+            "/admin/generate_key",
+            {"owner": f"bench-{run}"},
+            admin_token=first.admin_secret,
         )
         assert status == 201, (status, body)
-        client = SignedClient(session, bus.url, orjson.loads(body)["api_key"])
-        for conc in (8, 32):
+        key = orjson.loads(body)["api_key"]
+        replicas = Replicas([SignedClient(session, bus.url, key) for bus in buses])
+        for conc in (1, 8, 32):
+            total = args.publishes // 4 if conc == 1 else args.publishes
             out[f"publish_per_s_c{conc}"] = await publish_rate(
-                client, goal=f"pub-{run}-{conc}", total=args.publishes, concurrency=conc
+                replicas, goal=f"pub-{run}-{conc}", total=total, concurrency=conc
             )
         for conc in (1, 8, 32):
             total = args.cycles // 4 if conc == 1 else args.cycles
             rate, lat = await cycle_rate(
-                client, goal=f"cyc-{run}-{conc}", total=total, concurrency=conc
+                replicas, goal=f"cyc-{run}-{conc}", total=total, concurrency=conc
             )
             out[f"cycles_per_s_c{conc}"] = rate
             out[f"claim_p50_ms_c{conc}"] = pct(lat, 0.50)
             out[f"claim_p99_ms_c{conc}"] = pct(lat, 0.99)
-        pickup = await pickup_latency(client, goal=f"lp-{run}", rounds=args.pickups)
+        pickup = await pickup_latency(replicas, goal=f"lp-{run}", rounds=args.pickups)
         out["pickup_p50_ms"] = pct(pickup, 0.50)
         out["pickup_p99_ms"] = pct(pickup, 0.99)
-    out["bus_rss_mib"] = rss_mib(bus.proc.pid)
+    out["bus_rss_mib"] = max(rss_mib(bus.proc.pid) for bus in buses)
     return out
+
+
+BUS_ARGS = ["--require-signatures", "--rate-limit", "0"]
+
+
+def measure(
+    name: str, tmp: Path, args: argparse.Namespace, *, db: str | None, replicas: int
+) -> dict[str, Any]:
+    """Start ``replicas`` buses on ``db`` (None: one on a SQLite file), run, stop them."""
+    buses: list[BusProcess] = []
+    try:
+        for n in range(replicas):
+            buses.append(
+                start_bus(
+                    tmp / f"{name}-{n}",
+                    db=db,
+                    admin_secret=buses[0].admin_secret if buses else None,
+                    extra_args=BUS_ARGS,
+                )
+            )
+        runs = [asyncio.run(one_run(buses, args, i)) for i in range(args.repeat)]
+    finally:
+        for bus in buses:
+            bus.stop()
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return {"name": name, "replicas": replicas, "medians": median, "runs": runs}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    median = result["medians"]
+    print(f"  {result['name']}")
+    print(
+        f"    publishes/s      c1 {median['publish_per_s_c1']:7.0f}   "
+        f"c8 {median['publish_per_s_c8']:7.0f}   c32 {median['publish_per_s_c32']:7.0f}"
+    )
+    for conc in (1, 8, 32):
+        print(
+            f"    claim+fulfill/s  c{conc:<3} {median[f'cycles_per_s_c{conc}']:7.0f}   "
+            f"claim p50 {median[f'claim_p50_ms_c{conc}']:6.2f} ms   "
+            f"p99 {median[f'claim_p99_ms_c{conc}']:6.2f} ms"
+        )
+    print(
+        f"    long-poll pickup p50 {median['pickup_p50_ms']:6.2f} ms   "
+        f"p99 {median['pickup_p99_ms']:6.2f} ms"
+        + ("   (claim on one replica, publish on the other)" if result["replicas"] > 1 else "")
+    )
+    print(f"    bus RSS          {median['bus_rss_mib']:.1f} MiB (largest replica)")
 
 
 def main() -> int:
@@ -191,33 +268,37 @@ def main() -> int:
     parser.add_argument("--pickups", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small counts, one run")
+    parser.add_argument(
+        "--db", default="", help="a postgresql:// URL: also measure one and two replicas on it"
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="the same on a throwaway PostgreSQL started here"
+    )
     args = parser.parse_args()
     if args.quick:
         args.publishes, args.cycles, args.pickups, args.repeat = 1000, 1000, 30, 1
-    with tempfile.TemporaryDirectory(prefix="intent-bench-") as tmp:
-        bus = start_bus(Path(tmp), extra_args=["--require-signatures", "--rate-limit", "0"])
+    results = []
+    server: PostgresServer | None = None
+    with tempfile.TemporaryDirectory(prefix="intent-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
         try:
-            runs = [asyncio.run(one_run(bus, args, i)) for i in range(args.repeat)]
+            results.append(measure("SQLite", tmp, args, db=None, replicas=1))
+            url = args.db
+            if args.postgres and not url:
+                bindir = postgres_bin()
+                assert bindir is not None, "PostgreSQL is not installed: run `make setup`"
+                server = PostgresServer.create(bindir)
+            for replicas in (1, 2) if (url or server) else ():
+                db = server.new_database() if server is not None else url
+                name = f"PostgreSQL x{replicas}"
+                results.append(measure(name, tmp, args, db=db, replicas=replicas))
         finally:
-            bus.stop()
-    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            if server is not None:
+                server.close()
     print(f"bus benchmark: signatures required, a tenant key, {args.repeat} run(s), medians")
-    print(
-        f"  publishes/s          c8 {median['publish_per_s_c8']:8.0f}   "
-        f"c32 {median['publish_per_s_c32']:8.0f}"
-    )
-    for conc in (1, 8, 32):
-        print(
-            f"  claim+fulfill/s  c{conc:<3} {median[f'cycles_per_s_c{conc}']:8.0f}   "
-            f"claim p50 {median[f'claim_p50_ms_c{conc}']:6.2f} ms   "
-            f"p99 {median[f'claim_p99_ms_c{conc}']:6.2f} ms"
-        )
-    print(
-        f"  long-poll pickup     p50 {median['pickup_p50_ms']:6.2f} ms   "
-        f"p99 {median['pickup_p99_ms']:6.2f} ms"
-    )
-    print(f"  bus RSS              {median['bus_rss_mib']:.1f} MiB")
-    print(json.dumps({"bench": "bus", "medians": median, "runs": runs}))
+    for result in results:
+        print_table(result)
+    print(json.dumps({"bench": "bus", "medians": results[0]["medians"], "results": results}))
     return 0
 
 

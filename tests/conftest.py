@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.postgres import NewDatabase, PostgresServer, postgres_bin
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +35,23 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+#: The storage backends every bus test runs against: the embedded SQLite file, and a
+#: PostgreSQL database (what bus replicas share).
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend of this module's buses: each module runs once per backend. A test about
+    one backend only pins it: ``@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)``."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def new_database(backend: str, request: pytest.FixtureRequest) -> NewDatabase:
+    if backend == "sqlite":
+        return lambda: None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database

@@ -295,7 +295,7 @@ build_project() {
     tar -C "$repo" --exclude='*.egg-info' --exclude=__pycache__ -cf - pyproject.toml README.md src |
         tar -C "$context/source" -xf -
     SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --disable-pip-version-check \
-        --wheel-dir "$context/wheels" "$context/source[operator]"
+        --wheel-dir "$context/wheels" "$context/source[operator,postgres]"
     touch -d @315532800 "$context/wheels" "$context"/wheels/*
     cp "$repo/sidecar/Dockerfile" "$context/Dockerfile"
     cp "$repo/operator/Dockerfile" "$context/Dockerfile.operator"

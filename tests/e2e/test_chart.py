@@ -63,6 +63,9 @@ def value_sets(team: str) -> dict[str, dict[str, Any]]:
         "bus-without-volume": {
             "bus": {"persistence": {"enabled": False}, "requireSignatures": True}
         },
+        "replicas-on-postgres": {
+            "bus": {"replicas": 3, "database": {"existingSecret": "bus-db", "poolSize": 8}}
+        },
         "existing-claim-and-secret": {
             "bus": {"existingSecret": "my-admin", "persistence": {"existingClaim": "my-data"}}
         },
@@ -193,3 +196,37 @@ def test_crds_keep_off_lets_the_crd_go_with_the_release(namespace: str) -> None:
     (crd,) = of_kind(documents, "CustomResourceDefinition")
     assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
     assert not of_kind(render(namespace, {"crds": {"install": False}}), "CustomResourceDefinition")
+
+
+def test_bus_replicas_share_postgres_as_a_deployment_with_a_disruption_budget(
+    namespace: str,
+) -> None:
+    documents = render(
+        namespace, {"bus": {"replicas": 3, "database": {"existingSecret": "bus-db"}}}
+    )
+    assert not of_kind(documents, "StatefulSet")
+    [bus] = [d for d in of_kind(documents, "Deployment") if d["metadata"]["name"] == "intent-bus"]
+    assert bus["spec"]["replicas"] == 3
+    pod = bus["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    # The URL comes from a file of the Secret: never on the command line or in the environment.
+    assert "--db-file=/var/run/intent-bus-db/url" in container["args"]
+    assert not any(a.startswith("--db=") for a in container["args"])
+    assert "env" not in container
+    [database] = [v for v in pod["volumes"] if v["name"] == "database"]
+    assert database["secret"]["secretName"] == "bus-db"
+    assert database["secret"]["items"] == [{"key": "url", "path": "url"}]
+    assert not [v for v in pod["volumes"] if v["name"] == "data"]  # stateless replicas
+    [budget] = [
+        d
+        for d in of_kind(documents, "PodDisruptionBudget")
+        if d["metadata"]["name"] == "intent-bus"
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == bus["spec"]["selector"]
+
+
+def test_several_bus_replicas_without_a_database_are_refused() -> None:
+    done = helm("template", "r", str(CHART), "--set", "bus.replicas=2")
+    assert done.returncode != 0
+    assert "bus.replicas above 1 needs bus.database.existingSecret" in done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.busproc import BusProcess, start_bus
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import NewDatabase
 from tests.support.rawbus import RawBus
 from tests.support.sidecar_rig import Procs
 
@@ -56,26 +56,15 @@ def _spare_buses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_SparePoo
         pool.close()
 
 
-#: The storage backends every bus test runs against: the embedded SQLite file, and a
-#: PostgreSQL database (the shared backend of bus replicas).
-BACKENDS = ("sqlite", "postgres")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def bus(
-    backend: str, _spare_buses: _SparePool, request: pytest.FixtureRequest, tmp_path: Path
+    backend: str, new_database: NewDatabase, _spare_buses: _SparePool, tmp_path: Path
 ) -> Iterator[BusProcess]:
     """A fresh bus with its own database (of each backend), stopped (by PID) after the test."""
-    if backend == "postgres":
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        proc = start_bus(tmp_path / "pgbus", db=server.new_database())
-    else:
+    if backend == "sqlite":
         proc = _spare_buses.take()
+    else:
+        proc = start_bus(tmp_path / "bus", db=new_database())
     try:
         yield proc
     finally:
@@ -91,8 +80,11 @@ async def raw(bus: BusProcess) -> AsyncIterator[RawBus]:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[StartBus]:
+def start(tmp_path: Path, new_database: NewDatabase) -> Iterator[StartBus]:
     """``start(*extra_args, db=None, env=None)``: more buses, each stopped by PID after the test.
+
+    Without ``db``, each starts on a fresh database of the module's backend; ``db=bus.db``
+    starts another bus on an earlier one's database (a restart, or a second replica).
 
     A bus the test SIGKILLed is expected to be dead; every other one must exit 0
     on SIGTERM.
@@ -105,7 +97,7 @@ def start(tmp_path: Path) -> Iterator[StartBus]:
     ) -> BusProcess:
         proc = start_bus(
             tmp_path / f"bus{next(counter)}",
-            db=db,
+            db=db if db is not None else new_database(),
             admin_secret=started[0].admin_secret if started else None,
             extra_args=list(extra_args),
             env=env,

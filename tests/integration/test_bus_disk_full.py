@@ -62,6 +62,8 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+# The SQLite file on a full disk; PostgreSQL's own disk is the database's business.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_a_full_disk_answers_507_and_loses_nothing(start: StartBus, small_disk: Path) -> None:
     db = small_disk / "bus.db"
     bus = start(db=db)

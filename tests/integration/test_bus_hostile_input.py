@@ -165,6 +165,7 @@ def test_a_short_admin_secret_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "b.db").exists()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_the_database_files_are_private(start: StartBus, tmp_path: Path) -> None:
     old = os.umask(0o022)  # what a typical shell has: files readable by everyone
     try:

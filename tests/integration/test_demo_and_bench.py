@@ -55,9 +55,9 @@ def test_demo_needs_a_handler_command() -> None:
     assert "handler command" in res.stderr
 
 
-def _bench(script: str) -> dict[str, object]:
+def _bench(script: str, *extra: str) -> dict[str, object]:
     res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick"],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", *extra],
         capture_output=True,
         text=True,
         timeout=600,
@@ -68,18 +68,26 @@ def _bench(script: str) -> dict[str, object]:
     return report
 
 
-def test_bus_benchmark_prints_figures() -> None:
-    medians = _bench("bus.py")["medians"]
-    assert isinstance(medians, dict)
-    for key in (
-        "publish_per_s_c8",
-        "cycles_per_s_c1",
-        "cycles_per_s_c32",
-        "pickup_p50_ms",
-        "claim_p99_ms_c8",
-        "bus_rss_mib",
-    ):
-        assert medians[key] > 0, key
+def test_bus_benchmark_prints_figures_for_sqlite_and_one_and_two_postgres_replicas() -> None:
+    results = _bench("bus.py", "--postgres")["results"]
+    assert isinstance(results, list)
+    assert [(r["name"], r["replicas"]) for r in results] == [
+        ("SQLite", 1),
+        ("PostgreSQL x1", 1),
+        ("PostgreSQL x2", 2),
+    ]
+    for result in results:
+        medians = result["medians"]
+        for key in (
+            "publish_per_s_c1",
+            "publish_per_s_c8",
+            "cycles_per_s_c1",
+            "cycles_per_s_c32",
+            "pickup_p50_ms",
+            "claim_p99_ms_c8",
+            "bus_rss_mib",
+        ):
+            assert medians[key] > 0, (result["name"], key)
 
 
 def test_bus_instruction_benchmark_prints_figures() -> None:

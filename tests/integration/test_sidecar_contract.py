@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.busproc import BusProcess, start_bus
 from tests.support.handlers import HandlerProcess
+from tests.support.postgres import NewDatabase
 from tests.support.rawbus import RawBus
 from tests.support.sidecar_rig import Procs, metric_value, until, wait_status
 from tests.support.sidecarproc import SidecarProcess
@@ -37,9 +38,9 @@ class Rig:
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+def rig(tmp_path_factory: pytest.TempPathFactory, new_database: NewDatabase) -> Iterator[Rig]:
     tmp = tmp_path_factory.mktemp("contract")
-    bus = start_bus(tmp / "bus")
+    bus = start_bus(tmp / "bus", db=new_database())
     procs = Procs(tmp)
     try:
         handler = procs.handler()

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from tests.support.lifecycle import BusHttp, LifecycleStack, in_flight, wait_until
+from tests.support.postgres import NewDatabase
 
 GOAL = "lifecycle"
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LifecycleStack]:
-    with LifecycleStack(tmp_path) as s:
+def stack(tmp_path: Path, new_database: NewDatabase) -> Iterator[LifecycleStack]:
+    with LifecycleStack(tmp_path, new_database) as s:
         yield s
 
 

@@ -17,14 +17,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.lifecycle import BusHttp, LifecycleStack, in_flight, wait_until
+from tests.support.postgres import NewDatabase
 from tests.support.sidecarproc import SidecarProcess
 
 GOAL = "lifecycle"
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[LifecycleStack]:
-    with LifecycleStack(tmp_path) as s:
+def stack(tmp_path: Path, new_database: NewDatabase) -> Iterator[LifecycleStack]:
+    with LifecycleStack(tmp_path, new_database) as s:
         yield s
 
 

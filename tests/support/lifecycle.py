@@ -25,6 +25,7 @@ from typing import Any, Self, TypeVar
 
 from tests.support.busproc import BusProcess, start_bus
 from tests.support.handlers import CountingHandler, start_counting_handler
+from tests.support.postgres import NewDatabase
 from tests.support.sidecarproc import SidecarProcess, free_port, start_sidecar
 
 __all__ = ["BusHttp", "LifecycleStack", "holds_for", "in_flight", "wait_until"]
@@ -140,8 +141,9 @@ class BusHttp:
 class LifecycleStack:
     """Real bus, handler and sidecar processes, each stopped by PID on close."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, new_database: NewDatabase = lambda: None) -> None:
         self.tmp = tmp
+        self._new_database = new_database
         self.buses: list[BusProcess] = []
         self.handlers: list[CountingHandler] = []
         self.sidecars: list[SidecarProcess] = []
@@ -154,13 +156,14 @@ class LifecycleStack:
     def bus(
         self,
         *extra_args: str,
-        db: Path | None = None,
+        db: Path | str | None = None,
         port: int = 0,
         admin_secret: str | None = None,
     ) -> BusProcess:
+        """A bus on ``db``, else on a fresh database of the stack's backend."""
         proc = start_bus(
             self._dir("bus"),
-            db=db,
+            db=db if db is not None else self._new_database(),
             port=port,
             admin_secret=admin_secret,
             extra_args=list(extra_args),

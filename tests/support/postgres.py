@@ -16,12 +16,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.procs import free_port
 
-__all__ = ["PostgresServer", "postgres_bin"]
+__all__ = ["NewDatabase", "PostgresServer", "postgres_bin"]
+
+#: A fresh database for one bus: a postgresql:// URL, or None for a SQLite file of its own.
+NewDatabase = Callable[[], "str | None"]
 
 #: The database user the bus connects as (trust authentication, loopback only).
 USER = "bus"

@@ -97,3 +97,136 @@ seccompProfile:
 {{- $rules := .Files.Get "files/operator-rules.yaml" | fromYaml -}}
 {{- toYaml (index $rules .kind) -}}
 {{- end -}}
+
+{{/*
+The bus's pod template: one replica on SQLite (StatefulSet, its database on a volume), or
+stateless replicas sharing PostgreSQL (Deployment). Called with (dict "root" . "shared" bool).
+*/}}
+{{- define "intent-fleet.busPodTemplate" -}}
+{{- $root := .root }}
+{{- $shared := .shared }}
+{{- $bus := $root.Values.bus }}
+  template:
+    metadata:
+      labels:
+        {{- include "intent-fleet.labels" $root | nindent 8 }}
+        {{- include "intent-fleet.busSelector" $root | nindent 8 }}
+    spec:
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        fsGroup: 65532
+        fsGroupChangePolicy: OnRootMismatch
+        seccompProfile:
+          type: RuntimeDefault
+      {{- if $shared }}
+      # Replicas on different nodes where there are several: one node lost is one replica.
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: 100
+              podAffinityTerm:
+                topologyKey: kubernetes.io/hostname
+                labelSelector:
+                  matchLabels:
+                    {{- include "intent-fleet.busSelector" $root | nindent 20 }}
+      {{- end }}
+      # SIGTERM answers parked long-polls and commits what is queued.
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: bus
+          image: {{ include "intent-fleet.busImage" $root }}
+          imagePullPolicy: {{ $bus.image.pullPolicy }}
+          command: ["/opt/intent-fleet/bin/intent-fleet", "bus"]
+          args:
+            {{- if $shared }}
+            # The URL (and its password) from a file, never the command line or environment.
+            - --db-file=/var/run/intent-bus-db/url
+            - --db-pool-size={{ $bus.database.poolSize | int64 }}
+            {{- else }}
+            - --db=/data/intent-bus.db
+            {{- end }}
+            # Every address of the pod: the Service is how anything reaches it.
+            - --host=0.0.0.0
+            - --port=8080
+            - --admin-secret-file=/var/run/intent-bus/admin-secret
+            - --rate-limit={{ $bus.rateLimit }}
+            - --rate-burst={{ $bus.rateBurst }}
+            - --max-live-intents-per-key={{ $bus.quotas.maxLiveIntentsPerKey | int64 }}
+            - --max-live-bytes-per-key={{ $bus.quotas.maxLiveBytesPerKey | int64 }}
+            - --max-goals-per-key={{ $bus.quotas.maxGoalsPerKey | int64 }}
+            - --max-kv-entries-per-key={{ $bus.quotas.maxKvEntriesPerKey | int64 }}
+            - --max-parked-claims-per-key={{ $bus.quotas.maxParkedClaimsPerKey | int64 }}
+            - --claim-timeout={{ $bus.claimTimeoutSeconds }}
+            - --retention={{ $bus.retentionSeconds }}
+            {{- if $bus.requireSignatures }}
+            - --require-signatures
+            {{- end }}
+          ports:
+            - name: http
+              containerPort: 8080
+          startupProbe:
+            httpGet:
+              path: /health
+              port: http
+            periodSeconds: 2
+            failureThreshold: 60
+          livenessProbe:
+            httpGet:
+              path: /health
+              port: http
+            periodSeconds: 10
+          readinessProbe:
+            httpGet:
+              path: /health
+              port: http
+            periodSeconds: 5
+          resources:
+            {{- toYaml $bus.resources | nindent 12 }}
+          securityContext:
+            {{- include "intent-fleet.containerSecurity" $root | nindent 12 }}
+          volumeMounts:
+            {{- if $shared }}
+            - name: database
+              mountPath: /var/run/intent-bus-db
+              readOnly: true
+            {{- else }}
+            - name: data
+              mountPath: /data
+            {{- end }}
+            - name: admin
+              mountPath: /var/run/intent-bus
+              readOnly: true
+      volumes:
+        - name: admin
+          secret:
+            secretName: {{ include "intent-fleet.busSecret" $root }}
+            defaultMode: 0440
+            items:
+              - key: admin-secret
+                path: admin-secret
+        {{- if $shared }}
+        - name: database
+          secret:
+            secretName: {{ $bus.database.existingSecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $bus.database.secretKey }}
+                path: url
+        {{- else if not $bus.persistence.enabled }}
+        - name: data
+          emptyDir: {}
+        {{- else if $bus.persistence.existingClaim }}
+        - name: data
+          persistentVolumeClaim:
+            claimName: {{ $bus.persistence.existingClaim }}
+        {{- end }}
+      {{- with $bus.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $bus.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}

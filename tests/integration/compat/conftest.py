@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.compat.clients import BusHttp, SdkDriver
 from tests.support.busproc import BusProcess, start_bus
+from tests.support.postgres import NewDatabase
 from tests.support.sdkenv import SDK_VERSIONS, SdkEnv, SdkEnvError, ensure_sdk_env, sdk_venv_dir
 
 SDK2_VERSION, SDK1_VERSION = SDK_VERSIONS
@@ -63,9 +64,16 @@ def sdk1(sdk_envs: dict[str, SdkEnv], sdk_home: Path) -> SdkDriver:
 
 
 @pytest.fixture(scope="module")
-def signed_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusProcess]:
-    """A bus that refuses unsigned requests: every SDK call that works was verified."""
-    proc = start_bus(tmp_path_factory.mktemp("compat-bus"), extra_args=["--require-signatures"])
+def signed_bus(
+    tmp_path_factory: pytest.TempPathFactory, new_database: NewDatabase
+) -> Iterator[BusProcess]:
+    """A bus that refuses unsigned requests: every SDK call that works was verified. On each
+    backend: the SDKs must not be able to tell them apart."""
+    proc = start_bus(
+        tmp_path_factory.mktemp("compat-bus"),
+        db=new_database(),
+        extra_args=["--require-signatures"],
+    )
     try:
         yield proc
     finally:

@@ -14,11 +14,17 @@ graphile-worker and Solid Queue do it.
   counters for ``/metrics``, and a cache of the keys it has seen (refreshed when any
   replica changes a key, and every sweep).
 
-Writes that must survive a crash (publish, fulfil, fail, admin changes) commit with the
-database's default synchronous commit. Nonces and rate buckets commit asynchronously:
-losing the last few to a database crash could only let a request signed moments before
-the crash be replayed, or a key run a moment past its rate, and skipping their fsync
-keeps the signature check off the disk's critical path.
+Writes that must survive a crash (publish, fulfil, fail, extend, admin changes) commit
+with the database's default synchronous commit, on the ``durable`` pool. Claims, nonces,
+rate buckets and the sweep commit asynchronously, on the ``relaxed`` pool (its sessions
+set ``synchronous_commit = off``), as the embedded backend answers a claim before its
+write is on disk: losing the last few to a database crash can only hand an intent out
+again (delivery is at-least-once anyway), let a request signed moments before the crash
+be replayed, or let a key run a moment past its rate. Each replica opens up to
+``pool_size`` connections in each pool, and one more to listen.
+
+Each operation is one statement where it can be, so one round trip: a publish inserts and
+notifies in one statement, a claim selects and updates in one.
 """
 
 from __future__ import annotations
@@ -105,12 +111,14 @@ class SharedBackend:
         self,
         *,
         pool: asyncpg.Pool,
+        relaxed: asyncpg.Pool,
         settings: BusSettings,
         clock: Clock,
         keys: KeyRing,
         rng: random.Random | None = None,
     ) -> None:
         self._pool = pool
+        self._relaxed = relaxed
         self._settings = settings
         self._clock = clock
         self._keys = keys
@@ -130,6 +138,9 @@ class SharedBackend:
         return self._health
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Leases that ran out while no replica was up end before this one answers anything.
+        now = self._clock()
+        await self._sweep(since=now, now=now)
         self._tasks = [
             loop.create_task(self._listen_forever(), name="bus-listen"),
             loop.create_task(self._sweep_forever(), name="bus-sweep"),
@@ -150,12 +161,14 @@ class SharedBackend:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=2)
         await self._pool.close()
+        await self._relaxed.close()
 
     @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[Conn]:
-        """A pooled connection; a failure of the database becomes the bus's own error."""
+    async def _conn(self, *, relaxed: bool = False) -> AsyncIterator[Conn]:
+        """A pooled connection (``relaxed``: one whose commits do not wait for the disk); a
+        failure of the database becomes the bus's own error."""
         try:
-            async with self._pool.acquire() as conn:
+            async with (self._relaxed if relaxed else self._pool).acquire() as conn:
                 yield conn
         except (ApiError, asyncio.CancelledError):
             raise
@@ -189,8 +202,7 @@ class SharedBackend:
 
     async def remember_nonce(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
         expires = timestamp + self._settings.auth.signature_window_seconds
-        async with self._conn() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+        async with self._conn(relaxed=True) as conn:
             added = await conn.fetchval(
                 "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3)"
                 " ON CONFLICT DO NOTHING RETURNING 1",
@@ -205,23 +217,24 @@ class SharedBackend:
         rate, burst = limits.rate_limit_per_second, float(max(1, limits.rate_limit_burst))
         if rate <= 0:
             return None
-        async with self._conn() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            tokens: float = await conn.fetchval(
-                "INSERT INTO rate_buckets AS b (key_id, tokens, stamp) VALUES ($1, $2, $3)"
-                " ON CONFLICT (key_id) DO UPDATE SET"
-                " tokens = least($2, b.tokens + greatest(0, $3 - b.stamp) * $4), stamp = $3"
-                " RETURNING tokens",
+        refilled = "least($2, b.tokens + greatest(0, $3 - b.stamp) * $4)"
+        async with self._conn(relaxed=True) as conn:
+            # Refilled and taken from in one statement: the row lock orders the replicas.
+            row = await conn.fetchrow(
+                "INSERT INTO rate_buckets AS b (key_id, tokens, stamp, granted)"
+                " VALUES ($1, $2 - 1, $3, true) ON CONFLICT (key_id) DO UPDATE SET"
+                f" tokens = CASE WHEN {refilled} >= 1 THEN {refilled} - 1 ELSE {refilled} END,"
+                f" granted = {refilled} >= 1, stamp = $3"
+                " RETURNING tokens, granted",
                 key_id,
                 burst,
                 now,
                 rate,
             )
-            if tokens >= 1.0:
-                await conn.execute(
-                    "UPDATE rate_buckets SET tokens = tokens - 1 WHERE key_id = $1", key_id
-                )
-                return None
+        assert row is not None  # an upsert always answers its row
+        if row["granted"]:
+            return None
+        tokens: float = row["tokens"]
         return max(1, math.ceil((1.0 - tokens) / rate))
 
     # -- publish ----------------------------------------------------------
@@ -251,29 +264,34 @@ class SharedBackend:
             "body_hash": body_hash,
         }
         names = [*values, "payload_size"]
-        params = [*values.values(), len(req.payload)]
-        placeholders = ", ".join(f"${n}" for n in range(1, len(params) + 1))
+        params = [
+            *values.values(),
+            len(req.payload),
+            CHANNEL,
+            notification(req.namespace, req.goal),
+        ]
+        placeholders = ", ".join(f"${n}" for n in range(1, len(names) + 1))
         conflict = (
             " ON CONFLICT (publisher, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
             if idempotency_key
             else ""
         )
+        channel, ready = len(names) + 1, len(names) + 2
         async with self._conn() as conn:
             if idempotency_key is not None:
                 replay = await self._replay(conn, caller, idempotency_key, body_hash)
                 if replay is not None:
                     return replay
             await self._check_quotas(conn, caller, req)
-            async with conn.transaction():
-                inserted = await conn.fetchval(
-                    f"INSERT INTO intents ({', '.join(names)}) VALUES ({placeholders})"
-                    f"{conflict} RETURNING id",
-                    *params,
-                )
-                if inserted is not None and req.delay <= 0:
-                    await conn.execute(
-                        "SELECT pg_notify($1, $2)", CHANNEL, notification(req.namespace, req.goal)
-                    )
+            # Inserted and announced in one statement, so one round trip; the notification
+            # is delivered once the row is committed.
+            inserted = await conn.fetchval(
+                f"WITH added AS (INSERT INTO intents ({', '.join(names)}) VALUES ({placeholders})"
+                f"{conflict} RETURNING id, run_at, created_at)"
+                f" SELECT id, CASE WHEN run_at <= created_at THEN pg_notify(${channel}, ${ready})"
+                " END FROM added",
+                *params,
+            )
             if inserted is None:
                 # The same key published concurrently, and won: answer as it did.
                 assert idempotency_key is not None
@@ -386,13 +404,16 @@ class SharedBackend:
         now = self._clock()
         own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
         lease = self._settings.queue.claim_timeout_seconds
-        async with self._conn() as conn:
+        # Two statements, not "($2 IS NULL OR goal = $2)": a prepared statement's generic
+        # plan could then not use the goal to find the first ready intent in the index.
+        goal = "goal = $2" if flt.goal is not None else "$2::text IS NULL"
+        async with self._conn(relaxed=True) as conn:
             rows = await conn.fetch(
                 "UPDATE intents AS i SET status = 'claimed', attempts = i.attempts + 1,"
                 " claim_token = replace(gen_random_uuid()::text, '-', ''),"
                 " lease_until = $3 + $9, claimer = $10, worker_id = $6, updated_at = $3"
                 " FROM (SELECT id FROM intents"
-                "  WHERE status = 'open' AND namespace = $1 AND ($2::text IS NULL OR goal = $2)"
+                f"  WHERE status = 'open' AND namespace = $1 AND {goal}"
                 "  AND run_at <= $3 AND (visibility = 'public' OR publisher = $4)"
                 "  AND ($5::text IS NULL OR publisher = $5)"
                 "  AND (target_worker IS NULL OR target_worker = $6)"
@@ -422,19 +443,21 @@ class SharedBackend:
     async def _leased_update(
         self, caller: Caller, intent_id: str, token: str | None, sets: str, *params: Any
     ) -> asyncpg.Record:
+        """Change an intent the caller holds; one that is claimable again is announced in
+        the same statement."""
+        n = 4 + len(params)
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                f"UPDATE intents SET {sets} WHERE {_LEASED}"
-                " RETURNING status, namespace, goal, run_at",
+                f"WITH changed AS (UPDATE intents SET {sets} WHERE {_LEASED}"
+                " RETURNING status, namespace, goal, run_at, updated_at)"
+                " SELECT status, CASE WHEN status = 'open' AND run_at <= updated_at"
+                f" THEN pg_notify(${n}, namespace || '/' || goal) END FROM changed",
                 intent_id,
                 token,
                 caller.key_id,
                 *params,
+                CHANNEL,
             )
-            if row is not None and row["status"] == "open" and row["run_at"] <= self._clock():
-                await conn.execute(
-                    "SELECT pg_notify($1, $2)", CHANNEL, notification(row["namespace"], row["goal"])
-                )
         if row is None:
             raise ApiError(404, "not_found", _NOT_LEASED)
         return row
@@ -857,14 +880,20 @@ class SharedBackend:
                 if since_keys >= KEY_REFRESH_SECONDS:
                     since_keys = 0.0
                     await self._reload_keys()
+                    await self._forget_nonces(now)
             except DurabilityError:
                 continue  # logged by _conn; the next sweep tries again
             last = now
 
+    async def _forget_nonces(self, now: float) -> None:
+        """Nonces whose timestamp can no longer pass the window cannot be replayed."""
+        async with self._conn(relaxed=True) as conn:
+            await conn.execute("DELETE FROM nonces WHERE expires_at < $1", now)
+
     async def _sweep(self, *, since: float, now: float) -> None:
         """End leases that ran out (once, whichever replica locks them first) and wake this
         replica's waiters on intents that came due since the last sweep."""
-        async with self._conn() as conn, conn.transaction():
+        async with self._conn(relaxed=True) as conn, conn.transaction():
             ended = await conn.fetch(
                 "UPDATE intents AS i SET"
                 " status = CASE WHEN i.attempts >= i.max_attempts THEN 'dead' ELSE 'open' END,"
@@ -897,29 +926,41 @@ async def open_shared(settings: BusSettings, clock: Clock) -> tuple[SharedBacken
     db = settings.database
     shown = redacted(db.url)
     statement_ms = str(int(db.statement_timeout_seconds * 1000))
-    try:
-        pool = await asyncpg.create_pool(
+
+    def pool(**session: str) -> Any:
+        return asyncpg.create_pool(
             db.url,
             min_size=1,
             max_size=db.pool_size,
             timeout=db.connect_timeout_seconds,
             command_timeout=db.statement_timeout_seconds + 1,
-            server_settings={"statement_timeout": statement_ms, "application_name": "intent-bus"},
+            server_settings={
+                "statement_timeout": statement_ms,
+                "application_name": "intent-bus",
+                **session,
+            },
         )
+
+    try:
+        durable = await pool()
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StartupError(f"cannot connect to the database {shown}: {exc}") from None
     try:
-        async with pool.acquire() as conn:
+        async with durable.acquire() as conn:
             await migrate(conn)
             rows = await conn.fetch(
                 "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
             )
             live = await conn.fetchval(f"SELECT count(*) FROM intents WHERE status IN {_LIVE}")
+        relaxed = await pool(synchronous_commit="off")
     except StartupError:
-        await pool.close()
+        await durable.close()
         raise
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        await pool.close()
+        await durable.close()
         raise StartupError(f"cannot prepare the database {shown}: {exc}") from None
     keys = KeyRing(admin_secret=settings.auth.admin_secret, keys=[ApiKey(*r) for r in rows])
-    return SharedBackend(pool=pool, settings=settings, clock=clock, keys=keys), int(live)
+    backend = SharedBackend(
+        pool=durable, relaxed=relaxed, settings=settings, clock=clock, keys=keys
+    )
+    return backend, int(live)

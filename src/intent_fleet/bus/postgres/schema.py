@@ -92,7 +92,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE rate_buckets (
         key_id text PRIMARY KEY,
         tokens double precision NOT NULL,
-        stamp double precision NOT NULL
+        stamp double precision NOT NULL,
+        -- Whether the last request took a token (what the one-statement update returns).
+        granted boolean NOT NULL
     );
     """,
 )
