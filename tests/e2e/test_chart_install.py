@@ -25,8 +25,14 @@ import yaml
 
 from fleetcluster.release import BUS_NAME, BUS_PORT, CHART, CRD_NAME, Release
 from intent_fleet.operator.settings import LeaderSettings
-from intent_fleet.protocol import BusClient, ClientSettings
-from tests.support.cluster import Cluster, project_image, readme_worker, wait_until
+from tests.support.cluster import (
+    Cluster,
+    count_fulfilled,
+    project_image,
+    publish_many,
+    readme_worker,
+    wait_until,
+)
 
 COUNT = 40
 GOAL = "e2e.chart"
@@ -111,18 +117,6 @@ def test_the_bus_keeps_its_database_on_a_bound_claim(
     assert ready(bus) and bus["spec"]["containers"][0]["image"] == project_image("sidecar")
 
 
-async def publish(url: str, key: str, count: int) -> list[str]:
-    async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
-        receipts = await asyncio.gather(*(client.publish(GOAL, {"n": n}) for n in range(count)))
-    return [r.id for r in receipts]
-
-
-async def fulfilled(url: str, key: str, ids: list[str]) -> int:
-    async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
-        found = await asyncio.gather(*(client.status(i) for i in ids))
-    return sum(1 for status in found if status.status == "fulfilled")
-
-
 def test_the_notes_walk_through_wakes_the_readme_worker_from_zero(
     node_cluster: Cluster, installed: Installed
 ) -> None:
@@ -152,9 +146,9 @@ def test_the_notes_walk_through_wakes_the_readme_worker_from_zero(
     assert deployment["spec"]["replicas"] == 0  # nothing to do yet: zero pods
 
     with node_cluster.service_url(release.namespace, BUS_NAME, BUS_PORT) as url:
-        installed.published = asyncio.run(publish(url, installed.key, COUNT))
+        installed.published = asyncio.run(publish_many(url, installed.key, GOAL, COUNT))
         wait_until(
-            lambda: asyncio.run(fulfilled(url, installed.key, installed.published)) == COUNT,
+            lambda: asyncio.run(count_fulfilled(url, installed.key, installed.published)) == COUNT,
             240,
             f"all {COUNT} intents fulfilled by the worker pods",
             every=1,
@@ -288,5 +282,5 @@ def test_helm_uninstall_keeps_the_crd_and_the_bus_data(
     # time (the way to reach it from outside any cluster).
     release.install({"operator": {"watchNamespaces": [team]}})
     with node_cluster.service_url(fleet, BUS_NAME, BUS_PORT, forward=True) as url:
-        done = asyncio.run(fulfilled(url, installed.key, installed.published))
+        done = asyncio.run(count_fulfilled(url, installed.key, installed.published))
     assert done == COUNT

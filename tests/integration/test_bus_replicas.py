@@ -73,6 +73,27 @@ async def test_a_request_replayed_to_another_replica_is_refused(start: StartBus)
 
 
 @ON_POSTGRES
+async def test_idempotency_keys_and_rate_limits_hold_across_replicas(start: StartBus) -> None:
+    a, b = replicas(start, "--rate-limit", "1", "--rate-burst", "3")
+    async with RawBus(a.url, admin_secret=a.admin_secret) as on_a:
+        tenant, _ = await on_a.new_key("tenant")
+        doc = {"goal": "i", "payload": {"n": 1}}
+        async with RawBus(b.url, admin_secret=b.admin_secret) as on_b:
+            headers = {"Idempotency-Key": "order-17"}
+            first = await on_a.publish(tenant, doc, headers=headers)
+            again = await on_b.publish(tenant, doc, headers=headers)
+            assert again == first  # the same intent, whichever replica answers
+            other = await on_b.request(
+                "POST", "/intent", key=tenant, doc={**doc, "payload": {"n": 2}}, headers=headers
+            )
+            assert other.status == 409, other
+            # Three requests spent the burst (one on a, two on b): the next one waits, on a too.
+            limited = await on_a.request("GET", "/stats", key=tenant)
+            assert limited.status == 429, limited
+            assert int(limited.headers["Retry-After"]) >= 1
+
+
+@ON_POSTGRES
 async def test_keys_made_or_revoked_on_one_replica_hold_on_every_replica(start: StartBus) -> None:
     a, b = replicas(start)
     async with RawBus(a.url, admin_secret=a.admin_secret) as on_a:

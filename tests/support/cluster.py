@@ -7,6 +7,7 @@ With KUBECONFIG set, the same tests run against that cluster and nothing is star
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ from fleetcluster.release import Release
 from fleetcluster.settings import ClusterSettings
 from intent_fleet import __version__
 from intent_fleet.operator.credentials import OPT_IN_LABEL
+from intent_fleet.protocol import BusClient, ClientSettings
 from tests.support.lifecycle import wait_until as lifecycle_wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -267,3 +269,17 @@ def readme_worker() -> dict[str, Any]:
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
     (example,) = [b for b in blocks if "kind: IntentWorker" in b]
     return dict(yaml.safe_load(example))
+
+
+async def publish_many(url: str, key: str, goal: str, count: int) -> list[str]:
+    """Publish ``count`` intents ({"n": i}) to ``goal`` at once; their ids."""
+    async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
+        receipts = await asyncio.gather(*(client.publish(goal, {"n": n}) for n in range(count)))
+    return [r.id for r in receipts]
+
+
+async def count_fulfilled(url: str, key: str, ids: list[str]) -> int:
+    """How many of ``ids`` the bus has fulfilled (one it cannot answer for counts as not)."""
+    async with BusClient(settings=ClientSettings(base_url=url), api_key=key) as client:
+        found = await asyncio.gather(*(client.status(i) for i in ids), return_exceptions=True)
+    return sum(1 for s in found if not isinstance(s, BaseException) and s.status == "fulfilled")

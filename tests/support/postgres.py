@@ -52,6 +52,10 @@ class PostgresServer:
     bindir: Path
     root: Path
     port: int = field(default_factory=free_port)
+    #: Addresses to listen on: loopback, and for a cluster's pods the node's own address.
+    listen: tuple[str, ...] = ("127.0.0.1",)
+    #: The password of the bus user, which clients from beyond loopback must give.
+    password: str = ""
     _names: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -71,22 +75,31 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
     @classmethod
-    def create(cls, bindir: Path) -> PostgresServer:
+    def create(
+        cls, bindir: Path, *, listen: tuple[str, ...] = ("127.0.0.1",), password: str = ""
+    ) -> PostgresServer:
+        """A new server: loopback trusted; other ``listen`` addresses need ``password``."""
         # Its own directory outside pytest's (root-only) temp tree, so postgres can enter it.
         root = Path(tempfile.mkdtemp(prefix="intent-fleet-pg-"))
-        server = cls(bindir=bindir, root=root)
+        server = cls(bindir=bindir, root=root, listen=listen, password=password)
         if os.geteuid() == 0:
             shutil.chown(root, "postgres")
         server._run(
             str(bindir / "initdb"), "-D", str(server.data), "-A", "trust", "-U", USER,
             "--no-sync", "-E", "UTF8",
         )  # fmt: skip
+        if password:
+            with (server.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all bus 0.0.0.0/0 scram-sha-256\n")
         server.start()
+        if password:
+            server.psql(f"ALTER ROLE {USER} PASSWORD '{password}'")
         return server
 
     def start(self) -> None:
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.data}"
+            f"-c listen_addresses={','.join(self.listen)} -p {self.port}"
+            f" -c unix_socket_directories={self.data}"
             " -c max_connections=400 -c fsync=on -c log_min_messages=warning"
         )
         self._run(
@@ -100,13 +113,23 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` (the tests' own text, never input) over loopback; what it printed."""
+        done = subprocess.run(
+            [
+                str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER,
+                "-d", database, "-q", "-t", "-A", "-c", sql,
+            ],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self._run(
-            str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER,
-            "-d", "postgres", "-q", "-c", f"CREATE DATABASE {name}",
-        )  # fmt: skip
+        self.psql(f"CREATE DATABASE {name}")
         return self.url(name)
 
     def close(self) -> None:

@@ -144,13 +144,14 @@ class Release:
         )
         return str(service["spec"]["clusterIP"])
 
-    def tenant_key(self, owner: str) -> str:
-        """NOTES.txt step 1: a tenant key, made in the bus pod (the admin secret stays there)."""
+    def tenant_key(self, owner: str, *, workload: str = "statefulset") -> str:
+        """NOTES.txt step 1: a tenant key, made in a bus pod (the admin secret stays there);
+        ``workload`` is "deployment" for bus replicas on PostgreSQL."""
         done = self.kubectl(
             "exec",
             "-n",
             self.namespace,
-            f"statefulset/{BUS_NAME}",
+            f"{workload}/{BUS_NAME}",
             "--",
             "intent-fleet",
             "keys",

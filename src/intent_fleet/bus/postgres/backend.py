@@ -50,10 +50,11 @@ from ..auth import KeyRing, hash_secret, is_utf8
 from ..backend import Figures, PublishOutcome, PublishRequest
 from ..claim_index import ClaimFilter
 from ..errors import ApiError, DurabilityError, StartupError
-from ..quotas import check_publish, kv_full, too_many_parked
+from ..quotas import KeyUsage, check_publish, kv_full, too_many_parked
 from ..records import ApiKey, Caller, Intent, Status, TerminalRow
 from ..settings import BusSettings, redacted
 from ..store import INTENT_FIELDS, TERMINAL_FIELDS, intent_from_row
+from .nonces import NonceLedger
 from .schema import migrate
 from .wakeups import CHANNEL, Waiter, Wakeups, notification, parse_notification
 
@@ -92,6 +93,8 @@ LISTEN_RETRY = RetryPolicy(attempts=1_000_000, base_seconds=0.2, cap_seconds=5.0
 RECHECK_SECONDS = 5.0
 #: Seconds between full reloads of the key cache (changes also arrive by notification).
 KEY_REFRESH_SECONDS = 5.0
+#: Seconds a replica trusts its count of a key's live intents (see _check_quotas).
+USAGE_REFRESH_SECONDS = 1.0
 #: Most leases one sweep ends (the next sweep takes the rest).
 SWEEP_BATCH = 1000
 
@@ -124,6 +127,9 @@ class SharedBackend:
         self._keys = keys
         self._rng = rng or random.Random()  # backoff jitter only
         self._wakeups = Wakeups()
+        self._nonces = NonceLedger(self._record_nonces)
+        #: key id -> (when counted, what it holds): see _check_quotas.
+        self._usage: dict[str, tuple[float, KeyUsage]] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -152,6 +158,7 @@ class SharedBackend:
     async def close(self) -> None:
         self._stopping = True
         self._wakeups.release_all()
+        await self._nonces.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -202,15 +209,19 @@ class SharedBackend:
 
     async def remember_nonce(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
         expires = timestamp + self._settings.auth.signature_window_seconds
+        return await self._nonces.remember(key_id, nonce, expires_at=expires)
+
+    async def _record_nonces(self, rows: Sequence[tuple[str, str, float]]) -> set[tuple[str, str]]:
         async with self._conn(relaxed=True) as conn:
-            added = await conn.fetchval(
-                "INSERT INTO nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING 1",
-                key_id,
-                nonce,
-                expires,
+            added = await conn.fetch(
+                "INSERT INTO nonces (key_id, nonce, expires_at)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])"
+                " ON CONFLICT DO NOTHING RETURNING key_id, nonce",
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
             )
-        return added is not None
+        return {(r["key_id"], r["nonce"]) for r in added}
 
     async def rate_limit(self, key_id: str, *, now: float) -> int | None:
         limits = self._settings.limits
@@ -298,6 +309,7 @@ class SharedBackend:
                 replay = await self._replay(conn, caller, idempotency_key, body_hash)
                 assert replay is not None
                 return replay
+        self._accepted(caller, req)
         return PublishOutcome(id=values["id"], namespace=req.namespace, replayed=False)
 
     @staticmethod
@@ -321,11 +333,13 @@ class SharedBackend:
         return PublishOutcome(id=row["id"], namespace=row["namespace"], replayed=True)
 
     async def _check_quotas(self, conn: Conn, caller: Caller, req: PublishRequest) -> None:
-        """The key's live intents, bytes and goals, as the database has them now.
+        """Refuse a publish past the key's quotas, counted from the database.
 
-        Replicas check concurrently, so a key publishing from many connections at its limit
-        can pass it by the publishes in flight at that moment; the local backend reserves
-        exactly.
+        Counting a key's live intents costs a scan of them, so each replica counts at most
+        once a :data:`USAGE_REFRESH_SECONDS` per key and adds what it accepts in between; a
+        publish that would be refused is checked against a fresh count first, so intents
+        finished meanwhile (on any replica) count as finished. Replicas accepting at the same
+        moment can pass a count quota by what the others accepted since their last count.
         """
         limits = self._settings.limits
         if caller.admin or not (
@@ -334,24 +348,51 @@ class SharedBackend:
             or limits.max_goals_per_key
         ):
             return
-        row = await conn.fetchrow(
-            "SELECT count(*) AS n, coalesce(sum(payload_size), 0) AS bytes,"
-            " count(DISTINCT (namespace, goal)) AS goals,"
-            " coalesce(bool_or(namespace = $2 AND goal = $3), false) AS here"
-            f" FROM intents WHERE publisher = $1 AND status IN {_LIVE}",
-            caller.key_id,
-            req.namespace,
-            req.goal,
-        )
-        assert row is not None  # an aggregate always answers one row
+        counted = self._usage.get(caller.key_id)
+        fresh = counted is None or self._clock() - counted[0] >= USAGE_REFRESH_SECONDS
+        if counted is None or fresh:
+            usage = await self._count_usage(conn, caller.key_id)
+        else:
+            usage = counted[1]
+        try:
+            self._check_usage(usage, req)
+        except ApiError:
+            if fresh:
+                raise
+            self._check_usage(await self._count_usage(conn, caller.key_id), req)
+
+    def _check_usage(self, usage: KeyUsage, req: PublishRequest) -> None:
         check_publish(
-            limits,
-            intents=row["n"],
-            payload_bytes=row["bytes"],
-            goals=row["goals"],
-            in_goal=row["here"],
+            self._settings.limits,
+            intents=usage.intents,
+            payload_bytes=usage.payload_bytes,
+            goals=len(usage.goals),
+            in_goal=(req.namespace, req.goal) in usage.goals,
             size=len(req.payload),
         )
+
+    async def _count_usage(self, conn: Conn, key_id: str) -> KeyUsage:
+        rows = await conn.fetch(
+            "SELECT namespace, goal, count(*) AS n, sum(payload_size) AS bytes FROM intents"
+            f" WHERE publisher = $1 AND status IN {_LIVE} GROUP BY namespace, goal",
+            key_id,
+        )
+        usage = KeyUsage(
+            intents=sum(r["n"] for r in rows),
+            payload_bytes=sum(r["bytes"] for r in rows),
+            goals={(r["namespace"], r["goal"]): r["n"] for r in rows},
+        )
+        self._usage[key_id] = (self._clock(), usage)
+        return usage
+
+    def _accepted(self, caller: Caller, req: PublishRequest) -> None:
+        counted = self._usage.get(caller.key_id)
+        if counted is not None:
+            usage = counted[1]
+            usage.intents += 1
+            usage.payload_bytes += len(req.payload)
+            where = (req.namespace, req.goal)
+            usage.goals[where] = usage.goals.get(where, 0) + 1
 
     # -- claim ------------------------------------------------------------
     async def claim(
@@ -920,6 +961,13 @@ class SharedBackend:
             self._wakeups.ready((r["namespace"], r["goal"]) for r in came_due)
 
 
+async def _keep_session(_conn: object) -> None:
+    """What a connection goes back to its pool with: nothing to undo. The backend leaves no
+    session state behind (settings are the pool's own, locks and LISTEN live on their own
+    connections), so asyncpg's default reset (``RESET ALL; UNLISTEN *; ...``) would only cost
+    a round trip per request."""
+
+
 async def open_shared(settings: BusSettings, clock: Clock) -> tuple[SharedBackend, int]:
     """Connect, migrate, and load the keys: the backend, and how many intents are live.
     Raises :class:`StartupError` when the database cannot be reached or is too new."""
@@ -932,6 +980,7 @@ async def open_shared(settings: BusSettings, clock: Clock) -> tuple[SharedBacken
             db.url,
             min_size=1,
             max_size=db.pool_size,
+            reset=_keep_session,
             timeout=db.connect_timeout_seconds,
             command_timeout=db.statement_timeout_seconds + 1,
             server_settings={
