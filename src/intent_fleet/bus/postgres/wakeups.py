@@ -62,7 +62,6 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._waiters: list[Waiter] = []
-        self.woken = 0
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -89,7 +88,6 @@ class Wakeups:
         for waiter in self._waiters:
             if any(waiter.wants(ns, goal) for ns, goal in pairs):
                 waiter.event.set()
-                self.woken += 1
 
     def wake_all(self) -> None:
         """Everyone looks again (the listening connection came back: some news was lost)."""
