@@ -114,6 +114,29 @@ async def test_keys_made_or_revoked_on_one_replica_hold_on_every_replica(start: 
 
 
 @ON_POSTGRES
+async def test_a_wrong_key_repeated_costs_the_database_one_query(start: StartBus) -> None:
+    bus = start()
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+
+        async def statements() -> float:
+            _, _, body = await raw.raw(
+                "GET", "/metrics", key=None, headers={"X-Admin-Token": bus.admin_secret}
+            )
+            text = body.decode()
+            [line] = [x for x in text.splitlines() if x.startswith("intent_bus_commits_total")]
+            return float(line.split()[-1])
+
+        before = await statements()
+        for _ in range(200):
+            r = await raw.request("GET", "/stats", key="tk_made-up-" + "0" * 30, sign=False)
+            assert r.status == 401, r
+        # The sweep and the key refresh also count (a few a second); 200 lookups would not fit.
+        assert await statements() - before < 50
+        secret, _ = await raw.new_key("late")  # a key made afterwards works at once
+        assert (await raw.request("GET", "/stats", key=secret)).status == 200
+
+
+@ON_POSTGRES
 async def test_leases_end_once_whichever_replica_sweeps_them(start: StartBus) -> None:
     a, b = replicas(start, "--claim-timeout", "1")
     key = a.admin_secret
@@ -367,6 +390,24 @@ def test_a_db_file_without_a_database_url_is_a_usage_error(
     )
     assert done.returncode == 2, done
     assert named in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://bus:pw-never-shown@db/bus", "sqlite:///var/bus.db"])
+def test_a_db_url_of_another_kind_is_a_usage_error_and_makes_no_file(
+    tmp_path: Path, url: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "intent_fleet.cli.main", "bus", "--dev", "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done
+    assert "give a SQLite file or a postgresql:// URL" in done.stderr, done.stderr
+    assert "pw-never-shown" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unreachable_database_stops_the_bus_with_the_reason(tmp_path: Path) -> None:

@@ -238,6 +238,12 @@ def command(args: argparse.Namespace) -> int:
             )
         secret, generated = "dev_" + secrets.token_hex(20), True
     url = args.db if args.db.startswith(POSTGRES_SCHEMES) else ""
+    if not url and "://" in args.db:
+        # Not a file name anyone means: a typo'd or unsupported database would otherwise
+        # become a SQLite file named after the URL.
+        raise UsageError(
+            f"--db {args.db.split('://', 1)[0]}://...: give a SQLite file or a postgresql:// URL"
+        )
     if args.db_file is not None:
         url = _read_secret(args.db_file, "database URL")
         if not url.startswith(POSTGRES_SCHEMES):

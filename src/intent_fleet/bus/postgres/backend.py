@@ -95,6 +95,8 @@ RECHECK_SECONDS = 5.0
 KEY_REFRESH_SECONDS = 5.0
 #: Seconds a replica trusts its count of a key's live intents (see _check_quotas).
 USAGE_REFRESH_SECONDS = 1.0
+#: Most unknown key hashes remembered (a flood of made-up keys only empties the set).
+MAX_UNKNOWN_KEYS = 10_000
 #: Most leases one sweep ends (the next sweep takes the rest).
 SWEEP_BATCH = 1000
 
@@ -128,6 +130,8 @@ class SharedBackend:
         self._rng = rng or random.Random()  # backoff jitter only
         self._wakeups = Wakeups()
         self._nonces = NonceLedger(self._record_nonces)
+        #: Hashes of presented keys the database did not know at the last key reload.
+        self._unknown: set[str] = set()
         #: key id -> (when counted, what it holds): see _check_quotas.
         self._usage: dict[str, tuple[float, KeyUsage]] = {}
         self._listener: asyncpg.Connection | None = None
@@ -144,9 +148,11 @@ class SharedBackend:
         return self._health
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Leases that ran out while no replica was up end before this one answers anything.
+        # Leases that ran out while no replica was up end before this one answers anything
+        # (if the database is reachable: the sweep task tries again either way).
         now = self._clock()
-        await self._sweep(since=now, now=now)
+        with contextlib.suppress(DurabilityError):
+            await self._sweep(since=now, now=now)
         self._tasks = [
             loop.create_task(self._listen_forever(), name="bus-listen"),
             loop.create_task(self._sweep_forever(), name="bus-sweep"),
@@ -195,14 +201,22 @@ class SharedBackend:
         found = self._keys.authenticate(presented)
         if found is not None or not is_utf8(presented):
             return found
+        digest = hash_secret(presented)
+        if digest in self._unknown:
+            return None
         # A key made by another replica since the last refresh.
         async with self._conn() as conn:
             row = await conn.fetchrow(
                 "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
                 " WHERE secret_hash = $1 AND revoked_at IS NULL",
-                hash_secret(presented),
+                digest,
             )
         if row is None:
+            # Asked once until the keys change: a client repeating a wrong key must not cost
+            # the database a query per request.
+            if len(self._unknown) >= MAX_UNKNOWN_KEYS:
+                self._unknown.clear()
+            self._unknown.add(digest)
             return None
         self._keys.add(ApiKey(*row))
         return self._keys.authenticate(presented)
@@ -823,6 +837,7 @@ class SharedBackend:
                 "SELECT id, name, secret_hash, created_at, revoked_at FROM api_keys"
             )
         self._keys.replace([ApiKey(*r) for r in rows])
+        self._unknown.clear()
 
     # -- KV -----------------------------------------------------------------
     async def kv_get(self, owner: str, key: str, *, now: float) -> str | None:
