@@ -18,7 +18,8 @@ claim waiting on one replica and the publish sent to the other.
     .venv/bin/python bench/bus.py --quick      # smaller counts, for a smoke run
 
 Client, servers and database share the machine's cores, as they would on a small node;
-figures are medians of --repeat runs.
+figures are medians of --repeat runs, the setups taking turns (SQLite, x1, x2, SQLite, ...)
+so that a noisy spell of the machine does not favour one of them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +181,8 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one_run(buses: list[BusProcess], args: argparse.Namespace, run: int) -> dict[str, float]:
+async def one_run(buses: list[BusProcess], args: argparse.Namespace, run: str) -> dict[str, float]:
+    """One round of every figure; ``run`` names its goals and key, apart from other runs'."""
     out: dict[str, float] = {}
     first = buses[0]
     connector = aiohttp.TCPConnector(limit=128)
@@ -217,27 +220,72 @@ async def one_run(buses: list[BusProcess], args: argparse.Namespace, run: int) -
 BUS_ARGS = ["--require-signatures", "--rate-limit", "0"]
 
 
-def measure(
-    name: str, tmp: Path, args: argparse.Namespace, *, db: str | None, replicas: int
-) -> dict[str, Any]:
-    """Start ``replicas`` buses on ``db`` (None: one on a SQLite file), run, stop them."""
-    buses: list[BusProcess] = []
+@dataclass
+class Setup:
+    """One configuration measured: its buses, and the figures of each run."""
+
+    name: str
+    buses: list[BusProcess]
+    #: The PostgreSQL database's URL; None for SQLite.
+    db: str | None = None
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def result(self) -> dict[str, Any]:
+        median = {k: statistics.median(r[k] for r in self.runs) for k in self.runs[0]}
+        return {
+            "name": self.name,
+            "replicas": len(self.buses),
+            "medians": median,
+            "runs": self.runs,
+        }
+
+
+def start_setup(name: str, tmp: Path, *, db: str | None, replicas: int) -> Setup:
+    """``replicas`` buses on ``db`` (None: one on a SQLite file)."""
+    setup = Setup(name, [], db)
     try:
         for n in range(replicas):
-            buses.append(
+            setup.buses.append(
                 start_bus(
                     tmp / f"{name}-{n}",
                     db=db,
-                    admin_secret=buses[0].admin_secret if buses else None,
+                    admin_secret=setup.buses[0].admin_secret if setup.buses else None,
                     extra_args=BUS_ARGS,
                 )
             )
-        runs = [asyncio.run(one_run(buses, args, i)) for i in range(args.repeat)]
+    except BaseException:
+        stop_setup(setup)
+        raise
+    return setup
+
+
+def stop_setup(setup: Setup) -> None:
+    for bus in setup.buses:
+        bus.stop()
+
+
+def measure(setups: list[Setup], args: argparse.Namespace) -> None:
+    """Run each setup in turn, ``--repeat`` times round (A B C A B C ...), so a slow spell
+    of a shared machine falls on every setup alike rather than on whichever ran then; a
+    PostgreSQL setup's database is vacuumed after each of its runs."""
+    for run in range(args.repeat):
+        for setup in setups:
+            tag = f"{setup.name.replace(' ', '')}-{run}"
+            setup.runs.append(asyncio.run(one_run(setup.buses, args, tag)))
+            if setup.db is not None:
+                asyncio.run(vacuum(setup.db))
+
+
+async def vacuum(url: str) -> None:
+    """Clean up after a run, untimed, so the dead rows it left are not vacuumed by
+    autovacuum during the next setup's run (on the same server) and counted against it."""
+    import asyncpg  # noqa: PLC0415 - only with a PostgreSQL setup
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM (ANALYZE)")
     finally:
-        for bus in buses:
-            bus.stop()
-    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    return {"name": name, "replicas": replicas, "medians": median, "runs": runs}
+        await conn.close()
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -277,24 +325,29 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.publishes, args.cycles, args.pickups, args.repeat = 1000, 1000, 30, 1
-    results = []
     server: PostgresServer | None = None
+    setups: list[Setup] = []
     with tempfile.TemporaryDirectory(prefix="intent-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         try:
-            results.append(measure("SQLite", tmp, args, db=None, replicas=1))
+            setups.append(start_setup("SQLite", tmp, db=None, replicas=1))
             url = args.db
             if args.postgres and not url:
                 bindir = postgres_bin()
                 assert bindir is not None, "PostgreSQL is not installed: run `make setup`"
                 server = PostgresServer.create(bindir)
             for replicas in (1, 2) if (url or server) else ():
+                # Each setup on its own database (of the one server), so none sees another's rows.
                 db = server.new_database() if server is not None else url
                 name = f"PostgreSQL x{replicas}"
-                results.append(measure(name, tmp, args, db=db, replicas=replicas))
+                setups.append(start_setup(name, tmp, db=db, replicas=replicas))
+            measure(setups, args)
         finally:
+            for setup in setups:
+                stop_setup(setup)
             if server is not None:
                 server.close()
+    results = [setup.result() for setup in setups]
     print(f"bus benchmark: signatures required, a tenant key, {args.repeat} run(s), medians")
     for result in results:
         print_table(result)

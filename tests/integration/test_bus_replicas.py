@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -25,7 +26,7 @@ from tests.integration.conftest import StartBus
 from tests.support.busproc import BusProcess, start_bus
 from tests.support.postgres import PostgresServer, postgres_bin
 from tests.support.procs import free_port
-from tests.support.rawbus import RawBus
+from tests.support.rawbus import RawBus, Reply
 
 #: Buses from the ``start`` fixture, on fresh PostgreSQL databases.
 ON_POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -117,23 +118,67 @@ async def test_keys_made_or_revoked_on_one_replica_hold_on_every_replica(start: 
 async def test_a_wrong_key_repeated_costs_the_database_one_query(start: StartBus) -> None:
     bus = start()
     async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
-
-        async def statements() -> float:
-            _, _, body = await raw.raw(
-                "GET", "/metrics", key=None, headers={"X-Admin-Token": bus.admin_secret}
-            )
-            text = body.decode()
-            [line] = [x for x in text.splitlines() if x.startswith("intent_bus_commits_total")]
-            return float(line.split()[-1])
-
-        before = await statements()
+        before = await _commits(raw)
         for _ in range(200):
             r = await raw.request("GET", "/stats", key="tk_made-up-" + "0" * 30, sign=False)
             assert r.status == 401, r
         # The sweep and the key refresh also count (a few a second); 200 lookups would not fit.
-        assert await statements() - before < 50
+        assert await _commits(raw) - before < 50
         secret, _ = await raw.new_key("late")  # a key made afterwards works at once
         assert (await raw.request("GET", "/stats", key=secret)).status == 200
+
+
+async def _commits(raw: RawBus) -> float:
+    """The bus's database transactions so far (``intent_bus_commits_total``)."""
+    _, _, body = await raw.raw(
+        "GET", "/metrics", key=None, headers={"X-Admin-Token": raw.admin_secret}
+    )
+    [line] = [x for x in body.decode().splitlines() if x.startswith("intent_bus_commits_total")]
+    return float(line.split()[-1])
+
+
+@ON_POSTGRES
+async def test_claims_and_fulfils_arriving_together_share_statements_and_stay_exact(
+    start: StartBus,
+) -> None:
+    bus = start()
+    async with RawBus(bus.url, admin_secret=bus.admin_secret) as raw:
+        tenant, _ = await raw.new_key("grouped")
+        published = [
+            await raw.publish(tenant, {"goal": "g", "payload": {"n": i}}) for i in range(40)
+        ]
+        before = await _commits(raw)
+        # 30 single claims and 6 batch claims of up to 3 at once: 48 asked for, 40 there.
+        singles = [raw.claim(tenant, goal="g") for _ in range(30)]
+        batches = [
+            raw.request("POST", "/claim", key=tenant, params={"goal": "g", "max": 3})
+            for _ in range(6)
+        ]
+        got = await asyncio.gather(*singles, *batches)
+        held: list[dict[str, Any]] = [c for c in got[:30] if c is not None]
+        for reply in got[30:]:
+            assert isinstance(reply, Reply)
+            if reply.status == 200:
+                assert 1 <= len(reply.body["intents"]) <= 3
+                held.extend(reply.body["intents"])
+            else:
+                assert reply.status == 204, reply
+        assert sorted(c["id"] for c in held) == sorted(published)  # each once, none missing
+        # Every other fulfil carries a wrong token: only the right ones hold the lease.
+        fulfils = await asyncio.gather(
+            *(
+                raw.fulfill(
+                    tenant, c["id"], {"claim_token": c["claim_token"] if n % 2 else "0" * 32}
+                )
+                for n, c in enumerate(held)
+            )
+        )
+        assert [r.status for r in fulfils] == [200 if n % 2 else 404 for n in range(len(held))]
+        # 36 claims and 40 fulfils, each with its nonce, are 152 transactions one by one
+        # (and 2 for /metrics); requests that arrive together share them (about 90 here).
+        assert await _commits(raw) - before < 130
+        states = [(await raw.status(tenant, c["id"])).body["status"] for c in held]
+        assert states == ["fulfilled" if n % 2 else "claimed" for n in range(len(held))]
 
 
 @ON_POSTGRES

@@ -24,7 +24,9 @@ be replayed, or let a key run a moment past its rate. Each replica opens up to
 ``pool_size`` connections in each pool, and one more to listen.
 
 Each operation is one statement where it can be, so one round trip: a publish inserts and
-notifies in one statement, a claim selects and updates in one.
+notifies in one statement, a claim selects and updates in one. Under load, requests of one
+kind that arrive together share a statement (:mod:`.groups`): nonces, claims asking the same
+(one ``LIMIT n`` claim dealt out in claim order), and fulfils (one durable commit).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import asyncpg
@@ -54,7 +57,8 @@ from ..quotas import KeyUsage, check_publish, kv_full, too_many_parked
 from ..records import ApiKey, Caller, Intent, Status, TerminalRow
 from ..settings import BusSettings, redacted
 from ..store import INTENT_FIELDS, TERMINAL_FIELDS, intent_from_row
-from .nonces import NonceLedger
+from .groups import Grouped
+from .nonces import INSERT_NONCES, distinct, first_uses
 from .schema import migrate
 from .wakeups import CHANNEL, Waiter, Wakeups, notification, parse_notification
 
@@ -71,13 +75,29 @@ _COLUMNS: Final = ", ".join(INTENT_FIELDS)
 _TERMINAL: Final = ", ".join(TERMINAL_FIELDS)
 _LIVE: Final = "('open', 'claimed')"
 
+
 #: A lease belongs to the caller: by its claim token, or (v1.1 clients, no token) by the key.
 #: Tokens are compared as digests, so how long the comparison takes says nothing about
 #: how much of a guessed token was right.
-_LEASED: Final = (
-    "id = $1 AND status = 'claimed' AND CASE WHEN $2::text IS NULL THEN claimer = $3"
-    " ELSE md5(claim_token) = md5($2) END"
-)
+def _leased(intent_id: str, token: str, caller: str, *, row: str = "") -> str:
+    """The condition that ``row`` (an alias and a dot, or nothing) is the intent
+    ``intent_id`` leased to ``caller`` under ``token`` (SQL expressions)."""
+    return (
+        f"{row}id = {intent_id} AND {row}status = 'claimed' AND CASE WHEN {token} IS NULL"
+        f" THEN {row}claimer = {caller} ELSE md5({row}claim_token) = md5({token}) END"
+    )
+
+
+_LEASED: Final = _leased("$1", "$2::text", "$3")
+
+
+def _reopened(now: str) -> str:
+    """The assignments that make a claimed intent claimable again, as if never claimed."""
+    return (
+        "status = 'open', attempts = greatest(0, attempts - 1), claim_token = NULL,"
+        f" lease_until = NULL, claimer = NULL, worker_id = NULL, updated_at = {now}"
+    )
+
 
 _NOT_LEASED: Final = (
     "Intent not found, not claimed by you, or the claim token is stale "
@@ -99,6 +119,30 @@ USAGE_REFRESH_SECONDS = 1.0
 MAX_UNKNOWN_KEYS = 10_000
 #: Most leases one sweep ends (the next sweep takes the rest).
 SWEEP_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimAsk:
+    """What a claim statement looks for: everything but how many. Claims asking the same
+    share one statement."""
+
+    namespace: str
+    goal: str | None
+    #: Whose private intents are visible.
+    own: str
+    publisher: str | None
+    worker_id: str | None
+    capabilities: tuple[str, ...]
+    caller: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fulfil:
+    caller: str
+    intent_id: str
+    token: str | None
+    result: bytes | None
+    result_type: str | None
 
 
 def _db_error(exc: BaseException) -> DurabilityError:
@@ -129,7 +173,11 @@ class SharedBackend:
         self._keys = keys
         self._rng = rng or random.Random()  # backoff jitter only
         self._wakeups = Wakeups()
-        self._nonces = NonceLedger(self._record_nonces)
+        self._nonces: Grouped[tuple[str, str, float], bool] = Grouped(self._record_nonces)
+        self._claims: Grouped[tuple[_ClaimAsk, int], list[Intent]] = Grouped(
+            self._claim_groups, orphaned=self._reopen
+        )
+        self._fulfils: Grouped[_Fulfil, bool] = Grouped(self._fulfil_group)
         #: Hashes of presented keys the database did not know at the last key reload.
         self._unknown: set[str] = set()
         #: key id -> (when counted, what it holds): see _check_quotas.
@@ -164,7 +212,8 @@ class SharedBackend:
     async def close(self) -> None:
         self._stopping = True
         self._wakeups.release_all()
-        await self._nonces.aclose()
+        for grouped in (self._nonces, self._claims, self._fulfils):
+            await grouped.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -223,19 +272,15 @@ class SharedBackend:
 
     async def remember_nonce(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
         expires = timestamp + self._settings.auth.signature_window_seconds
-        return await self._nonces.remember(key_id, nonce, expires_at=expires)
+        return await self._nonces.submit((key_id, nonce, expires))
 
-    async def _record_nonces(self, rows: Sequence[tuple[str, str, float]]) -> set[tuple[str, str]]:
+    async def _record_nonces(self, rows: Sequence[tuple[str, str, float]]) -> list[bool]:
+        once = distinct(rows)
         async with self._conn(relaxed=True) as conn:
             added = await conn.fetch(
-                "INSERT INTO nonces (key_id, nonce, expires_at)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])"
-                " ON CONFLICT DO NOTHING RETURNING key_id, nonce",
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
+                INSERT_NONCES, [r[0] for r in once], [r[1] for r in once], [r[2] for r in once]
             )
-        return {(r["key_id"], r["nonce"]) for r in added}
+        return first_uses(rows, {(r["key_id"], r["nonce"]) for r in added})
 
     async def rate_limit(self, key_id: str, *, now: float) -> int | None:
         limits = self._settings.limits
@@ -456,12 +501,48 @@ class SharedBackend:
             self._wakeups.remove(waiter)
 
     async def _claim_now(self, flt: ClaimFilter, *, admin: bool, limit: int) -> list[Intent]:
+        ask = _ClaimAsk(
+            namespace=flt.namespace,
+            goal=flt.goal,
+            own=flt.publisher if (admin and flt.publisher is not None) else flt.caller,
+            publisher=flt.publisher,
+            worker_id=flt.worker_id,
+            capabilities=tuple(sorted(flt.capabilities)),
+            caller=flt.caller,
+        )
+        return await self._claims.submit((ask, limit))
+
+    async def _claim_groups(
+        self, wanted: Sequence[tuple[_ClaimAsk, int]]
+    ) -> list[list[Intent] | Exception]:
+        """Claims that arrived together: one statement per distinct ask (run side by side),
+        its intents dealt out in claim order, each claim its own number."""
+        slots: dict[_ClaimAsk, list[int]] = {}
+        for n, (ask, _) in enumerate(wanted):
+            slots.setdefault(ask, []).append(n)
+        found = await asyncio.gather(
+            *(self._claim_rows(ask, sum(wanted[n][1] for n in ns)) for ask, ns in slots.items()),
+            return_exceptions=True,
+        )
+        answers: list[list[Intent] | Exception] = [[] for _ in wanted]
+        for ns, got in zip(slots.values(), found, strict=True):
+            if isinstance(got, BaseException) and not isinstance(got, Exception):
+                raise got
+            start = 0
+            for n in ns:
+                if isinstance(got, Exception):
+                    answers[n] = got
+                    continue
+                answers[n] = got[start : start + wanted[n][1]]
+                start += wanted[n][1]
+        return answers
+
+    async def _claim_rows(self, ask: _ClaimAsk, limit: int) -> list[Intent]:
         now = self._clock()
-        own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
         lease = self._settings.queue.claim_timeout_seconds
         # Two statements, not "($2 IS NULL OR goal = $2)": a prepared statement's generic
         # plan could then not use the goal to find the first ready intent in the index.
-        goal = "goal = $2" if flt.goal is not None else "$2::text IS NULL"
+        goal = "goal = $2" if ask.goal is not None else "$2::text IS NULL"
         async with self._conn(relaxed=True) as conn:
             rows = await conn.fetch(
                 "UPDATE intents AS i SET status = 'claimed', attempts = i.attempts + 1,"
@@ -476,20 +557,37 @@ class SharedBackend:
                 "  ORDER BY priority DESC, run_at, attempts, seq"
                 "  LIMIT $8 FOR UPDATE SKIP LOCKED) AS picked"
                 f" WHERE i.id = picked.id RETURNING {', '.join('i.' + c for c in INTENT_FIELDS)}",
-                flt.namespace,
-                flt.goal,
+                ask.namespace,
+                ask.goal,
                 now,
-                own,
-                flt.publisher,
-                flt.worker_id,
-                list(flt.capabilities),
+                ask.own,
+                ask.publisher,
+                ask.worker_id,
+                list(ask.capabilities),
                 limit,
                 float(lease),
-                flt.caller,
+                ask.caller,
             )
         intents = sorted((intent_from_row(r) for r in rows), key=Intent.sort_key)
         self.claims_served += len(intents)
         return intents
+
+    async def _reopen(self, intents: list[Intent]) -> None:
+        """Give back intents claimed for a request that went away before its answer."""
+        if not intents:
+            return
+        self.claims_served -= len(intents)
+        async with self._conn(relaxed=True) as conn:
+            await conn.execute(
+                f"WITH changed AS (UPDATE intents SET {_reopened('$3')} WHERE id = ANY($1)"
+                " AND status = 'claimed' AND claim_token = ANY($2)"
+                " RETURNING namespace, goal)"
+                " SELECT pg_notify($4, namespace || '/' || goal) FROM changed",
+                [i.id for i in intents],
+                [i.claim_token for i in intents],
+                self._clock(),
+                CHANNEL,
+            )
 
     async def interrupt_claims(self, caller: Caller, session: str) -> int:
         return self._wakeups.interrupt(caller.key_id, session)
@@ -535,17 +633,48 @@ class SharedBackend:
         result: bytes | None,
         result_type: str | None,
     ) -> None:
-        now = self._clock()
-        await self._leased_update(
-            caller,
-            intent_id,
-            token,
-            "status = 'fulfilled', updated_at = $4, last_error = NULL, claim_token = NULL,"
-            " lease_until = NULL, result = $5, result_type = $6, completed_at = $4",
-            now,
-            result,
-            result_type,
+        done = await self._fulfils.submit(
+            _Fulfil(caller.key_id, intent_id, token, result, result_type)
         )
+        if not done:
+            raise ApiError(404, "not_found", _NOT_LEASED)
+
+    async def _fulfil_group(self, asks: Sequence[_Fulfil]) -> list[bool | Exception]:
+        """Fulfils that arrived together, in one durable statement (one commit, one flush):
+        for each, whether the caller held the lease. Of two fulfils of one intent in a group
+        at most one holds it."""
+        now = self._clock()
+        req = "req."
+        async with self._conn() as conn:
+            rows = await self._once_more_after_deadlock(
+                conn,
+                "UPDATE intents AS i SET status = 'fulfilled', updated_at = $6,"
+                " last_error = NULL, claim_token = NULL, lease_until = NULL,"
+                " result = req.result, result_type = req.result_type, completed_at = $6"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])"
+                "  WITH ORDINALITY AS req(id, token, caller, result, result_type, n)"
+                f" WHERE {_leased(req + 'id', req + 'token', req + 'caller', row='i.')}"
+                " RETURNING req.n",
+                [a.intent_id for a in asks],
+                [a.token for a in asks],
+                [a.caller for a in asks],
+                [a.result for a in asks],
+                [a.result_type for a in asks],
+                now,
+            )
+        held = {r["n"] for r in rows}
+        return [n in held for n in range(1, len(asks) + 1)]
+
+    @staticmethod
+    async def _once_more_after_deadlock(conn: Conn, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Fetch; again if the database broke a deadlock by failing it. Two replicas' groups
+        that both hold the same two intents (duplicate fulfils, crossing) can lock them in
+        opposite orders; the database fails one after ``deadlock_timeout``."""
+        try:
+            return await conn.fetch(sql, *args)
+        except asyncpg.DeadlockDetectedError:
+            log.warning("a grouped statement met another replica's in a deadlock; retrying")
+            return await conn.fetch(sql, *args)
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
@@ -571,14 +700,7 @@ class SharedBackend:
         return Status(row["status"])
 
     async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
-        await self._leased_update(
-            caller,
-            intent_id,
-            token,
-            "status = 'open', attempts = greatest(0, attempts - 1), claim_token = NULL,"
-            " lease_until = NULL, claimer = NULL, worker_id = NULL, updated_at = $4",
-            self._clock(),
-        )
+        await self._leased_update(caller, intent_id, token, _reopened("$4"), self._clock())
 
     # -- reads ------------------------------------------------------------
     async def lookup(self, intent_id: str) -> Intent | TerminalRow | None:

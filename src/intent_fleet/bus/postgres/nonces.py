@@ -1,79 +1,43 @@
-"""Nonces of signed requests, recorded in the shared database in groups.
+"""Nonces of signed requests, recorded where every replica sees them.
 
-Every signed request must record its nonce where every replica can see it, before the request
-is served; one statement per request would make that the dearest part of a claim. Requests
-arriving while a write is in flight wait for the next one, which records all of them in one
-statement (as SQLite's group commit shares an fsync): one round trip per request when the
-bus is quiet, a fraction of one under load.
+Every signed request must record its nonce before it is served, so a request replayed to
+any replica is refused. The backend records them in groups (:mod:`.groups`): one statement
+carries the nonces of every request that arrived while the previous one was in flight.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from typing import Final
 
-__all__ = ["NonceLedger", "Write"]
+__all__ = ["INSERT_NONCES", "distinct", "first_uses"]
 
-#: Records (key id, nonce, expires at) rows; returns the (key id, nonce) pairs that were new.
-Write = Callable[[Sequence[tuple[str, str, float]]], Awaitable[set[tuple[str, str]]]]
+#: Parameters: key ids, nonces, expiry times (arrays, one element per distinct nonce);
+#: answers the rows that were new.
+INSERT_NONCES: Final = (
+    "INSERT INTO nonces (key_id, nonce, expires_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])"
+    " ON CONFLICT DO NOTHING RETURNING key_id, nonce"
+)
 
-_Waiting = tuple[str, str, float, "asyncio.Future[bool]"]
+Row = tuple[str, str, float]
 
 
-class NonceLedger:
-    """:meth:`remember` is True for a nonce no request of that key used before."""
+def distinct(rows: Sequence[Row]) -> list[Row]:
+    """The rows to insert: each (key id, nonce) once (a statement may not insert a row
+    twice), with the first request's expiry."""
+    seen: dict[tuple[str, str], float] = {}
+    for key_id, nonce, expires_at in rows:
+        seen.setdefault((key_id, nonce), expires_at)
+    return [(k, n, e) for (k, n), e in seen.items()]
 
-    def __init__(self, write: Write) -> None:
-        self._write = write
-        self._waiting: list[_Waiting] = []
-        self._writer: asyncio.Task[None] | None = None
-        #: Statements sent, for tests: fewer than the nonces remembered under load.
-        self.writes = 0
 
-    async def remember(self, key_id: str, nonce: str, *, expires_at: float) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key_id, nonce, expires_at, future))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_all())
-        return await future
-
-    async def aclose(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-
-    async def _write_all(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                await self._write_group(group)
-        finally:
-            self._writer = None
-            for *_, future in self._waiting:
-                future.cancel()
-            self._waiting = []
-
-    async def _write_group(self, group: list[_Waiting]) -> None:
-        rows: dict[tuple[str, str], float] = {}
-        for key_id, nonce, expires_at, _ in group:
-            rows.setdefault((key_id, nonce), expires_at)
-        try:
-            self.writes += 1
-            added = await self._write([(k, n, e) for (k, n), e in rows.items()])
-        except asyncio.CancelledError:
-            for *_, future in group:
-                future.cancel()
-            raise
-        except Exception as failed:  # each request of the group fails with the cause
-            for *_, future in group:
-                if not future.done():
-                    future.set_exception(failed)
-            return
-        for key_id, nonce, _, future in group:
-            # The same nonce twice in one group: the first is new, the second a replay.
-            new = (key_id, nonce) in added
-            added.discard((key_id, nonce))
-            if not future.done():
-                future.set_result(new)
+def first_uses(rows: Sequence[Row], added: set[tuple[str, str]]) -> list[bool]:
+    """For each request, in order: whether its nonce is new. The same nonce twice in one
+    group is new the first time only."""
+    fresh = set(added)
+    answers = []
+    for key_id, nonce, _ in rows:
+        answers.append((key_id, nonce) in fresh)
+        fresh.discard((key_id, nonce))
+    return answers
