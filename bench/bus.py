@@ -337,7 +337,8 @@ def main() -> int:
                 assert bindir is not None, "PostgreSQL is not installed: run `make setup`"
                 server = PostgresServer.create(bindir)
             for replicas in (1, 2) if (url or server) else ():
-                # Each setup on its own database (of the one server), so none sees another's rows.
+                # With --postgres each setup has its own database; with --db they share it
+                # (each run uses its own key and goals).
                 db = server.new_database() if server is not None else url
                 name = f"PostgreSQL x{replicas}"
                 setups.append(start_setup(name, tmp, db=db, replicas=replicas))

@@ -43,7 +43,8 @@ class StartupError(BusError):
 
 
 class DurabilityError(BusError):
-    """A request's write did not reach the disk; that request fails, nothing else does.
+    """A request's write did not reach the disk; that request fails (with the requests that
+    shared its statement or commit, which failed alike), nothing else does.
 
     ``cause`` is "io" (the database or the disk failed), "rejected" (the database refused
     this request's write) or "full" (:class:`StorageFullError`).

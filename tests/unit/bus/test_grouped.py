@@ -122,3 +122,53 @@ def test_a_nonce_used_twice_in_one_group_is_new_the_first_time_only() -> None:
     # The database added both "same" rows and knew "old" already.
     added = {("k", "same"), ("other-key", "same")}
     assert first_uses(rows, added) == [True, False, True, False]
+
+
+async def test_closing_fails_waiting_requests_and_refuses_new_ones() -> None:
+    table = FakeTable()
+    table.gate.clear()
+    grouped: Grouped[int, int] = Grouped(
+        table.run, closed=lambda: DurabilityError("the bus is stopping")
+    )
+    in_flight = asyncio.create_task(grouped.submit(1))
+    await asyncio.sleep(0.01)
+    queued = asyncio.create_task(grouped.submit(2))
+    await asyncio.sleep(0.01)
+    await grouped.aclose()
+    for request in (in_flight, queued):
+        with pytest.raises(DurabilityError, match="stopping"):
+            await request
+    with pytest.raises(DurabilityError, match="stopping"):
+        await grouped.submit(3)
+
+
+async def test_closing_before_the_writer_ever_ran_fails_its_requests() -> None:
+    grouped: Grouped[int, int] = Grouped(
+        FakeTable().run, closed=lambda: DurabilityError("the bus is stopping")
+    )
+    waiting = asyncio.create_task(grouped.submit(1))
+    await asyncio.sleep(0)  # submitted; the writer task made, not yet started
+    await grouped.aclose()
+    with pytest.raises(DurabilityError):
+        await waiting
+
+
+async def test_an_answer_whose_request_goes_away_before_resuming_is_undone() -> None:
+    undone: list[int] = []
+
+    async def undo(answer: int) -> None:
+        undone.append(answer)
+
+    grouped: Grouped[int, int] = Grouped(FakeTable().run, orphaned=undo)
+    request = asyncio.create_task(grouped.submit(4))
+    while grouped.groups == 0 or not _answered(grouped):
+        await asyncio.sleep(0)
+    request.cancel()  # the answer is set; the request has not resumed to take it
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    await grouped.aclose()
+    assert undone == [8]
+
+
+def _answered(grouped: Grouped[int, int]) -> bool:
+    return grouped._writer is None  # the group ran and its answers are set

@@ -145,6 +145,10 @@ class _Fulfil:
     result_type: str | None
 
 
+def _stopping() -> DurabilityError:
+    return DurabilityError("the bus is stopping", cause="io")
+
+
 def _db_error(exc: BaseException) -> DurabilityError:
     if isinstance(exc, asyncpg.PostgresError) and not isinstance(
         exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError
@@ -173,11 +177,13 @@ class SharedBackend:
         self._keys = keys
         self._rng = rng or random.Random()  # backoff jitter only
         self._wakeups = Wakeups()
-        self._nonces: Grouped[tuple[str, str, float], bool] = Grouped(self._record_nonces)
-        self._claims: Grouped[tuple[_ClaimAsk, int], list[Intent]] = Grouped(
-            self._claim_groups, orphaned=self._reopen
+        self._nonces: Grouped[tuple[str, str, float], bool] = Grouped(
+            self._record_nonces, closed=_stopping
         )
-        self._fulfils: Grouped[_Fulfil, bool] = Grouped(self._fulfil_group)
+        self._claims: Grouped[tuple[_ClaimAsk, int], list[Intent]] = Grouped(
+            self._claim_groups, orphaned=self._reopen, closed=_stopping
+        )
+        self._fulfils: Grouped[_Fulfil, bool] = Grouped(self._fulfil_group, closed=_stopping)
         #: Hashes of presented keys the database did not know at the last key reload.
         self._unknown: set[str] = set()
         #: key id -> (when counted, what it holds): see _check_quotas.
@@ -645,6 +651,9 @@ class SharedBackend:
         at most one holds it."""
         now = self._clock()
         req = "req."
+        # In id order, so two replicas' groups lock shared rows in the same order.
+        order = sorted(range(len(asks)), key=lambda n: asks[n].intent_id)
+        asks = [asks[n] for n in order]
         async with self._conn() as conn:
             rows = await self._once_more_after_deadlock(
                 conn,
@@ -662,8 +671,8 @@ class SharedBackend:
                 [a.result_type for a in asks],
                 now,
             )
-        held = {r["n"] for r in rows}
-        return [n in held for n in range(1, len(asks) + 1)]
+        held = {order[r["n"] - 1] for r in rows}
+        return [n in held for n in range(len(asks))]
 
     @staticmethod
     async def _once_more_after_deadlock(conn: Conn, sql: str, *args: Any) -> list[asyncpg.Record]:

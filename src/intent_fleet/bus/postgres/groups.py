@@ -38,40 +38,66 @@ class Grouped(Generic[In, Out]):
         run: Run[In, Out],
         *,
         orphaned: Callable[[Out], Awaitable[None]] | None = None,
+        closed: Callable[[], Exception] = lambda: RuntimeError("closed"),
     ) -> None:
-        """``orphaned`` is handed an answer whose request went away while its group was in
-        flight (a claimed intent nobody will receive, say), to undo what it can."""
+        """``orphaned`` is handed an answer whose request went away before it received it
+        (a claimed intent nobody will get, say), to undo what it can; ``closed`` is the
+        error of requests still waiting when :meth:`aclose` is called, and of any after."""
         self._run = run
         self._orphaned = orphaned
+        self._closed = closed
+        self._stopped = False
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
+        self._current: list[tuple[In, asyncio.Future[Out]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._undoing: set[asyncio.Task[None]] = set()
         #: Groups sent, for tests and figures: fewer than the items under load.
         self.groups = 0
 
     async def submit(self, item: In) -> Out:
+        if self._stopped:
+            raise self._closed()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._waiting.append((item, future))
         if self._writer is None:
             self._writer = loop.create_task(self._run_all())
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Answered, but the request went away before it resumed: undo it all the same.
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._undo_later(future.result())
+            raise
 
     async def aclose(self) -> None:
+        self._stopped = True
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        # A writer cancelled before its first step never ran its own clean-up.
+        self._writer = None
+        self._fail_unanswered()
+        for task in list(self._undoing):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _fail_unanswered(self) -> None:
+        for _, future in [*self._current, *self._waiting]:
+            if not future.done():
+                future.set_exception(self._closed())
+        self._current, self._waiting = [], []
 
     async def _run_all(self) -> None:
         try:
             while self._waiting:
-                group, self._waiting = self._waiting, []
-                await self._run_group(group)
+                self._current, self._waiting = self._waiting, []
+                await self._run_group(self._current)
+                self._current = []
         finally:
             self._writer = None
-            for _, future in self._waiting:
-                future.cancel()
-            self._waiting = []
+            self._fail_unanswered()
 
     async def _run_group(self, group: list[tuple[In, asyncio.Future[Out]]]) -> None:
         # Requests that went away before their turn are not sent at all.
@@ -84,14 +110,13 @@ class Grouped(Generic[In, Out]):
             if len(answers) != len(group):
                 raise RuntimeError(f"a group of {len(group)} got {len(answers)} answers")
         except asyncio.CancelledError:
-            for _, future in group:
-                future.cancel()
             raise
         except Exception as failed:  # each request of the group fails with the cause
             for _, future in group:
                 if not future.done():
                     future.set_exception(failed)
             return
+        orphans: list[Out] = []
         for (_, future), answer in zip(group, answers, strict=True):
             if not future.done():
                 if isinstance(answer, Exception):
@@ -99,7 +124,15 @@ class Grouped(Generic[In, Out]):
                 else:
                     future.set_result(answer)
             elif not isinstance(answer, Exception):
-                await self._undo(answer)
+                orphans.append(answer)
+        # Only once every request has its answer, so none waits for an undo.
+        for answer in orphans:
+            await self._undo(answer)
+
+    def _undo_later(self, answer: Out) -> None:
+        task = asyncio.get_running_loop().create_task(self._undo(answer))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
 
     async def _undo(self, answer: Out) -> None:
         if self._orphaned is None:
