@@ -20,7 +20,7 @@ BIN    := $(VENV)/bin
 CACHE  ?= $(or $(INTENT_FLEET_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/intent-fleet)
 export INTENT_FLEET_CACHE := $(CACHE)
 
-.PHONY: setup demo test lint unit integration bench bench-deps db-deps clean images cluster-demo cluster-deps cluster-build cluster-images cluster-up cluster-down
+.PHONY: setup demo test lint unit integration bench bench-deps db-deps browser-deps clean images cluster-demo cluster-deps cluster-build cluster-images cluster-up cluster-down
 
 setup: $(VENV)/.installed
 
@@ -40,18 +40,19 @@ lint: setup
 	$(BIN)/lint-imports
 
 # The e2e tests bring the cluster up themselves; its binaries and images are prepared here.
-test: lint cluster-build cluster-images bench-deps db-deps
+test: lint cluster-build cluster-images bench-deps db-deps browser-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-integration: setup db-deps
+integration: setup db-deps browser-deps
 	$(BIN)/pytest -q tests/integration
 
-bench: setup bench-deps db-deps cluster-build cluster-images
+bench: setup bench-deps db-deps browser-deps cluster-build cluster-images
 	$(BIN)/python bench/bus.py --postgres
 	$(BIN)/python bench/bus_instructions.py
+	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/sidecar.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/parsing.py
@@ -71,6 +72,12 @@ db-deps:
 		mkdir -p /etc/postgresql-common/createcluster.d && \
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/intent-fleet.conf && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# The dashboard is tested in Debian's headless Chromium, driven by Playwright (a dev
+# dependency) pointed at it: no browser is downloaded.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 PROFILE ?= control-plane
 # What the node profile needs from Debian: the runtime, the CNI plugins, the image tools, and

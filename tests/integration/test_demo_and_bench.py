@@ -39,6 +39,9 @@ def test_demo_runs_intents_through_the_example_handler(tmp_path: Path) -> None:
     assert "dead after 3 attempts (handler failed (500): this one always fails)" in out
     assert "ready 0, delayed 0, claimed 0, dead 1" in out
     assert (tmp_path / "intent-bus.db").exists()
+    # Where to look while it runs, and how to log in; never the secret itself.
+    assert f"/admin/dashboard  (password: the admin secret in {tmp_path / 'admin-secret'})" in out
+    assert (tmp_path / "admin-secret").read_text().strip() not in out
     # The handler answered "busy" once for some intents; none of them was failed for it.
     assert "handler busy answers" in out
 
@@ -143,3 +146,11 @@ def test_operator_benchmark_prints_figures() -> None:
     assert isinstance(latency, dict) and latency, report
     medians = report["medians"]
     assert isinstance(medians, dict) and medians, report
+
+
+def test_dashboard_benchmark_prints_page_weight_overview_and_first_render() -> None:
+    medians = _bench("dashboard.py")["medians"]
+    assert isinstance(medians, dict)
+    assert 1000 < medians["page_bytes"] < 150_000
+    for key in ("overview_p50_ms", "first_render_p50_ms", "first_render_max_ms"):
+        assert medians[key] > 0, key

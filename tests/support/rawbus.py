@@ -182,6 +182,22 @@ class RawBus:
         doc: dict[str, Any] = r.body
         return doc
 
+    async def dead_letter(
+        self, key: str, goal: str, payload: Any, *, error: str = "handler exploded"
+    ) -> str:
+        """Publish with one attempt, claim it and fail it: a dead letter; its id."""
+        intent_id = await self.publish(key, {"goal": goal, "payload": payload, "max_attempts": 1})
+        claimed = await self.claim(key, goal=goal)
+        assert claimed is not None and claimed["id"] == intent_id, claimed
+        failed = await self.request(
+            "POST",
+            f"/fail/{intent_id}",
+            key=key,
+            doc={"error": error, "claim_token": claimed["claim_token"]},
+        )
+        assert failed.status == 200 and failed.body["status"] == "dead", failed
+        return intent_id
+
     async def fulfill(self, key: str, intent_id: str, doc: dict[str, Any] | None = None) -> Reply:
         return await self.request("POST", f"/fulfill/{intent_id}", key=key, doc=doc or {})
 

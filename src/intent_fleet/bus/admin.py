@@ -90,6 +90,16 @@ async def get_intent(request: web.Request) -> web.Response:
     intent = await ctx.backend.intent(intent_id)
     if intent is None:
         raise ApiError(404, "not_found", "Intent not found.")
+    finished = await ctx.backend.lookup(intent_id) if intent.status.terminal else None
+    outcome: dict[str, Any] = {}
+    if isinstance(finished, TerminalRow) and finished.result is not None:
+        outcome = {
+            "result_type": finished.result_type or "json",
+            "result": finished.result.decode()
+            if finished.result_type == "text"
+            else orjson.Fragment(finished.result),
+            "completed_at": finished.completed_at,
+        }
     return json_response(
         200,
         {
@@ -113,6 +123,7 @@ async def get_intent(request: web.Request) -> web.Response:
             "updated_at": intent.updated_at,
             "run_at": intent.run_at,
             "claim_expires_at": intent.lease_until,
+            **outcome,
         },
     )
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .admin import add_admin_routes
 from .context import CONTEXT_KEY, PROTOCOL_VERSION, BusContext, error_response
+from .dashboard.routes import add_dashboard_routes
 from .errors import ApiError, DurabilityError, StorageFullError
 from .metrics import metrics
 from .routes import add_routes
@@ -56,6 +57,7 @@ def build_app(ctx: BusContext) -> web.Application:
     else:
         add_routes(app)
     add_admin_routes(app)
+    add_dashboard_routes(app)
     app.router.add_get("/metrics", metrics)
     return app
 

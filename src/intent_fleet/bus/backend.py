@@ -22,7 +22,7 @@ from intent_fleet.protocol import GoalStats
 from .claim_index import ClaimFilter
 from .records import ApiKey, Caller, Intent, Status, TerminalRow, Visibility
 
-__all__ = ["Backend", "Figures", "PublishOutcome", "PublishRequest"]
+__all__ = ["Backend", "Ended", "Figures", "PublishOutcome", "PublishRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,15 @@ class PublishRequest:
     backoff_base: float
     target_worker: str | None
     required_capability: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What a fulfil or a fail did: the intent's goal, and the status it has now."""
+
+    namespace: str
+    goal: str
+    status: Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,8 @@ class Figures:
     storage_health: str = "ok"
     unwritten_intents: int = 0
     kv_entries: int = 0
+    #: Intents claimed now, by worker id (``key <key id>`` for a claim without one).
+    held_by_worker: Mapping[str, int] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -123,11 +134,11 @@ class Backend(Protocol):
         *,
         result: bytes | None,
         result_type: str | None,
-    ) -> None: ...
+    ) -> Ended: ...
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
-    ) -> Status: ...
+    ) -> Ended: ...
 
     async def release(self, caller: Caller, intent_id: str, token: str | None) -> None: ...
 

@@ -16,6 +16,9 @@ from intent_fleet import __version__
 
 from .auth import SignatureChecker, is_utf8, replay_refused
 from .backend import Backend
+from .dashboard.activity import GoalActivity, WorkersSeen
+from .dashboard.sessions import COOKIE, CSRF_HEADER, LoginBrake, SessionKeys
+from .dashboard.throughput import Throughput
 from .errors import ApiError
 from .records import Caller
 from .settings import BusSettings
@@ -32,6 +35,9 @@ _BASE_HEADERS = {
 }
 
 CONTEXT_KEY: web.AppKey[BusContext] = web.AppKey("bus_context")
+
+#: How long a dashboard login lasts.
+DASHBOARD_SESSION_SECONDS = 12 * 3600
 
 
 def json_response(
@@ -68,6 +74,20 @@ class BusContext:
     started_at: float = field(default_factory=time.time)
     #: (route, status) -> answers, for /metrics.
     responses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    #: The dashboard's chart, sampled from ``responses`` once a second.
+    throughput: Throughput = field(default_factory=Throughput)
+    goal_activity: GoalActivity = field(init=False)
+    workers_seen: WorkersSeen = field(init=False)
+    session_keys: SessionKeys = field(init=False)
+    login_brake: LoginBrake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.session_keys = SessionKeys(
+            self.settings.auth.admin_secret, lifetime_seconds=DASHBOARD_SESSION_SECONDS
+        )
+        self.login_brake = LoginBrake(clock=self.clock)
+        self.goal_activity = GoalActivity(self.clock)
+        self.workers_seen = WorkersSeen(self.clock)
 
     async def authenticate(self, request: web.Request, body: bytes) -> Caller:
         """API key, then signature, then rate limit: the protocol's order of checks."""
@@ -107,7 +127,20 @@ class BusContext:
         return is_utf8(presented) and hmac.compare_digest(presented.encode(), secret.encode())
 
     def require_admin(self, request: web.Request) -> None:
+        """The admin token, or a dashboard session with its CSRF token."""
         token = request.headers.get("X-Admin-Token")
+        if token is None and COOKIE in request.cookies:
+            session = self.session_keys.check(request.cookies[COOKIE], self.clock())
+            if session is not None:
+                if hmac.compare_digest(
+                    request.headers.get(CSRF_HEADER, "").encode(), session.csrf.encode()
+                ):
+                    return
+                raise ApiError(
+                    403,
+                    "csrf_failed",
+                    f"Dashboard requests need the session's {CSRF_HEADER} header.",
+                )
         if not token or not self.is_admin_token(token):
             raise ApiError(401, "unauthorized", "Admin routes need a valid X-Admin-Token header.")
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from intent_fleet.protocol import GoalStats
 
-from .backend import PublishOutcome, PublishRequest
+from .backend import Ended, PublishOutcome, PublishRequest
 from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
 from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
 from .errors import ApiError
@@ -598,7 +598,7 @@ class Engine:
         *,
         result: bytes | None,
         result_type: str | None,
-    ) -> None:
+    ) -> Ended:
         intent = self._leased(caller, intent_id, token)
         before = _Before.of(intent)
         now = self._clock()
@@ -610,10 +610,11 @@ class Engine:
         self._terminal_count(intent, Status.FULFILLED, +1)
         op = fulfill_op(intent, result=result, result_type=result_type, now=now)
         await self._transition(intent, before, op, forget=True)
+        return Ended(intent.namespace, intent.goal, Status.FULFILLED)
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
-    ) -> Status:
+    ) -> Ended:
         """Record a failure: retry after backoff, or dead past max_attempts (or when final)."""
         intent = self._leased(caller, intent_id, token)
         before = _Before.of(intent)
@@ -631,7 +632,7 @@ class Engine:
             self._make_open(intent, now)
         status = intent.status
         await self._transition(intent, before, update_state_op(intent), forget=True)
-        return status
+        return Ended(intent.namespace, intent.goal, status)
 
     def _backoff(self, intent: Intent) -> float:
         # base * 2^attempts plus up to 2 s of jitter, as the reference server does,
@@ -700,17 +701,22 @@ class Engine:
             raise ApiError(
                 409,
                 "conflict",
-                f"Intent is already {intent.status.value}; only live intents can be cancelled.",
+                f"Intent is already {intent.status.value}; only live or dead intents can be"
+                " cancelled.",
             )
         if intent is None:
-            row = self._store.read_terminal(intent_id)
+            row = self._store.read_intent(intent_id)
             if row is None:
                 raise _not_found()
-            raise ApiError(
-                409,
-                "conflict",
-                f"Intent is already {row.status}; only live intents can be cancelled.",
-            )
+            if row.status is not Status.DEAD:
+                raise ApiError(
+                    409,
+                    "conflict",
+                    f"Intent is already {row.status.value}; only live or dead intents can be"
+                    " cancelled.",
+                )
+            await self._cancel_dead(row)
+            return
         before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
@@ -721,6 +727,19 @@ class Engine:
         intent.last_error = "Cancelled by admin"
         self._terminal_count(intent, Status.CANCELLED, +1)
         await self._transition(intent, before, update_state_op(intent), forget=True)
+
+    async def _cancel_dead(self, intent: Intent) -> None:
+        """A dead letter discarded: kept as cancelled, out of the dead-letter list."""
+        intent.status = Status.CANCELLED
+        intent.updated_at = self._clock()
+        intent.last_error = "Cancelled by admin"
+
+        def recount() -> None:
+            # Terminal both before and after: the quota pair (add, then remove) is a no-op.
+            self._terminal_count(intent, Status.DEAD, -1)
+            self._terminal_count(intent, Status.CANCELLED, +1)
+
+        await asyncio.shield(self._commit([update_state_op(intent)], on_durable=recount))
 
     async def retry(self, intent_id: str) -> None:
         """Give a dead (or cancelled) intent a fresh set of attempts."""
@@ -850,6 +869,15 @@ class Engine:
 
     def status_counts(self, *, viewer: str | None = None) -> dict[tuple[str, str], int]:
         return status_counts(self._index, self._terminal, viewer=viewer)
+
+    def held_by_worker(self) -> dict[str, int]:
+        """Intents claimed now, by worker id (``key <key id>`` without one)."""
+        held: dict[str, int] = {}
+        for intent in self._intents.values():
+            if intent.status is Status.CLAIMED:
+                who = intent.worker_id or f"key {intent.claimer}"
+                held[who] = held.get(who, 0) + 1
+        return held
 
     def interrupt_claims(self, caller: Caller, session: str) -> int:
         """End the parked long-polls of one claimer session now (extension claim_interrupt)."""

@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from intent_fleet.protocol import GoalStats
 
 from .auth import KeyRing, NonceCache
-from .backend import Figures, PublishOutcome, PublishRequest
+from .backend import Ended, Figures, PublishOutcome, PublishRequest
 from .claim_index import ClaimFilter
 from .engine import Engine
 from .kv import KVStore
 from .quotas import kv_full
 from .ratelimit import RateLimiter
-from .records import ApiKey, Caller, Intent, Status, TerminalRow
+from .records import ApiKey, Caller, Intent, TerminalRow
 from .settings import BusSettings
 from .store import Store, insert_key_op, kv_purge_op, revoke_key_op
 
@@ -98,12 +98,14 @@ class LocalBackend:
         *,
         result: bytes | None,
         result_type: str | None,
-    ) -> None:
-        await self._engine.fulfill(caller, intent_id, token, result=result, result_type=result_type)
+    ) -> Ended:
+        return await self._engine.fulfill(
+            caller, intent_id, token, result=result, result_type=result_type
+        )
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
-    ) -> Status:
+    ) -> Ended:
         return await self._engine.fail(caller, intent_id, token, error, final=final)
 
     async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
@@ -149,6 +151,7 @@ class LocalBackend:
             storage_health=store.health,
             unwritten_intents=engine.dirty_count(),
             kv_entries=len(self._kv),
+            held_by_worker=engine.held_by_worker(),
         )
 
     # -- admin -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .context import (
 from .errors import ApiError
 from .records import Caller, Intent, TerminalRow
 
-__all__ = ["FEATURES", "add_routes"]
+__all__ = ["FEATURES", "add_routes", "stats_document"]
 
 #: Extensions this bus offers beyond the published protocol, listed in /health.
 FEATURES = (
@@ -93,6 +93,9 @@ async def claim(request: web.Request) -> web.Response:
     )
     limit = q.batch or 1
     intents = await ctx.backend.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
+    ctx.workers_seen.claimed(
+        q.worker_id, key_id=caller.key_id, capabilities=q.capabilities, count=len(intents)
+    )
     if not intents:
         retry_after = str(ctx.settings.queue.empty_claim_retry_after)
         return empty_response(204, headers={"Retry-After": retry_after})
@@ -143,9 +146,10 @@ async def fulfill(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     req = validation.fulfill_request(doc, limits=ctx.settings.limits)
     intent_id = validation.intent_id(request)
-    await ctx.backend.fulfill(
+    ended = await ctx.backend.fulfill(
         caller, intent_id, req.claim_token, result=req.result, result_type=req.result_type
     )
+    ctx.goal_activity.ended(ended)
     return json_response(200, {"id": intent_id, "ok": True})
 
 
@@ -153,8 +157,9 @@ async def fail(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, error = validation.fail_request(doc)
     intent_id = validation.intent_id(request)
-    status = await ctx.backend.fail(caller, intent_id, token, error)
-    return json_response(200, {"id": intent_id, "ok": True, "status": status.value})
+    ended = await ctx.backend.fail(caller, intent_id, token, error)
+    ctx.goal_activity.ended(ended)
+    return json_response(200, {"id": intent_id, "ok": True, "status": ended.status.value})
 
 
 async def release(request: web.Request) -> web.Response:
@@ -290,7 +295,7 @@ async def stats(request: web.Request) -> web.Response:
     if goal is not None and not found:
         # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.
         found = await ctx.backend.stats_of([(namespace or "default", goal)], viewer=viewer)
-    return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
+    return json_response(200, {"ts": ctx.clock(), "goals": [stats_document(s) for s in found]})
 
 
 async def stats_batch(request: web.Request) -> web.Response:
@@ -305,10 +310,11 @@ async def stats_batch(request: web.Request) -> web.Response:
     if wait:
         await ctx.backend.watch_backlog(pairs, viewer=viewer, wait=wait)
     found = await ctx.backend.stats_of(pairs, viewer=viewer)
-    return json_response(200, {"ts": ctx.clock(), "goals": [_stats_doc(s) for s in found]})
+    return json_response(200, {"ts": ctx.clock(), "goals": [stats_document(s) for s in found]})
 
 
-def _stats_doc(s: GoalStats) -> dict[str, Any]:
+def stats_document(s: GoalStats) -> dict[str, Any]:
+    """One goal's backlog as ``/stats`` answers it (and the dashboard shows it)."""
     return {
         "namespace": s.namespace,
         "goal": s.goal,

@@ -55,8 +55,10 @@ async def serve(
             on_ready(url)
         async with asyncio.TaskGroup() as tasks:
             sweeper = tasks.create_task(_sweep_forever(ctx))
+            sampler = tasks.create_task(_sample_throughput(ctx))
             await stop.wait()
             sweeper.cancel()
+            sampler.cancel()
     finally:
         ctx.backend.release_waiters()
         await runner.cleanup()
@@ -134,6 +136,13 @@ async def _sweep_forever(ctx: BusContext) -> None:
             log.exception("retention sweep failed; retrying next interval")
         else:
             log.info("retention sweep", extra=report)
+
+
+async def _sample_throughput(ctx: BusContext) -> None:
+    """The dashboard's chart: what was answered, each second."""
+    while True:
+        ctx.throughput.sample(ctx.clock(), ctx.responses)
+        await asyncio.sleep(1.0 - ctx.clock() % 1.0)
 
 
 def run(settings: BusSettings, *, on_ready: Callable[[str], None] | None = None) -> int:

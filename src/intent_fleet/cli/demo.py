@@ -99,6 +99,11 @@ async def _demo(args: argparse.Namespace, cmd: list[str], state: Path) -> int:
     drain, abort = asyncio.Event(), asyncio.Event()
     async with embedded_bus(state) as (bus_url, secret):
         print(f"bus      {bus_url}  (database {state / 'intent-bus.db'})", flush=True)
+        print(
+            f"dashboard {bus_url}/admin/dashboard  (password: the admin secret in"
+            f" {state / 'admin-secret'})",
+            flush=True,
+        )
         async with BusClient(settings=ClientSettings(base_url=bus_url), api_key=secret) as bus:
             api_url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             # A sidecar that fails cancels the demo at once instead of leaving it waiting.

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from intent_fleet.bus.backend import Ended
 from intent_fleet.bus.claim_index import ClaimFilter
 from intent_fleet.bus.engine import Engine
 from intent_fleet.bus.errors import ApiError
@@ -80,7 +81,10 @@ async def test_publish_claim_fulfill(bus: RunningBus) -> None:
     assert counts(engine) == (0, 0, 1, 0)
     assert await claim(engine) is None
 
-    await engine.fulfill(BOB, intent_id, got.claim_token, result=b'{"ok":1}', result_type="json")
+    ended = await engine.fulfill(
+        BOB, intent_id, got.claim_token, result=b'{"ok":1}', result_type="json"
+    )
+    assert ended == Ended(got.namespace, got.goal, Status.FULFILLED)
     assert engine.live(intent_id) is None  # terminal: memory forgets, the database answers
     row = engine.read_terminal(intent_id)
     assert row is not None
@@ -123,8 +127,8 @@ async def test_fail_backs_off_then_dies_after_max_attempts(bus: RunningBus) -> N
 
     first = await claimed(engine)
     clock.advance(7)
-    status = await engine.fail(BOB, intent_id, first.claim_token, "boom")
-    assert status is Status.OPEN
+    ended = await engine.fail(BOB, intent_id, first.claim_token, "boom")
+    assert (ended.namespace, ended.goal, ended.status) == ("default", first.goal, Status.OPEN)
     jitter = first.run_at - (clock.now + 3.0 * 2**1)
     assert 0 <= jitter < 2
     assert jitter == pytest.approx(twin.uniform(0.0, 2.0))
@@ -143,8 +147,8 @@ async def test_fail_backs_off_then_dies_after_max_attempts(bus: RunningBus) -> N
     second = await claimed(engine)
     assert second is first
     assert second.attempts == 2
-    status = await engine.fail(BOB, intent_id, second.claim_token, error_text("x" * 2000))
-    assert status is Status.DEAD
+    ended = await engine.fail(BOB, intent_id, second.claim_token, error_text("x" * 2000))
+    assert ended.status is Status.DEAD
     assert counts(engine) == (0, 0, 0, 1)
     assert engine.live(intent_id) is None
     row = engine.read_terminal(intent_id)

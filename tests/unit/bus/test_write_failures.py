@@ -12,6 +12,7 @@ import sqlite3
 
 import pytest
 
+from intent_fleet.bus.backend import Ended
 from intent_fleet.bus.errors import DurabilityError
 from intent_fleet.bus.records import Status
 
@@ -54,7 +55,7 @@ async def test_one_refused_row_fails_only_its_request(bus: RunningBus) -> None:
     )
     assert isinstance(results[0], DurabilityError)
     assert results[0].cause == "rejected"
-    assert results[1] is None
+    assert results[1] == Ended("default", "g", Status.FULFILLED)
     assert bus.store.failed_writes == {"rejected": 1}
     assert bus.store.health == "ok"  # the database works; one row was refused
     # The good one is fulfilled on disk; the bad one is claimed again, with its lease.

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 from intent_fleet.protocol import GoalStats, RetryPolicy
 
 from ..auth import KeyRing, hash_secret, is_utf8
-from ..backend import Figures, PublishOutcome, PublishRequest
+from ..backend import Ended, Figures, PublishOutcome, PublishRequest
 from ..claim_index import ClaimFilter
 from ..errors import ApiError, DurabilityError, StartupError
 from ..quotas import KeyUsage, check_publish, kv_full, too_many_parked
@@ -183,7 +183,9 @@ class SharedBackend:
         self._claims: Grouped[tuple[_ClaimAsk, int], list[Intent]] = Grouped(
             self._claim_groups, orphaned=self._reopen, closed=_stopping
         )
-        self._fulfils: Grouped[_Fulfil, bool] = Grouped(self._fulfil_group, closed=_stopping)
+        self._fulfils: Grouped[_Fulfil, Ended | None] = Grouped(
+            self._fulfil_group, closed=_stopping
+        )
         #: Hashes of presented keys the database did not know at the last key reload.
         self._unknown: set[str] = set()
         #: key id -> (when counted, what it holds): see _check_quotas.
@@ -609,8 +611,9 @@ class SharedBackend:
             row = await conn.fetchrow(
                 f"WITH changed AS (UPDATE intents SET {sets} WHERE {_LEASED}"
                 " RETURNING status, namespace, goal, run_at, updated_at)"
-                " SELECT status, CASE WHEN status = 'open' AND run_at <= updated_at"
-                f" THEN pg_notify(${n}, namespace || '/' || goal) END FROM changed",
+                " SELECT status, namespace, goal, CASE WHEN status = 'open'"
+                f" AND run_at <= updated_at THEN pg_notify(${n}, namespace || '/' || goal) END"
+                " FROM changed",
                 intent_id,
                 token,
                 caller.key_id,
@@ -638,17 +641,18 @@ class SharedBackend:
         *,
         result: bytes | None,
         result_type: str | None,
-    ) -> None:
+    ) -> Ended:
         done = await self._fulfils.submit(
             _Fulfil(caller.key_id, intent_id, token, result, result_type)
         )
-        if not done:
+        if done is None:
             raise ApiError(404, "not_found", _NOT_LEASED)
+        return done
 
-    async def _fulfil_group(self, asks: Sequence[_Fulfil]) -> list[bool | Exception]:
+    async def _fulfil_group(self, asks: Sequence[_Fulfil]) -> list[Ended | Exception | None]:
         """Fulfils that arrived together, in one durable statement (one commit, one flush):
-        for each, whether the caller held the lease. Of two fulfils of one intent in a group
-        at most one holds it."""
+        for each, what it ended, or None where the caller did not hold the lease. Of two
+        fulfils of one intent in a group at most one holds it."""
         now = self._clock()
         req = "req."
         # In id order, so two replicas' groups lock shared rows in the same order.
@@ -663,7 +667,7 @@ class SharedBackend:
                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[])"
                 "  WITH ORDINALITY AS req(id, token, caller, result, result_type, n)"
                 f" WHERE {_leased(req + 'id', req + 'token', req + 'caller', row='i.')}"
-                " RETURNING req.n",
+                " RETURNING req.n, i.namespace, i.goal",
                 [a.intent_id for a in asks],
                 [a.token for a in asks],
                 [a.caller for a in asks],
@@ -671,8 +675,8 @@ class SharedBackend:
                 [a.result_type for a in asks],
                 now,
             )
-        held = {order[r["n"] - 1] for r in rows}
-        return [n in held for n in range(len(asks))]
+        held = {order[r["n"] - 1]: Ended(r["namespace"], r["goal"], Status.FULFILLED) for r in rows}
+        return [held.get(n) for n in range(len(asks))]
 
     @staticmethod
     async def _once_more_after_deadlock(conn: Conn, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -687,7 +691,7 @@ class SharedBackend:
 
     async def fail(
         self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
-    ) -> Status:
+    ) -> Ended:
         now = self._clock()
         dies = "($5 OR attempts >= max_attempts)"
         row = await self._leased_update(
@@ -706,7 +710,7 @@ class SharedBackend:
             error,
             self._rng.uniform(0.0, 2.0),
         )
-        return Status(row["status"])
+        return Ended(row["namespace"], row["goal"], Status(row["status"]))
 
     async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
         await self._leased_update(caller, intent_id, token, _reopened("$4"), self._clock())
@@ -823,9 +827,14 @@ class SharedBackend:
                 viewer,
             )
             kv_entries = 0
+            held: list[asyncpg.Record] = []
             if viewer is None:
                 kv_entries = await conn.fetchval(
                     "SELECT count(*) FROM kv WHERE expires_at > $1", self._clock()
+                )
+                held = await conn.fetch(
+                    "SELECT coalesce(worker_id, 'key ' || claimer) AS who, count(*) AS n"
+                    " FROM intents WHERE status = 'claimed' GROUP BY 1"
                 )
         counts = {(r["namespace"], r["status"]): r["n"] for r in rows}
         if viewer is not None:
@@ -841,6 +850,7 @@ class SharedBackend:
             failed_writes=dict(self._failed),
             storage_health=self._health,
             kv_entries=kv_entries,
+            held_by_worker={r["who"]: r["n"] for r in held},
         )
 
     # -- admin ------------------------------------------------------------
@@ -849,7 +859,7 @@ class SharedBackend:
             done = await conn.fetchval(
                 "UPDATE intents SET status = 'cancelled', claim_token = NULL, lease_until = NULL,"
                 " updated_at = $2, last_error = 'Cancelled by admin'"
-                f" WHERE id = $1 AND status IN {_LIVE} RETURNING 1",
+                " WHERE id = $1 AND status IN ('open', 'claimed', 'dead') RETURNING 1",
                 intent_id,
                 self._clock(),
             )
@@ -859,7 +869,9 @@ class SharedBackend:
         if status is None:
             raise ApiError(404, "not_found", "Intent not found.")
         raise ApiError(
-            409, "conflict", f"Intent is already {status}; only live intents can be cancelled."
+            409,
+            "conflict",
+            f"Intent is already {status}; only live or dead intents can be cancelled.",
         )
 
     async def retry(self, intent_id: str) -> None:
