@@ -35,7 +35,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "--listen",
         "INTENT_OPERATOR_LISTEN",
-        "HOST:PORT for /healthz, /readyz and /metrics",
+        "HOST:PORT for /healthz, /readyz, /metrics and the fleet page (/)",
         default=_OPERATOR.listen,
         setting="OperatorSettings.listen",
     ),

@@ -388,7 +388,7 @@ class Controller:
             current_deployment = await self._apply(worker, decision.replicas)
             extra["lastScaleTime"] = rfc3339(now)
             if decision.replicas != current:
-                self.metrics.scaled(current, decision.replicas)
+                self.metrics.scaled(worker, current, decision.replicas, reason=decision.reason)
                 # The one line per scaling decision at info ("backlog 15 ... wants 2: 0 -> 2").
                 log.info("%s/%s: %s", worker.namespace, worker.name, decision.reason)
                 self.post_event(
@@ -516,7 +516,9 @@ class Controller:
             ),
         }
         desired = extra.get("desiredReplicas")
-        self.metrics.worker_status(worker, replicas=replicas, ready=ready, desired=desired)
+        self.metrics.worker_status(
+            worker, replicas=replicas, ready=ready, desired=desired, conditions=new["conditions"]
+        )
         # ``body`` is kopf's live view of the IntentWorker: our last write is in it by the next
         # poll, and so is anyone else's.
         if not needs_write(status, new, refresh_seconds=self.status_settings.refresh_seconds):

@@ -8,8 +8,10 @@ removed when it is deleted, so the series count follows the number of IntentWork
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 from prometheus_client import Counter, Gauge, Histogram
@@ -18,6 +20,7 @@ from intent_fleet.telemetry import exposition, process_registry, sample
 
 from .backlog import SourceName
 from .errors import InvalidSpecError, KubeApiError
+from .fleetview import FleetView
 from .scaling import Observation
 from .spec import WorkerSpec
 
@@ -54,7 +57,9 @@ class OperatorMetrics:
     """Every series the operator exports; one instance per process, shared by the controller
     (which records) and the probes server (which renders)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        #: The fleet page's data, recorded with the series.
+        self.fleet = FleetView(clock)
         self.registry = registry = process_registry()
         worker = ["namespace", "name"]
 
@@ -139,9 +144,16 @@ class OperatorMetrics:
         labels = self._labels(worker)
         self.backlog.labels(**labels).set(observation.backlog)
         self.in_flight.labels(**labels).set(observation.in_flight)
+        self.fleet.observed(worker, backlog=observation.backlog, in_flight=observation.in_flight)
 
     def worker_status(
-        self, worker: WorkerSpec, *, replicas: int, ready: int, desired: int | None
+        self,
+        worker: WorkerSpec,
+        *,
+        replicas: int,
+        ready: int,
+        desired: int | None,
+        conditions: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """What the status patch just said about the worker's replicas."""
         labels = self._labels(worker)
@@ -149,13 +161,18 @@ class OperatorMetrics:
         self.ready.labels(**labels).set(ready)
         if desired is not None:
             self.desired.labels(**labels).set(desired)
+        self.fleet.status(
+            worker, replicas=replicas, ready=ready, desired=desired, conditions=conditions
+        )
 
-    def scaled(self, current: int, target: int) -> None:
+    def scaled(self, worker: WorkerSpec, current: int, target: int, *, reason: str = "") -> None:
         if target != current:
             self.scale_events.labels(direction="up" if target > current else "down").inc()
+            self.fleet.scaled(worker, current=current, target=target, reason=reason)
 
     def forget(self, uid: str) -> None:
         """Drop the series of a deleted worker."""
+        self.fleet.forget(uid)
         known = self._workers.pop(uid, None)
         if known is None:
             return

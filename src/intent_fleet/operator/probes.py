@@ -1,5 +1,6 @@
 """The operator's own HTTP endpoints: /healthz (the process serves), /readyz (it leads and its
-watches are up, or it stands by as a follower), for kubelet probes; /metrics for Prometheus."""
+watches are up, or it stands by as a follower), for kubelet probes; /metrics for Prometheus;
+and / with /fleet.json, a read-only page of every IntentWorker the leader scales."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from intent_fleet.telemetry import CONTENT_TYPE
+from intent_fleet.telemetry.pages import inline_page
 
 from .metrics import OperatorMetrics
 
@@ -38,7 +40,19 @@ async def start_probes(
     async def serve_metrics(_request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
+    async def fleet_page(_request: web.Request) -> web.Response:
+        shown = inline_page(__package__, html="fleet.html", script="fleet.js", style="fleet.css")
+        return web.Response(body=shown.body, headers=shown.headers)
+
+    async def fleet(_request: web.Request) -> web.Response:
+        # No payloads, keys or specs: names, goals and figures, as /metrics shows them.
+        return web.json_response(
+            {**metrics.fleet.snapshot(), "role": state.role}, headers={"Cache-Control": "no-store"}
+        )
+
     app = web.Application()
+    app.router.add_get("/", fleet_page)
+    app.router.add_get("/fleet.json", fleet)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", serve_metrics)

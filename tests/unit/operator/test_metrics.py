@@ -110,9 +110,10 @@ def test_reconcile_outcomes_scale_events_and_leadership() -> None:
     for error in (KubeApiError("boom", 500), InvalidSpecError("bad"), RuntimeError("x")):
         with pytest.raises(type(error)), metrics.reconciling():
             raise error
-    metrics.scaled(0, 3)
-    metrics.scaled(3, 1)
-    metrics.scaled(2, 2)
+    w = worker()
+    metrics.scaled(w, 0, 3)
+    metrics.scaled(w, 3, 1)
+    metrics.scaled(w, 2, 2)
     metrics.set_leader(True)
     assert_samples(
         scraped(metrics),
@@ -242,3 +243,30 @@ async def test_a_pass_that_finds_the_worker_deleted_leaves_no_series() -> None:
     kube.gone = True
     await ctl.tick(worker_body(scaling=SCALING))
     assert 'name="resize"' not in ctl.metrics.render().decode()
+
+
+def test_the_fleet_view_keeps_what_the_page_shows_and_forgets_deleted_workers() -> None:
+    now = [1000.0]
+    metrics = OperatorMetrics(clock=lambda: now[0])
+    w = worker()
+    for backlog, replicas in ((0, 0), (40, 0), (40, 2), (0, 2)):
+        metrics.backlog_read(w, seconds=0.01, observation=Observation(backlog, in_flight=1))
+        metrics.worker_status(
+            w,
+            replicas=replicas,
+            ready=replicas,
+            desired=replicas,
+            conditions=[{"type": "Ready", "status": "True"}],
+        )
+        now[0] += 1
+    metrics.scaled(w, 0, 2, reason="backlog 40 wants 2")
+    metrics.backlog_read(w, seconds=0.01, observation=Observation(None))  # a failed read
+    now[0] += 2000  # older points fall out of the chart's window
+    metrics.worker_status(w, replicas=2, ready=1, desired=2)
+    [seen] = metrics.fleet.snapshot()["workers"]
+    assert (seen["namespace"], seen["name"], seen["goal"]) == (w.namespace, w.name, w.goal)
+    assert (seen["backlog"], seen["in_flight"], seen["replicas"], seen["ready"]) == (0, 1, 2, 1)
+    assert seen["points"] == [[3004.0, 0, 2]]
+    assert seen["events"] == [{"time": 1004.0, "from": 0, "to": 2, "reason": "backlog 40 wants 2"}]
+    metrics.forget(w.uid)
+    assert metrics.fleet.snapshot()["workers"] == []
