@@ -172,3 +172,38 @@ async def test_looking_up_a_fulfilled_intent_shows_its_result(raw: RawBus) -> No
     assert doc["status"] == "fulfilled" and doc["claim_attempts"] == 1
     assert doc["result"] == {"a": 42} and doc["result_type"] == "json"
     assert doc["payload"] == {"q": 42}
+
+
+async def test_hostile_logins_get_clear_errors_and_no_session(bus: BusProcess) -> None:
+    login = bus.url + DASH + "/login"
+    async with _browser_like() as http:
+        for body, status, code in (
+            (b"{not json", 400, None),
+            (b"[]", 400, None),
+            (b'{"password": 12345}', 401, "unauthorized"),
+            (b'{"password": null}', 401, "unauthorized"),
+            (b'{"password": "' + b"x" * 100_000 + b'"}', 401, "unauthorized"),
+            (b'{"password": "\\udcff"}', 400, "invalid_json"),  # a lone surrogate
+        ):
+            async with http.post(
+                login, data=body, headers={"Content-Type": "application/json"}
+            ) as r:
+                doc = await r.json()
+                assert r.status == status, (body[:40], doc)
+                assert doc["error"]["message"]
+                if code is not None:
+                    assert doc["error"]["code"] == code
+                assert "Set-Cookie" not in r.headers
+        # A CSRF header of the wrong shape, or a cookie of bytes: refused, not an error.
+        r = await _login(http, bus, bus.admin_secret)
+        assert r.status == 200
+        for token in ("", "x" * 5000, "é"):
+            async with http.get(bus.url + DASH + "/overview", headers={"X-CSRF-Token": token}) as o:
+                assert o.status == 403, token
+    async with (
+        aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), cookies={"intent_dashboard": "\u00e9" * 300}
+        ) as http,
+        http.get(bus.url + DASH + "/session") as r,
+    ):
+        assert r.status == 401

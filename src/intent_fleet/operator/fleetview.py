@@ -50,15 +50,9 @@ class FleetView:
 
     def _of(self, worker: WorkerSpec) -> _Worker:
         found = self._workers.get(worker.uid)
-        if found is None or (found.namespace, found.name, found.goal) != (
-            worker.namespace,
-            worker.name,
-            worker.goal,
-        ):
-            kept = found.events if found is not None else None
+        if found is None:
             found = self._workers[worker.uid] = _Worker(worker.namespace, worker.name, worker.goal)
-            if kept is not None:
-                found.events = kept
+        found.goal = worker.goal  # a spec may move a worker to another goal
         return found
 
     def observed(self, worker: WorkerSpec, *, backlog: int, in_flight: int) -> None:

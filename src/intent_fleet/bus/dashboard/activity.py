@@ -52,10 +52,13 @@ class GoalActivity:
 
     def finished(self, namespace: str, goal: str, *, failed: bool) -> None:
         key = (namespace, goal)
-        minutes = self._goals.pop(key, None) or _Minutes()
-        self._goals[key] = minutes
-        if len(self._goals) > MOST_KEPT:
-            self._goals.popitem(last=False)
+        minutes = self._goals.get(key)
+        if minutes is None:
+            minutes = self._goals[key] = _Minutes()
+            if len(self._goals) > MOST_KEPT:
+                self._goals.popitem(last=False)
+        else:
+            self._goals.move_to_end(key)
         minutes.add(int(self._clock() // 60), 0 if failed else 1, 1 if failed else 0)
 
     def recent(self) -> list[tuple[str, str]]:
@@ -104,12 +107,16 @@ class WorkersSeen:
         self, worker_id: str | None, *, key_id: str, capabilities: Iterable[str], count: int
     ) -> None:
         name = worker_id or f"key {key_id}"
-        previous = self._workers.pop(name, None)
-        seen = _Worker(key_id, tuple(sorted(capabilities)), self._clock())
-        seen.claimed = (previous.claimed if previous else 0) + count
-        self._workers[name] = seen
-        if len(self._workers) > MOST_KEPT:
-            self._workers.popitem(last=False)
+        seen = self._workers.get(name)
+        if seen is None:
+            seen = self._workers[name] = _Worker(key_id, (), 0.0)
+            if len(self._workers) > MOST_KEPT:
+                self._workers.popitem(last=False)
+        else:
+            self._workers.move_to_end(name)
+        seen.key_id, seen.last_claim = key_id, self._clock()
+        seen.capabilities = tuple(sorted(capabilities))
+        seen.claimed += count
 
     def listing(self, held: dict[str, int]) -> list[dict[str, Any]]:
         """Most recent first; ``held`` is intents claimed now, by worker id."""

@@ -62,7 +62,7 @@ async def login(request: web.Request) -> web.Response:
         )
     doc = validation.json_body(await read_body(request), max_depth=4, required=True)
     password = doc.get("password")
-    if not isinstance(password, str) or not ctx.session_keys.password_matches(password):
+    if not isinstance(password, str) or not ctx.is_admin_token(password):
         ctx.login_brake.failed(address)
         raise ApiError(401, "unauthorized", "Wrong password.")
     ctx.login_brake.succeeded(address)

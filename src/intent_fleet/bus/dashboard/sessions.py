@@ -39,11 +39,7 @@ class SessionKeys:
     def __init__(self, admin_secret: str, *, lifetime_seconds: float) -> None:
         # Derived, so the cookie's signature says nothing usable about the secret itself.
         self._key = hmac.new(admin_secret.encode(), b"intent-fleet dashboard", "sha256").digest()
-        self._password = admin_secret.encode()
         self.lifetime_seconds = lifetime_seconds
-
-    def password_matches(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._password)
 
     def open(self, now: float) -> Session:
         """A new session from ``now``."""
