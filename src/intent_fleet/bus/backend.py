@@ -19,7 +19,7 @@ from typing import Protocol
 
 from intent_fleet.protocol import GoalStats
 
-from .claim_index import ClaimFilter
+from .lifecycle import ClaimFilter
 from .records import ApiKey, Caller, Intent, Status, TerminalRow, Visibility
 
 __all__ = ["Backend", "Ended", "Figures", "PublishOutcome", "PublishRequest"]

@@ -13,16 +13,13 @@ from collections.abc import Sequence
 
 from intent_fleet.protocol import GoalStats
 
-from .claim_index import PUBLIC_OWNER, ReadyIndex
+from .claim_index import ReadyIndex
+from .lifecycle import sees
 
 __all__ = ["TerminalCounts", "goal_stats", "stats_of", "status_counts"]
 
-#: (namespace, goal, terminal status, owner) -> count; owner as claim_index.owner_of.
+#: (namespace, goal, terminal status, owner) -> count; owner as :func:`.lifecycle.owner_of`.
 TerminalCounts = dict[tuple[str, str, str, str], int]
-
-
-def _sees(viewer: str | None, owner: str) -> bool:
-    return viewer is None or owner in (PUBLIC_OWNER, viewer)
 
 
 def goal_stats(
@@ -66,7 +63,7 @@ def stats_of(
 def _dead(terminal: TerminalCounts, viewer: str | None) -> dict[tuple[str, str], int]:
     dead: dict[tuple[str, str], int] = {}
     for (ns, g, status, owner), n in terminal.items():
-        if status == "dead" and _sees(viewer, owner):
+        if status == "dead" and sees(viewer, owner):
             dead[(ns, g)] = dead.get((ns, g), 0) + n
     return dead
 
@@ -104,7 +101,7 @@ def status_counts(
         counts[(ns, "open")] = counts.get((ns, "open"), 0) + ready + delayed
         counts[(ns, "claimed")] = counts.get((ns, "claimed"), 0) + claimed
     for (ns, _g, status, owner), n in terminal.items():
-        if _sees(viewer, owner):
+        if sees(viewer, owner):
             counts[(ns, status)] = counts.get((ns, status), 0) + n
     if viewer is not None:
         # Namespaces where this viewer sees nothing at all stay out of its view.

@@ -18,16 +18,14 @@ import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .records import Intent, Status, Visibility
+from .lifecycle import PUBLIC_OWNER, ClaimFilter, owner_of
+from .records import Intent, Status
 
 __all__ = [
-    "PUBLIC_OWNER",
     "Backlog",
-    "ClaimFilter",
     "GoalQueue",
     "ReadyIndex",
     "TimedHeap",
-    "owner_of",
 ]
 
 _Entry = tuple[int, float, int, int, int, Intent]  # sort key..., generation, intent
@@ -40,30 +38,6 @@ COMPACT_MIN = 1024
 MAX_SKIP = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimFilter:
-    """Who is claiming and what they may take."""
-
-    caller: str
-    namespace: str
-    goal: str | None
-    #: Only intents of this publisher (the caller itself, or anyone for an admin).
-    publisher: str | None = None
-    worker_id: str | None = None
-    capabilities: frozenset[str] = frozenset()
-    #: ``X-Claim-Session``: lets the claimer interrupt its own parked claims.
-    session: str | None = None
-
-    def accepts(self, intent: Intent) -> bool:
-        if self.publisher is not None and intent.publisher != self.publisher:
-            return False
-        if intent.target_worker is not None and intent.target_worker != self.worker_id:
-            return False
-        return intent.required_capability is None or (
-            intent.required_capability in self.capabilities
-        )
-
-
 def _entry(intent: Intent) -> _Entry:
     return (-intent.priority, intent.run_at, intent.attempts, intent.seq, intent.generation, intent)
 
@@ -71,15 +45,6 @@ def _entry(intent: Intent) -> _Entry:
 def _live(entry: _Entry) -> bool:
     intent = entry[5]
     return intent.status is Status.OPEN and intent.generation == entry[4]
-
-
-#: The owner of public intents in per-owner counts; private ones are owned by their publisher.
-PUBLIC_OWNER = ""
-
-
-def owner_of(intent: Intent) -> str:
-    """Whose intents these are for a tenant's view: everyone's (public) or one key's."""
-    return PUBLIC_OWNER if intent.visibility is Visibility.PUBLIC else intent.publisher
 
 
 _AgeEntry = tuple[float, int, int, Intent]  # run_at, seq, generation, intent
@@ -188,8 +153,7 @@ class GoalQueue:
         self.stale = 0
 
     def heaps_for(self, flt: ClaimFilter, *, admin: bool) -> Iterator[list[_Entry]]:
-        own = flt.publisher if (admin and flt.publisher is not None) else flt.caller
-        heap = self.private.get(own)
+        heap = self.private.get(flt.private_owner(admin=admin))
         if heap:
             yield heap
         if self.public:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import operator
 import random
 import secrets
 import uuid
@@ -37,11 +38,29 @@ from intent_fleet.protocol import GoalStats
 
 from .backend import Ended, PublishOutcome, PublishRequest
 from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
-from .claim_index import ClaimFilter, GoalQueue, ReadyIndex, TimedHeap, owner_of
-from .errors import ApiError
+from .claim_index import GoalQueue, ReadyIndex, TimedHeap
+from .lifecycle import (
+    CANCELLABLE,
+    CANCELLED_BY_ADMIN,
+    LEASE_EXPIRED,
+    RETRIED_BY_ADMIN,
+    RETRYABLE,
+    ClaimFilter,
+    cannot_cancel,
+    cannot_retry,
+    dies,
+    extension,
+    idempotency_conflict,
+    not_found,
+    not_leased,
+    owner_of,
+    refunded,
+    retry_delay,
+    retry_jitter,
+)
 from .longpoll import BacklogWatch, BacklogWatches, ParkedClaim, ParkedClaims
-from .quotas import KeyUsage, Quotas, too_many_parked
-from .records import Caller, Intent, Status, TerminalRow
+from .quotas import KeyUsage, Quotas, check_parked
+from .records import TRANSITION_FIELDS, Caller, Intent, Status, TerminalRow
 from .settings import BusSettings
 from .store import (
     LoadedState,
@@ -61,20 +80,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-#: The fields a transition changes; what an undo puts back.
-_TRANSITION_FIELDS = (
-    "status",
-    "attempts",
-    "run_at",
-    "updated_at",
-    "claim_token",
-    "lease_until",
-    "claimer",
-    "worker_id",
-    "last_error",
-    "result",
-    "result_type",
-)
+_transition_values = operator.attrgetter(*TRANSITION_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +88,15 @@ class _Before:
     """An intent's life-cycle fields before a transition, to undo it if its write fails."""
 
     status: Status
+    #: In :data:`~.records.TRANSITION_FIELDS` order.
     values: tuple[object, ...]
 
     @classmethod
     def of(cls, i: Intent) -> _Before:
-        # Spelled out (in _TRANSITION_FIELDS order): this runs on every fulfil and fail.
-        values = (
-            i.status,
-            i.attempts,
-            i.run_at,
-            i.updated_at,
-            i.claim_token,
-            i.lease_until,
-            i.claimer,
-            i.worker_id,
-            i.last_error,
-            i.result,
-            i.result_type,
-        )
-        return cls(i.status, values)
+        return cls(i.status, _transition_values(i))
 
     def restore(self, i: Intent) -> None:
-        for name, value in zip(_TRANSITION_FIELDS, self.values, strict=True):
+        for name, value in zip(TRANSITION_FIELDS, self.values, strict=True):
             setattr(i, name, value)
 
 
@@ -422,7 +415,7 @@ class Engine:
         if pending is not None:
             intent, commit = pending
             if intent.body_hash != body_hash:
-                raise _idempotency_conflict()
+                raise idempotency_conflict()
             # The same request is still committing: answer as it will.
             await asyncio.shield(commit)
             return PublishOutcome(id=intent.id, namespace=intent.namespace, replayed=True)
@@ -431,7 +424,7 @@ class Engine:
             return None
         intent_id, namespace, stored_hash = found
         if stored_hash != body_hash:
-            raise _idempotency_conflict()
+            raise idempotency_conflict()
         return PublishOutcome(id=intent_id, namespace=namespace, replayed=True)
 
     # -- claim ------------------------------------------------------------
@@ -442,10 +435,9 @@ class Engine:
         admin: bool,
         wait: float,
         limit: int = 1,
-        lease_seconds: int | None = None,
     ) -> list[Intent]:
         """Claim up to ``limit`` intents; with ``wait``, park until at least one is ready."""
-        lease = lease_seconds or self._queue_settings.claim_timeout_seconds
+        lease = self._queue_settings.claim_timeout_seconds
         first = self._claim_now(flt, admin=admin, lease=lease)
         if first is None and wait > 0:
             first = await self._wait_for_claim(flt, admin=admin, wait=wait, lease=lease)
@@ -494,7 +486,7 @@ class Engine:
         before = _Before.of(intent)
         now = self._clock()
         self._leave(intent)
-        intent.attempts = max(0, intent.attempts - 1)
+        intent.attempts = refunded(intent.attempts)
         intent.claim_token = None
         intent.lease_until = None
         intent.claimer = None
@@ -518,9 +510,8 @@ class Engine:
         self, flt: ClaimFilter, *, admin: bool, wait: float, lease: int
     ) -> Intent | None:
         assert self._loop is not None
-        most = self._settings.limits.max_parked_claims_per_key
-        if not admin and most and self._parked.count_of(flt.caller) >= most:
-            raise too_many_parked(most)
+        if not admin:
+            check_parked(self._settings.limits, self._parked.count_of(flt.caller))
         claim = ParkedClaim(flt=flt, admin=admin, future=self._loop.create_future())
         self._parked.park(claim)
         try:
@@ -566,17 +557,11 @@ class Engine:
             or (token is None and intent.claimer != caller.key_id)
             or (token is not None and not secrets.compare_digest(token, intent.claim_token or ""))
         ):
-            raise ApiError(
-                404,
-                "not_found",
-                "Intent not found, not claimed by you, or the claim token is stale "
-                "(the lease expired or the intent was claimed again).",
-            )
+            raise not_leased()
         return intent
 
     async def extend(self, caller: Caller, intent_id: str, token: str | None, seconds: int) -> int:
-        q = self._queue_settings
-        seconds = max(q.min_extend_seconds, min(q.max_extend_seconds, seconds))
+        seconds = extension(seconds, self._queue_settings)
         intent = self._leased(caller, intent_id, token)
         before = _Before.of(intent)
         now = self._clock()
@@ -624,21 +609,16 @@ class Engine:
         intent.claim_token = None
         intent.lease_until = None
         intent.updated_at = now
-        if final or intent.attempts >= intent.max_attempts:
+        if dies(intent.attempts, intent.max_attempts, final=final):
             self._die(intent)
         else:
             intent.claimer = None
-            intent.run_at = now + self._backoff(intent)
+            jitter = retry_jitter(self._rng)
+            intent.run_at = now + retry_delay(intent.backoff_base, intent.attempts, jitter=jitter)
             self._make_open(intent, now)
         status = intent.status
         await self._transition(intent, before, update_state_op(intent), forget=True)
         return Ended(intent.namespace, intent.goal, status)
-
-    def _backoff(self, intent: Intent) -> float:
-        # base * 2^attempts plus up to 2 s of jitter, as the reference server does,
-        # so a batch that failed together does not come back together.
-        delay: float = intent.backoff_base * (2 ** min(intent.attempts, 20))
-        return min(delay, 24 * 3600.0) + self._rng.uniform(0.0, 2.0)
 
     def _die(self, intent: Intent) -> None:
         intent.status = Status.DEAD
@@ -677,8 +657,8 @@ class Engine:
             intent.claim_token = None
             intent.lease_until = None
             intent.updated_at = now
-            if intent.attempts >= intent.max_attempts:
-                intent.last_error = intent.last_error or "Lease expired on the last attempt."
+            if dies(intent.attempts, intent.max_attempts):
+                intent.last_error = intent.last_error or LEASE_EXPIRED
                 self._die(intent)
                 dead.append(intent)
             else:
@@ -698,23 +678,13 @@ class Engine:
         intent = self._intents.get(intent_id)
         if intent is not None and intent.status.terminal:
             # Finished, its write still on the way to the disk: too late to cancel.
-            raise ApiError(
-                409,
-                "conflict",
-                f"Intent is already {intent.status.value}; only live or dead intents can be"
-                " cancelled.",
-            )
+            raise cannot_cancel(intent.status)
         if intent is None:
             row = self._store.read_intent(intent_id)
             if row is None:
-                raise _not_found()
-            if row.status is not Status.DEAD:
-                raise ApiError(
-                    409,
-                    "conflict",
-                    f"Intent is already {row.status.value}; only live or dead intents can be"
-                    " cancelled.",
-                )
+                raise not_found()
+            if row.status not in CANCELLABLE:
+                raise cannot_cancel(row.status)
             await self._cancel_dead(row)
             return
         before = _Before.of(intent)
@@ -724,7 +694,7 @@ class Engine:
         intent.claim_token = None
         intent.lease_until = None
         intent.updated_at = now
-        intent.last_error = "Cancelled by admin"
+        intent.last_error = CANCELLED_BY_ADMIN
         self._terminal_count(intent, Status.CANCELLED, +1)
         await self._transition(intent, before, update_state_op(intent), forget=True)
 
@@ -732,7 +702,7 @@ class Engine:
         """A dead letter discarded: kept as cancelled, out of the dead-letter list."""
         intent.status = Status.CANCELLED
         intent.updated_at = self._clock()
-        intent.last_error = "Cancelled by admin"
+        intent.last_error = CANCELLED_BY_ADMIN
 
         def recount() -> None:
             # Terminal both before and after: the quota pair (add, then remove) is a no-op.
@@ -744,18 +714,13 @@ class Engine:
     async def retry(self, intent_id: str) -> None:
         """Give a dead (or cancelled) intent a fresh set of attempts."""
         if intent_id in self._intents:
-            raise ApiError(
-                409, "conflict", "Intent is still live; only dead or cancelled ones can be retried."
-            )
+            # Live, or ended with its write still on the way to the disk: not retried yet.
+            raise cannot_retry(Status.OPEN)
         intent = self._store.read_intent(intent_id)
         if intent is None:
-            raise _not_found()
-        if intent.status not in (Status.DEAD, Status.CANCELLED):
-            raise ApiError(
-                409,
-                "conflict",
-                f"Intent is {intent.status.value}; only dead or cancelled ones can be retried.",
-            )
+            raise not_found()
+        if intent.status not in RETRYABLE:
+            raise cannot_retry(intent.status)
         now = self._clock()
         was = intent.status
         intent.status = Status.OPEN
@@ -764,7 +729,7 @@ class Engine:
         intent.updated_at = now
         intent.claimer = None
         intent.worker_id = None
-        intent.last_error = "Retried by admin"
+        intent.last_error = RETRIED_BY_ADMIN
 
         def activate() -> None:
             # Counted as it was until the disk has it alive again.
@@ -849,9 +814,8 @@ class Engine:
         assert self._loop is not None
         if any(s.ready for s in self.stats_of(pairs, viewer=viewer)):
             return
-        most = self._settings.limits.max_parked_claims_per_key
-        if viewer is not None and most and self._watches.count_of(viewer) >= most:
-            raise too_many_parked(most, watches=True)
+        if viewer is not None:
+            check_parked(self._settings.limits, self._watches.count_of(viewer), watches=True)
         watch = BacklogWatch(frozenset(pairs), viewer, self._loop.create_future())
         self._watches.add(watch)
         try:
@@ -892,15 +856,3 @@ class Engine:
 
     def read_terminal(self, intent_id: str) -> TerminalRow | None:
         return self._store.read_terminal(intent_id)
-
-
-def _idempotency_conflict() -> ApiError:
-    return ApiError(
-        409,
-        "idempotency_conflict",
-        "Idempotency-Key was already used with a different request body.",
-    )
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "Intent not found.")

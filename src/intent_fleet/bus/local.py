@@ -16,10 +16,10 @@ from intent_fleet.protocol import GoalStats
 
 from .auth import KeyRing, NonceCache
 from .backend import Ended, Figures, PublishOutcome, PublishRequest
-from .claim_index import ClaimFilter
 from .engine import Engine
 from .kv import KVStore
-from .quotas import kv_full
+from .lifecycle import ClaimFilter
+from .quotas import check_kv_set
 from .ratelimit import RateLimiter
 from .records import ApiKey, Caller, Intent, TerminalRow
 from .settings import BusSettings
@@ -208,11 +208,11 @@ class LocalBackend:
         self, owner: str, key: str, value: str, *, expires_at: float, most: int
     ) -> None:
         kv = self._kv
-        full = most and not kv.has(owner, key)
-        if full and kv.count_of(owner) >= most:
+        exists = kv.has(owner, key)
+        if most and not exists and kv.count_of(owner) >= most:
+            # Entries that expired but are still in memory do not count against the quota.
             kv.forget_expired(now=self._clock())
-        if full and kv.count_of(owner) >= most:
-            raise kv_full(most)
+        check_kv_set(most, held=kv.count_of(owner), exists=exists)
         op = kv.set_op(owner, key, value, expires_at=expires_at)
         await asyncio.shield(
             self._store.submit(

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .claim_index import PUBLIC_OWNER, ClaimFilter
+from .lifecycle import ClaimFilter, sees
 from .records import Intent
 
 __all__ = ["BacklogWatch", "BacklogWatches", "ParkedClaim", "ParkedClaims"]
@@ -147,11 +147,11 @@ class BacklogWatches:
         return (namespace, goal) in self._by_goal
 
     def wake(self, namespace: str, goal: str, owner: str) -> None:
-        """An intent of ``owner`` (claim_index.owner_of) became ready on this goal."""
+        """An intent of ``owner`` (:func:`.lifecycle.owner_of`) became ready on this goal."""
         for watch in self._by_goal.get((namespace, goal), ()):
             if watch.future.done():
                 continue
-            if watch.viewer is None or owner in (PUBLIC_OWNER, watch.viewer):
+            if sees(watch.viewer, owner):
                 watch.future.set_result(None)
 
     def release_all(self) -> None:

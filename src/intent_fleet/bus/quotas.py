@@ -17,6 +17,10 @@ parked long-polls           429  the key's claims waiting with ``wait=S``
 
 Counts follow the engine's transitions: an intent counts from its publish until it is
 fulfilled, dead or cancelled; a goal stops counting with the key's last live intent in it.
+
+The arithmetic is here once for both backends: the embedded engine keeps each key's
+:class:`KeyUsage` in memory (:class:`Quotas`); the PostgreSQL backend counts it from the
+database (:mod:`.postgres.quotas`); both refuse with the same checks.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from .settings import LimitSettings
 __all__ = [
     "KeyUsage",
     "Quotas",
+    "check_kv_set",
+    "check_parked",
     "check_publish",
-    "kv_full",
     "quota_exceeded",
-    "too_many_parked",
 ]
 
 #: Seconds a client is told to wait after a count quota: live work drains in about that time.
@@ -48,19 +52,38 @@ def quota_exceeded(status: int, message: str) -> ApiError:
 
 @dataclass(slots=True)
 class KeyUsage:
-    """What one key holds now."""
+    """What one key holds now: its live intents, their payload bytes, and where they are."""
 
     intents: int = 0
     payload_bytes: int = 0
     #: (namespace, goal) -> live intents of this key there.
     goals: dict[tuple[str, str], int] = field(default_factory=dict)
 
+    def add(self, namespace: str, goal: str, size: int) -> None:
+        """One more live intent of ``size`` payload bytes in (namespace, goal)."""
+        self.intents += 1
+        self.payload_bytes += size
+        where = (namespace, goal)
+        self.goals[where] = self.goals.get(where, 0) + 1
+
+    def remove(self, namespace: str, goal: str, size: int) -> None:
+        """One live intent fewer; a goal stops counting with the key's last intent in it."""
+        self.intents -= 1
+        self.payload_bytes -= size
+        where = (namespace, goal)
+        left = self.goals.get(where, 0) - 1
+        if left > 0:
+            self.goals[where] = left
+        else:
+            self.goals.pop(where, None)
+
 
 def check_publish(
-    limits: LimitSettings, *, intents: int, payload_bytes: int, goals: int, in_goal: bool, size: int
+    limits: LimitSettings, usage: KeyUsage, *, namespace: str, goal: str, size: int
 ) -> None:
-    """Refuse a publish of ``size`` bytes by a key that holds ``intents`` live intents of
-    ``payload_bytes`` in ``goals`` goals (``in_goal``: one of them is this intent's)."""
+    """Refuse a publish of ``size`` payload bytes to (namespace, goal) by a key that holds
+    ``usage``: raises the quota's :class:`ApiError`."""
+    intents, payload_bytes, goals = usage.intents, usage.payload_bytes, len(usage.goals)
     if limits.max_live_intents_per_key and intents >= limits.max_live_intents_per_key:
         raise quota_exceeded(
             429,
@@ -75,7 +98,7 @@ def check_publish(
             f"{size}; this bus keeps at most {most} bytes per key.",
         )
     most_goals = limits.max_goals_per_key
-    if most_goals and not in_goal and goals >= most_goals:
+    if most_goals and (namespace, goal) not in usage.goals and goals >= most_goals:
         raise quota_exceeded(
             429,
             f"This key has live intents in {goals} goals, the most this bus "
@@ -83,7 +106,17 @@ def check_publish(
         )
 
 
-def too_many_parked(most: int, *, watches: bool = False) -> ApiError:
+def check_parked(limits: LimitSettings, parked: int, *, watches: bool = False) -> None:
+    """Refuse one more long-poll claim (or, with ``watches``, backlog watch) of a key that
+    has ``parked`` of them waiting already: raises the quota's :class:`ApiError`. The
+    caller exempts the admin."""
+    most = limits.max_parked_claims_per_key
+    if most and parked >= most:
+        raise _too_many_parked(most, watches=watches)
+
+
+def _too_many_parked(most: int, *, watches: bool) -> ApiError:
+    """The 429 for a key with ``most`` long-polls (claims, or backlog watches) parked."""
     if watches:
         return quota_exceeded(
             429,
@@ -97,16 +130,20 @@ def too_many_parked(most: int, *, watches: bool = False) -> ApiError:
     )
 
 
-def kv_full(most: int) -> ApiError:
-    return quota_exceeded(
-        429,
-        f"This key has {most} KV entries, the most this bus keeps per key; "
-        "reuse a key or let entries expire.",
-    )
+def check_kv_set(most: int, *, held: int, exists: bool) -> None:
+    """Refuse a KV write by a key that holds ``held`` unexpired entries when it may hold
+    ``most`` (0: no limit), unless it replaces one of them (``exists``): raises the quota's
+    :class:`ApiError`."""
+    if most and not exists and held >= most:
+        raise quota_exceeded(
+            429,
+            f"This key has {most} KV entries, the most this bus keeps per key; "
+            "reuse a key or let entries expire.",
+        )
 
 
 class Quotas:
-    """Live intents, bytes and goals per publishing key; checked at publish."""
+    """Live intents, bytes and goals per publishing key, in memory; checked at publish."""
 
     def __init__(self, limits: LimitSettings) -> None:
         self._limits = limits
@@ -120,39 +157,21 @@ class Quotas:
         if caller.admin:
             return
         usage = self._usage.get(caller.key_id)
-        if usage is None:
-            return
-        check_publish(
-            self._limits,
-            intents=usage.intents,
-            payload_bytes=usage.payload_bytes,
-            goals=len(usage.goals),
-            in_goal=(namespace, goal) in usage.goals,
-            size=size,
-        )
+        if usage is not None:
+            check_publish(self._limits, usage, namespace=namespace, goal=goal, size=size)
 
     def add(self, intent: Intent) -> None:
         """``intent`` is live from now (published, recovered, or retried)."""
         usage = self._usage.get(intent.publisher)
         if usage is None:
             usage = self._usage[intent.publisher] = KeyUsage()
-        usage.intents += 1
-        usage.payload_bytes += len(intent.payload)
-        where = (intent.namespace, intent.goal)
-        usage.goals[where] = usage.goals.get(where, 0) + 1
+        usage.add(intent.namespace, intent.goal, len(intent.payload))
 
     def remove(self, intent: Intent) -> None:
         """``intent`` is no longer live (fulfilled, dead, cancelled, purged, or never was)."""
         usage = self._usage.get(intent.publisher)
         if usage is None:
             return
-        usage.intents -= 1
-        usage.payload_bytes -= len(intent.payload)
-        where = (intent.namespace, intent.goal)
-        left = usage.goals.get(where, 0) - 1
-        if left > 0:
-            usage.goals[where] = left
-        else:
-            usage.goals.pop(where, None)
+        usage.remove(intent.namespace, intent.goal, len(intent.payload))
         if usage.intents <= 0:
             del self._usage[intent.publisher]

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-__all__ = ["ApiKey", "Caller", "Intent", "Status", "TerminalRow", "Visibility"]
+__all__ = [
+    "STATE_FIELDS",
+    "TRANSITION_FIELDS",
+    "ApiKey",
+    "Caller",
+    "Intent",
+    "Status",
+    "TerminalRow",
+    "Visibility",
+]
 
 
 class Status(StrEnum):
@@ -76,6 +86,24 @@ class Intent:
     def sort_key(self) -> tuple[int, float, int, int]:
         """Claim order: highest priority, then earliest run_at, fewest attempts, oldest."""
         return (-self.priority, self.run_at, self.attempts, self.seq)
+
+
+#: The :class:`Intent` fields its life cycle changes after the publish (status first): what
+#: a transition's write stores, the one list the store's update is built from.
+STATE_FIELDS: Final = (
+    "status",
+    "attempts",
+    "run_at",
+    "updated_at",
+    "claim_token",
+    "lease_until",
+    "claimer",
+    "worker_id",
+    "last_error",
+)
+#: What a transition may change in memory: its state, and a fulfilment's result until the
+#: write carrying it is durable. What an undo puts back.
+TRANSITION_FIELDS: Final = (*STATE_FIELDS, "result", "result_type")
 
 
 @dataclass(slots=True, eq=False)

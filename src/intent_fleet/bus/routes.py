@@ -10,7 +10,6 @@ from aiohttp import web
 from intent_fleet.protocol import GoalStats
 
 from . import validation
-from .claim_index import ClaimFilter
 from .context import (
     CONTEXT_KEY,
     PROTOCOL_VERSION,
@@ -21,6 +20,7 @@ from .context import (
     read_body,
 )
 from .errors import ApiError
+from .lifecycle import ClaimFilter
 from .records import Caller, Intent, TerminalRow
 
 __all__ = ["FEATURES", "add_routes", "stats_document"]

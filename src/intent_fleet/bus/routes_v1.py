@@ -13,8 +13,8 @@ import orjson
 from aiohttp import web
 
 from . import routes, validation
-from .claim_index import ClaimFilter
 from .context import CONTEXT_KEY, empty_response, json_response, read_body
+from .lifecycle import ClaimFilter
 
 __all__ = ["add_v1_routes"]
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .errors import DurabilityError, StartupError, StorageFullError
-from .records import ApiKey, Intent, Status, TerminalRow, Visibility
+from .records import STATE_FIELDS, ApiKey, Intent, Status, TerminalRow, Visibility
 
 __all__ = [
     "INTENT_FIELDS",
@@ -126,16 +126,8 @@ INTENT_FIELDS: Final = (
     "backoff_base",
     "target_worker",
     "required_capability",
-    "status",
-    "attempts",
-    "run_at",
     "created_at",
-    "updated_at",
-    "claim_token",
-    "lease_until",
-    "claimer",
-    "worker_id",
-    "last_error",
+    *STATE_FIELDS,
     "idempotency_key",
     "body_hash",
 )
@@ -500,24 +492,14 @@ def insert_intent_op(i: Intent) -> Op:
     )
 
 
+assert STATE_FIELDS[0] == "status"  # bound as its text, see _intent_values
+_UPDATE_STATE: Final = f"UPDATE intents SET {'=?, '.join(STATE_FIELDS)}=? WHERE id=?"
+_state_but_status: Final = operator.attrgetter(*STATE_FIELDS[1:], "id")
+
+
 def update_state_op(i: Intent) -> Op:
-    """Persist the mutable life-cycle fields of an intent."""
-    return (
-        "UPDATE intents SET status=?, attempts=?, run_at=?, updated_at=?, claim_token=?,"
-        " lease_until=?, claimer=?, worker_id=?, last_error=? WHERE id=?",
-        (
-            i.status.value,
-            i.attempts,
-            i.run_at,
-            i.updated_at,
-            i.claim_token,
-            i.lease_until,
-            i.claimer,
-            i.worker_id,
-            i.last_error,
-            i.id,
-        ),
-    )
+    """Persist the life-cycle fields of an intent (:data:`~.records.STATE_FIELDS`)."""
+    return (_UPDATE_STATE, (i.status.value, *_state_but_status(i)))
 
 
 def fulfill_op(i: Intent, *, result: bytes | None, result_type: str | None, now: float) -> Op:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intent_fleet.bus.claim_index import COMPACT_MIN, ClaimFilter, GoalQueue, ReadyIndex, TimedHeap
+from intent_fleet.bus.claim_index import COMPACT_MIN, GoalQueue, ReadyIndex, TimedHeap
+from intent_fleet.bus.lifecycle import ClaimFilter
 from intent_fleet.bus.records import Intent, Status, Visibility
 
 from .conftest import T0, make_intent

@@ -12,9 +12,9 @@ import random
 import pytest
 
 from intent_fleet.bus.backend import Ended
-from intent_fleet.bus.claim_index import ClaimFilter
 from intent_fleet.bus.engine import Engine
 from intent_fleet.bus.errors import ApiError
+from intent_fleet.bus.lifecycle import ClaimFilter
 from intent_fleet.bus.records import Caller, Intent, Status, Visibility
 from intent_fleet.bus.validation import MAX_ERROR_CHARS, error_text
 
@@ -38,9 +38,10 @@ async def publish(engine: Engine, caller: Caller = ALICE, **fields: object) -> s
 async def claim(
     engine: Engine, caller: Caller = BOB, *, lease: int | None = None, **kw: object
 ) -> Intent | None:
-    got = await engine.claim(
-        claim_filter(caller, **kw), admin=caller.admin, wait=0, lease_seconds=lease
-    )
+    """Claim one intent; with ``lease``, its lease is then set to that many seconds."""
+    got = await engine.claim(claim_filter(caller, **kw), admin=caller.admin, wait=0)
+    if got and lease is not None:
+        await engine.extend(caller, got[0].id, got[0].claim_token, lease)
     return got[0] if got else None
 
 

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final, TypeVar
 
 __all__ = ["CHANNEL", "Waiter", "Wakeups", "notification", "parse_notification"]
 
 #: The channel of "an intent became claimable" notifications.
-CHANNEL = "intent_ready"
+CHANNEL: Final = "intent_ready"
+#: Seconds a parked waiter waits for a wake-up before it looks again by itself.
+RECHECK_SECONDS: Final = 5.0
+
+_Found = TypeVar("_Found")
 
 
 def notification(namespace: str, goal: str) -> str:
@@ -74,6 +79,31 @@ class Wakeups:
 
     def count_of(self, key_id: str, *, claims: bool) -> int:
         return sum(1 for w in self._waiters if w.key_id == key_id and w.is_claim == claims)
+
+    async def park(
+        self, waiter: Waiter, wait: float, look: Callable[[], Awaitable[_Found]]
+    ) -> _Found | None:
+        """Wait up to ``wait`` seconds for what ``look`` finds (anything truthy): it looks
+        again at each wake-up, and every :data:`RECHECK_SECONDS` in case one was missed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        self.add(waiter)
+        try:
+            while not waiter.interrupted:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, RECHECK_SECONDS)):
+                        await waiter.event.wait()
+                waiter.event.clear()
+                if waiter.interrupted:
+                    return None
+                if found := await look():
+                    return found
+            return None
+        finally:
+            self.remove(waiter)
 
     def add(self, waiter: Waiter) -> None:
         self._waiters.append(waiter)
