@@ -104,7 +104,7 @@ images: cluster-deps setup
 cluster-up: setup cluster-build $(if $(filter node,$(PROFILE)),cluster-images)
 	$(BIN)/python hack/cluster/cluster.py up --profile $(PROFILE)
 
-# The main job on Kubernetes, for a newcomer on a root Linux machine (README, "On Kubernetes").
+# The main job on Kubernetes, for a newcomer on a root Linux machine (README.md, "On Kubernetes").
 cluster-demo: setup cluster-build cluster-images
 	$(BIN)/python hack/cluster/cluster.py demo
 

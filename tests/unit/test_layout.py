@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "intent_fleet"
-#: The only places an HTTP *server* may be built (STYLE.md).
+#: The only places an HTTP *server* may be built (CONTRIBUTING.md, "Layout").
 SERVER_MODULES = {"bus", "sidecar/local_api.py", "operator/probes.py"}
 
 

@@ -1,9 +1,11 @@
-"""The README stays true: its flag tables are the commands' own declarations, and its layout
-names every package."""
+"""The README stays true: its flag tables are the commands' own declarations, its layout
+names every package, and its set-up commands are the Makefile's, with what each needs."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,64 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make test" in head
     ci = (README.parent / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+MAKEFILE = README.parent / "Makefile"
+
+
+def _setup_text() -> str:
+    """The README's opening, up to its first section: where the set-up commands are."""
+    text = README.read_text()
+    return text[: text.index("\n## ")]
+
+
+def _make(*args: str) -> str:
+    """What ``make -n ARGS`` would run (a dry run: nothing is installed or started)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    done = subprocess.run(
+        ["make", "-n", "-C", str(README.parent), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_every_make_command_in_the_readme_is_a_makefile_target() -> None:
+    targets = set(re.findall(r"^([\w-]+):", MAKEFILE.read_text(), flags=re.M))
+    text = README.read_text()
+    commands = re.findall(r"`make ([^`]+)`", text) + re.findall(r"^make (.+)$", text, re.M)
+    named = {
+        word for command in commands for word in command.split("#")[0].split() if "=" not in word
+    }
+    assert {"demo", "test", "unit", "integration", "db-deps", "browser-deps"} <= named
+    assert sorted(named - targets) == []
+
+
+def test_the_setup_names_every_package_make_test_installs_with_apt() -> None:
+    makefile = MAKEFILE.read_text()
+    cluster = re.search(r"^CLUSTER_PACKAGES := (.+)$", makefile, flags=re.M)
+    assert cluster is not None
+    packages = set(cluster.group(1).split())
+    packages |= set(re.findall(r"apt-get install -y -qq ([a-z][\w.+-]*);", makefile))
+    assert {"containerd", "iptables", "valgrind", "postgresql", "chromium"} <= packages
+    head = _setup_text()
+    assert [p for p in sorted(packages) if f"`{p}`" not in head] == []
+
+
+def test_the_tiers_without_root_are_what_the_readme_says() -> None:
+    # make unit needs what make demo needs: no apt, no other tier.
+    unit = _make("unit")
+    assert "pytest -q tests/unit" in unit
+    assert "apt-get" not in unit
+    assert "tests/integration" not in unit
+    # make integration installs only its two system packages, and only when missing.
+    prerequisites = re.search(r"^integration: (.+)$", MAKEFILE.read_text(), flags=re.M)
+    assert prerequisites is not None
+    assert prerequisites.group(1).split() == ["setup", "db-deps", "browser-deps"]
+    assert "pytest -q tests/integration" in _make("integration")
+    head = _setup_text()
+    for words in ("make unit", "make integration", "make db-deps browser-deps", "root"):
+        assert words in head, words

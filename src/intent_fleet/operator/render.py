@@ -1,4 +1,4 @@
-"""Render the worker Deployment for an IntentWorker: the "Pod anatomy" of DESIGN.md, as data.
+"""Render the worker Deployment for an IntentWorker: docs/architecture.md, "Pod anatomy", as data.
 
 - The sidecar is a native sidecar (an init container with ``restartPolicy: Always``), so it
   starts before the handler and stops after it.

@@ -1,4 +1,4 @@
-"""The rendered Deployment follows DESIGN.md's pod anatomy, for any IntentWorker."""
+"""The rendered Deployment follows docs/architecture.md, "Pod anatomy", for any IntentWorker."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Backlog sources: how much work an IntentWorker has, read one way or another.
 
 What belongs here: the :class:`BacklogSource` protocol and its reading and error
-(``base``), one module per source, in DESIGN.md's order of preference, and the
-small HTTP and text-format pieces they share:
+(``base``), one module per source, in the order of preference of docs/architecture.md,
+"Scaling", and the small HTTP and text-format pieces they share:
 
 =============  ==============  ==========================  =============================
 source         module          backlog                     in flight

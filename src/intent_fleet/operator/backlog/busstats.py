@@ -1,6 +1,6 @@
 """Backlog from the bus itself: ``GET /stats`` (intent-fleet's ``backlog_stats`` extension).
 
-The preferred source (DESIGN.md, "Scaling"): exact, per goal, and read with the
+The preferred source (docs/architecture.md, "Scaling"): exact, per goal, and read with the
 worker's own API key, so it needs no extra credentials or Prometheus.
 
 * backlog = ``ready``: intents a worker could claim right now.

@@ -1,6 +1,6 @@
 """Utilisation from the worker pods themselves: each sidecar's ``GET /v1/state``.
 
-The fallback for a bus that reports no backlog at all (DESIGN.md, "Scaling"). It
+The fallback for a bus that reports no backlog at all (docs/architecture.md, "Scaling"). It
 sees only work already claimed, so backlog is always 0 here and it cannot wake a
 fleet from zero (the CRD requires ``minReplicas >= 1`` with it). It reports:
 
