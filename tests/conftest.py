@@ -29,7 +29,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     database asks it for a fresh one (:meth:`PostgresServer.new_database`)."""
     bindir = postgres_bin()
     if bindir is None:
-        raise RuntimeError("PostgreSQL is not installed: run `make setup`, which installs it")
+        raise RuntimeError("PostgreSQL is not installed: `make db-deps` (as root) installs it")
     server = PostgresServer.create(bindir)
     try:
         yield server
