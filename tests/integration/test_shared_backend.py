@@ -52,7 +52,9 @@ async def test_a_claim_whose_request_goes_away_in_flight_is_given_back(
     await backend.start(asyncio.get_running_loop())
     try:
         caller = Caller(key_id="admin", admin=True)
-        published = await backend.publish(caller, _request("g"), idempotency_key=None, body=b"")
+        published = await backend.intents.publish(
+            caller, _request("g"), idempotency_key=None, body=b""
+        )
         flt = ClaimFilter(caller="admin", namespace="default", goal="g")
         blocker = await asyncpg.connect(settings.database.url)
         try:
@@ -60,7 +62,7 @@ async def test_a_claim_whose_request_goes_away_in_flight_is_given_back(
             lock = blocker.transaction()
             await lock.start()
             await blocker.execute("LOCK TABLE intents IN ACCESS EXCLUSIVE MODE")
-            gone = asyncio.create_task(backend.claim(flt, admin=True, wait=0))
+            gone = asyncio.create_task(backend.intents.claim(flt, admin=True, wait=0))
             while not await blocker.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
                 await asyncio.sleep(0.01)
             gone.cancel()  # the client hangs up
@@ -71,7 +73,7 @@ async def test_a_claim_whose_request_goes_away_in_flight_is_given_back(
         assert gone.cancelled()
         deadline = time.monotonic() + 10
         while True:  # the statement claimed it for nobody; the backend gives it back
-            after = await backend.intent(published.id)
+            after = await backend.intents.intent(published.id)
             assert isinstance(after, Intent)
             if after.status is Status.OPEN or time.monotonic() > deadline:
                 break
@@ -79,7 +81,7 @@ async def test_a_claim_whose_request_goes_away_in_flight_is_given_back(
         assert after.status is Status.OPEN and after.attempts == 0
         assert after.claim_token is None and after.claimer is None
         assert after.updated_at > after.created_at  # it was claimed, and given back
-        [again] = await backend.claim(flt, admin=True, wait=0)
+        [again] = await backend.intents.claim(flt, admin=True, wait=0)
         assert again.id == published.id and again.attempts == 1
     finally:
         await backend.close()
@@ -110,21 +112,21 @@ async def test_a_failed_intent_waits_as_the_shared_retry_rule_says(
     try:
         caller = Caller(key_id="admin", admin=True)
         request = dataclasses.replace(_request("g"), max_attempts=20, backoff_base=3600.0)
-        published = await backend.publish(caller, request, idempotency_key=None, body=b"")
+        published = await backend.intents.publish(caller, request, idempotency_key=None, body=b"")
         flt = ClaimFilter(caller="admin", namespace="default", goal="g")
         delays = []
         for attempts in range(1, 7):
-            [got] = await backend.claim(flt, admin=True, wait=0)
+            [got] = await backend.intents.claim(flt, admin=True, wait=0)
             assert (got.id, got.attempts) == (published.id, attempts)
             clock.now += 1.5
-            ended = await backend.fail(caller, got.id, got.claim_token, f"try {attempts}")
+            ended = await backend.intents.fail(caller, got.id, got.claim_token, f"try {attempts}")
             assert ended.status is Status.OPEN
-            after = await backend.intent(got.id)
+            after = await backend.intents.intent(got.id)
             assert after is not None
             jitter = twin.uniform(0.0, lifecycle.RETRY_JITTER_SECONDS)
             expected = lifecycle.retry_delay(3600.0, attempts, jitter=jitter)
             assert after.run_at - clock.now == pytest.approx(expected)
-            assert await backend.claim(flt, admin=True, wait=0) == []  # still backing off
+            assert await backend.intents.claim(flt, admin=True, wait=0) == []  # still backing off
             delays.append(after.run_at - clock.now - jitter)
             clock.now = after.run_at
         # 2 h, 4 h, 8 h, 16 h, then a day at most.

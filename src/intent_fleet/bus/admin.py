@@ -32,7 +32,7 @@ async def generate_key(request: web.Request) -> web.Response:
     if not owner.strip():
         raise ApiError(400, "invalid_request", "'owner' must be a string of 1-100 characters.")
     secret, key = new_key(owner=owner, now=ctx.clock())
-    await ctx.backend.add_key(key)
+    await ctx.backend.keys.add(key)
     return json_response(
         201,
         {"api_key": secret, "id": key.id, "owner": key.name, "created_at": key.created_at},
@@ -44,13 +44,13 @@ async def revoke_key(request: web.Request) -> web.Response:
     secret, key_id = doc.get("api_key"), doc.get("id")
     if not isinstance(secret, str) and not isinstance(key_id, str):
         raise ApiError(400, "invalid_request", "Send 'api_key' (the secret) or 'id' (the key id).")
-    key = await ctx.backend.find_key(
+    key = await ctx.backend.keys.find(
         secret=secret if isinstance(secret, str) else None,
         key_id=key_id if isinstance(key_id, str) else None,
     )
     if key is None:
         raise ApiError(404, "not_found", "No such key.")
-    await ctx.backend.revoke_key(key, now=ctx.clock())
+    await ctx.backend.keys.revoke(key, now=ctx.clock())
     return json_response(200, {"ok": True, "id": key.id})
 
 
@@ -58,7 +58,7 @@ async def list_keys(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     keys = [
         {"id": k.id, "owner": k.name, "created_at": k.created_at, "revoked_at": k.revoked_at}
-        for k in await ctx.backend.keys()
+        for k in await ctx.backend.keys.all()
     ]
     return json_response(200, {"keys": keys})
 
@@ -87,10 +87,10 @@ async def run_cleanup(ctx: BusContext) -> dict[str, int]:
 async def get_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    intent = await ctx.backend.intent(intent_id)
+    intent = await ctx.backend.intents.intent(intent_id)
     if intent is None:
         raise ApiError(404, "not_found", "Intent not found.")
-    finished = await ctx.backend.lookup(intent_id) if intent.status.terminal else None
+    finished = await ctx.backend.intents.lookup(intent_id) if intent.status.terminal else None
     outcome: dict[str, Any] = {}
     if isinstance(finished, TerminalRow) and finished.result is not None:
         outcome = {
@@ -131,14 +131,14 @@ async def get_intent(request: web.Request) -> web.Response:
 async def cancel_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    await ctx.backend.cancel(intent_id)
+    await ctx.backend.intents.cancel(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "cancelled"})
 
 
 async def retry_intent(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
     intent_id = validation.intent_id(request)
-    await ctx.backend.retry(intent_id)
+    await ctx.backend.intents.retry(intent_id)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
 
@@ -168,7 +168,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     if namespace is not None:
         namespace = validation.namespace_of(namespace)
     goal = validation.goal_of(q.get("goal") or None, required=False)
-    rows = await ctx.backend.dead_letters(
+    rows = await ctx.backend.intents.dead_letters(
         namespace=namespace, goal=goal, limit=limit, offset=offset
     )
     return json_response(200, {"dead": [_dead_summary(r) for r in rows]})
@@ -176,7 +176,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 async def dead_letter(request: web.Request) -> web.Response:
     ctx, _ = await _admin(request)
-    intent = await ctx.backend.intent(validation.intent_id(request))
+    intent = await ctx.backend.intents.intent(validation.intent_id(request))
     if intent is None or intent.status.value != "dead":
         raise ApiError(404, "not_found", "Dead letter not found.")
     return json_response(

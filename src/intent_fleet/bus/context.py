@@ -94,7 +94,7 @@ class BusContext:
         presented = request.headers.get("X-API-KEY")
         if not presented:
             raise ApiError(401, "unauthorized", "Missing X-API-KEY header.")
-        caller = await self.backend.authenticate(presented)
+        caller = await self.backend.keys.authenticate(presented)
         if caller is None:
             raise ApiError(401, "unauthorized", "Invalid or revoked API key.")
         now = self.clock()
@@ -107,12 +107,12 @@ class BusContext:
             body=body,
             now=now,
         )
-        if signed is not None and not await self.backend.remember_nonce(
+        if signed is not None and not await self.backend.nonces.remember(
             signed.key_id, signed.nonce, timestamp=signed.timestamp, now=now
         ):
             raise replay_refused()
         if not caller.admin:
-            wait = await self.backend.rate_limit(caller.key_id, now=now)
+            wait = await self.backend.rate_limits.acquire(caller.key_id, now=now)
             if wait is not None:
                 raise ApiError(
                     429,

@@ -36,7 +36,7 @@ from typing import Any
 
 from intent_fleet.protocol import GoalStats
 
-from .backend import Ended, PublishOutcome, PublishRequest
+from .backend import Ended, PublishOutcome, PublishRequest, Result
 from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
 from .claim_index import GoalQueue, ReadyIndex, TimedHeap
 from .lifecycle import (
@@ -576,13 +576,7 @@ class Engine:
         return seconds
 
     async def fulfill(
-        self,
-        caller: Caller,
-        intent_id: str,
-        token: str | None,
-        *,
-        result: bytes | None,
-        result_type: str | None,
+        self, caller: Caller, intent_id: str, token: str | None, *, result: Result | None
     ) -> Ended:
         intent = self._leased(caller, intent_id, token)
         before = _Before.of(intent)
@@ -591,9 +585,9 @@ class Engine:
         intent.status = Status.FULFILLED
         intent.updated_at = now
         intent.last_error = None
-        intent.result, intent.result_type = result, result_type
+        intent.result, intent.result_type = (result.body, result.type) if result else (None, None)
         self._terminal_count(intent, Status.FULFILLED, +1)
-        op = fulfill_op(intent, result=result, result_type=result_type, now=now)
+        op = fulfill_op(intent, now=now)
         await self._transition(intent, before, op, forget=True)
         return Ended(intent.namespace, intent.goal, Status.FULFILLED)
 
@@ -768,6 +762,19 @@ class Engine:
     def live(self, intent_id: str) -> Intent | None:
         return self._intents.get(intent_id)
 
+    async def lookup(self, intent_id: str) -> Intent | TerminalRow | None:
+        """An intent for /status and /result: live, or finished (without its payload)."""
+        return self._intents.get(intent_id) or self._store.read_terminal(intent_id)
+
+    async def intent(self, intent_id: str) -> Intent | None:
+        """A whole intent, payload included, in whatever state (admin views)."""
+        return self._intents.get(intent_id) or self._store.read_intent(intent_id)
+
+    async def dead_letters(
+        self, *, namespace: str | None, goal: str | None, limit: int, offset: int
+    ) -> list[TerminalRow]:
+        return self._store.dead_letters(namespace=namespace, goal=goal, limit=limit, offset=offset)
+
     async def cleanup(self) -> dict[str, int]:
         """Remove terminal intents past retention and expired KV rows."""
         cutoff = self._clock() - self._settings.storage.retention_seconds
@@ -843,7 +850,7 @@ class Engine:
                 held[who] = held.get(who, 0) + 1
         return held
 
-    def interrupt_claims(self, caller: Caller, session: str) -> int:
+    async def interrupt_claims(self, caller: Caller, session: str) -> int:
         """End the parked long-polls of one claimer session now (extension claim_interrupt)."""
         return self._parked.interrupt(caller.key_id, session)
 

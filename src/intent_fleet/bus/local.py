@@ -1,9 +1,12 @@
 """The embedded backend: one process owns the bus's state in memory, SQLite keeps it.
 
-The engine (:mod:`.engine`) holds the intents, :class:`~.auth.KeyRing` the keys,
-:class:`~.kv.KVStore` the KV entries, :class:`~.auth.NonceCache` the nonces seen and
-:class:`~.ratelimit.RateLimiter` the token buckets; :class:`~.store.Store` makes each change
-durable. Nothing here is shared with another process, which is what makes it fast.
+Its parts are the engine (:mod:`.engine`, the intents and their life cycle), the keys
+(:class:`~.auth.KeyRing`), the nonces seen (:class:`~.auth.NonceCache`), the token buckets
+(:class:`~.ratelimit.RateLimiter`) and the KV entries (:class:`~.kv.KVStore`);
+:class:`~.store.Store` makes each change durable. Nothing here is shared with another
+process, which is what makes it fast. The classes below give the in-memory parts the
+:mod:`.backend` protocols' shape, writing to the store where a change must be durable
+before it counts.
 """
 
 from __future__ import annotations
@@ -15,17 +18,116 @@ from collections.abc import Callable, Sequence
 from intent_fleet.protocol import GoalStats
 
 from .auth import KeyRing, NonceCache
-from .backend import Ended, Figures, PublishOutcome, PublishRequest
+from .backend import Figures
 from .engine import Engine
 from .kv import KVStore
-from .lifecycle import ClaimFilter
 from .quotas import check_kv_set
 from .ratelimit import RateLimiter
-from .records import ApiKey, Caller, Intent, TerminalRow
+from .records import ApiKey, Caller
 from .settings import BusSettings
 from .store import Store, insert_key_op, kv_purge_op, revoke_key_op
 
 __all__ = ["LocalBackend", "open_local"]
+
+
+class LocalKeys:
+    """The key ring; a new or revoked key counts once it is on disk."""
+
+    def __init__(self, *, ring: KeyRing, store: Store) -> None:
+        self._ring = ring
+        self._store = store
+
+    async def authenticate(self, presented: str) -> Caller | None:
+        return self._ring.authenticate(presented)
+
+    async def add(self, key: ApiKey) -> None:
+        # Usable once on disk: a key the disk refused must not work until the next restart.
+        await asyncio.shield(
+            self._store.submit([insert_key_op(key)], on_durable=lambda: self._ring.add(key))
+        )
+
+    async def find(self, *, secret: str | None, key_id: str | None) -> ApiKey | None:
+        return self._ring.find(secret=secret, key_id=key_id)
+
+    async def revoke(self, key: ApiKey, *, now: float) -> None:
+        # Written first: a revoke the disk refused must not come undone at the next restart.
+        await asyncio.shield(
+            self._store.submit(
+                [revoke_key_op(key.id, now=now)],
+                on_durable=lambda: self._ring.revoke(key, now=now),
+            )
+        )
+
+    async def all(self) -> list[ApiKey]:
+        return self._ring.all()
+
+
+class LocalNonces:
+    """The nonces seen, in memory."""
+
+    def __init__(self, cache: NonceCache) -> None:
+        self._cache = cache
+
+    async def remember(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
+        return self._cache.remember(key_id, nonce, timestamp=timestamp, now=now)
+
+
+class LocalRateLimits:
+    """Token buckets in memory."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def acquire(self, key_id: str, *, now: float) -> int | None:
+        return self._limiter.acquire(key_id, now=now)
+
+
+class LocalBacklogs:
+    """The engine's backlog figures."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def stats(
+        self, namespace: str | None = None, goal: str | None = None, *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        return self._engine.stats(namespace, goal, viewer=viewer)
+
+    async def stats_of(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None = None
+    ) -> list[GoalStats]:
+        return self._engine.stats_of(pairs, viewer=viewer)
+
+    async def watch(
+        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None, wait: float
+    ) -> None:
+        await self._engine.watch_backlog(pairs, viewer=viewer, wait=wait)
+
+
+class LocalKV:
+    """KV entries in memory, each change durable before memory shows it."""
+
+    def __init__(self, *, kv: KVStore, store: Store, clock: Callable[[], float]) -> None:
+        self._kv = kv
+        self._store = store
+        self._clock = clock
+
+    async def get(self, owner: str, key: str, *, now: float) -> str | None:
+        return self._kv.get(owner, key, now=now)
+
+    async def set(self, owner: str, key: str, value: str, *, expires_at: float, most: int) -> None:
+        kv = self._kv
+        exists = kv.has(owner, key)
+        if most and not exists and kv.count_of(owner) >= most:
+            # Entries that expired but are still in memory do not count against the quota.
+            kv.forget_expired(now=self._clock())
+        check_kv_set(most, held=kv.count_of(owner), exists=exists)
+        op = kv.set_op(owner, key, value, expires_at=expires_at)
+        await asyncio.shield(
+            self._store.submit(
+                [op], on_durable=lambda: kv.set(owner, key, value, expires_at=expires_at)
+            )
+        )
 
 
 class LocalBackend:
@@ -41,12 +143,17 @@ class LocalBackend:
         settings: BusSettings,
         clock: Callable[[], float],
     ) -> None:
-        self._store, self._engine, self._keys, self._kv = store, engine, keys, kv
+        limits = settings.limits
+        self._store, self._engine, self._kv_store = store, engine, kv
         self._clock = clock
-        self._nonces = NonceCache(window_seconds=settings.auth.signature_window_seconds)
-        self._limiter = RateLimiter(
-            rate=settings.limits.rate_limit_per_second, burst=settings.limits.rate_limit_burst
+        self.keys = LocalKeys(ring=keys, store=store)
+        self.nonces = LocalNonces(NonceCache(window_seconds=settings.auth.signature_window_seconds))
+        self.rate_limits = LocalRateLimits(
+            RateLimiter(rate=limits.rate_limit_per_second, burst=limits.rate_limit_burst)
         )
+        self.intents = engine
+        self.backlogs = LocalBacklogs(engine)
+        self.kv = LocalKV(kv=kv, store=store, clock=clock)
 
     @property
     def health(self) -> str:
@@ -62,76 +169,6 @@ class LocalBackend:
     async def close(self) -> None:
         self._engine.stop()
         await self._store.close()
-
-    # -- who is calling ----------------------------------------------------
-    async def authenticate(self, presented: str) -> Caller | None:
-        return self._keys.authenticate(presented)
-
-    async def remember_nonce(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
-        return self._nonces.remember(key_id, nonce, timestamp=timestamp, now=now)
-
-    async def rate_limit(self, key_id: str, *, now: float) -> int | None:
-        return self._limiter.acquire(key_id, now=now)
-
-    # -- the intent life cycle -------------------------------------------------
-    async def publish(
-        self, caller: Caller, req: PublishRequest, *, idempotency_key: str | None, body: bytes
-    ) -> PublishOutcome:
-        return await self._engine.publish(caller, req, idempotency_key=idempotency_key, body=body)
-
-    async def claim(
-        self, flt: ClaimFilter, *, admin: bool, wait: float, limit: int = 1
-    ) -> list[Intent]:
-        return await self._engine.claim(flt, admin=admin, wait=wait, limit=limit)
-
-    async def interrupt_claims(self, caller: Caller, session: str) -> int:
-        return self._engine.interrupt_claims(caller, session)
-
-    async def extend(self, caller: Caller, intent_id: str, token: str | None, seconds: int) -> int:
-        return await self._engine.extend(caller, intent_id, token, seconds)
-
-    async def fulfill(
-        self,
-        caller: Caller,
-        intent_id: str,
-        token: str | None,
-        *,
-        result: bytes | None,
-        result_type: str | None,
-    ) -> Ended:
-        return await self._engine.fulfill(
-            caller, intent_id, token, result=result, result_type=result_type
-        )
-
-    async def fail(
-        self, caller: Caller, intent_id: str, token: str | None, error: str, *, final: bool = False
-    ) -> Ended:
-        return await self._engine.fail(caller, intent_id, token, error, final=final)
-
-    async def release(self, caller: Caller, intent_id: str, token: str | None) -> None:
-        await self._engine.release(caller, intent_id, token)
-
-    async def lookup(self, intent_id: str) -> Intent | TerminalRow | None:
-        return self._engine.live(intent_id) or self._engine.read_terminal(intent_id)
-
-    async def intent(self, intent_id: str) -> Intent | None:
-        return self._engine.live(intent_id) or self._store.read_intent(intent_id)
-
-    # -- backlog -------------------------------------------------------------------
-    async def stats(
-        self, namespace: str | None = None, goal: str | None = None, *, viewer: str | None = None
-    ) -> list[GoalStats]:
-        return self._engine.stats(namespace, goal, viewer=viewer)
-
-    async def stats_of(
-        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None = None
-    ) -> list[GoalStats]:
-        return self._engine.stats_of(pairs, viewer=viewer)
-
-    async def watch_backlog(
-        self, pairs: Sequence[tuple[str, str]], *, viewer: str | None, wait: float
-    ) -> None:
-        await self._engine.watch_backlog(pairs, viewer=viewer, wait=wait)
 
     async def figures(self, *, viewer: str | None) -> Figures:
         engine, store = self._engine, self._store
@@ -150,75 +187,24 @@ class LocalBackend:
             failed_writes=dict(store.failed_writes),
             storage_health=store.health,
             unwritten_intents=engine.dirty_count(),
-            kv_entries=len(self._kv),
+            kv_entries=len(self._kv_store),
             held_by_worker=engine.held_by_worker(),
         )
-
-    # -- admin -------------------------------------------------------------------------
-    async def cancel(self, intent_id: str) -> None:
-        await self._engine.cancel(intent_id)
-
-    async def retry(self, intent_id: str) -> None:
-        await self._engine.retry(intent_id)
 
     async def purge(self, namespace: str | None) -> int:
         deleted = await self._engine.purge(namespace)
         if namespace is None:
-            await asyncio.shield(self._store.submit([kv_purge_op()], on_durable=self._kv.purge))
+            await asyncio.shield(
+                self._store.submit([kv_purge_op()], on_durable=self._kv_store.purge)
+            )
         return deleted
 
     async def cleanup(self) -> dict[str, int]:
         report = await self._engine.cleanup()
-        kv_deleted, op = self._kv.sweep(now=self._clock())
+        kv_deleted, op = self._kv_store.sweep(now=self._clock())
         await self._store.submit([op])
         report["kv_deleted"] = kv_deleted
         return report
-
-    async def dead_letters(
-        self, *, namespace: str | None, goal: str | None, limit: int, offset: int
-    ) -> list[TerminalRow]:
-        return self._store.dead_letters(namespace=namespace, goal=goal, limit=limit, offset=offset)
-
-    async def add_key(self, key: ApiKey) -> None:
-        # Usable once on disk: a key the disk refused must not work until the next restart.
-        await asyncio.shield(
-            self._store.submit([insert_key_op(key)], on_durable=lambda: self._keys.add(key))
-        )
-
-    async def find_key(self, *, secret: str | None, key_id: str | None) -> ApiKey | None:
-        return self._keys.find(secret=secret, key_id=key_id)
-
-    async def revoke_key(self, key: ApiKey, *, now: float) -> None:
-        # Written first: a revoke the disk refused must not come undone at the next restart.
-        await asyncio.shield(
-            self._store.submit(
-                [revoke_key_op(key.id, now=now)],
-                on_durable=lambda: self._keys.revoke(key, now=now),
-            )
-        )
-
-    async def keys(self) -> list[ApiKey]:
-        return self._keys.all()
-
-    # -- KV --------------------------------------------------------------------------
-    async def kv_get(self, owner: str, key: str, *, now: float) -> str | None:
-        return self._kv.get(owner, key, now=now)
-
-    async def kv_set(
-        self, owner: str, key: str, value: str, *, expires_at: float, most: int
-    ) -> None:
-        kv = self._kv
-        exists = kv.has(owner, key)
-        if most and not exists and kv.count_of(owner) >= most:
-            # Entries that expired but are still in memory do not count against the quota.
-            kv.forget_expired(now=self._clock())
-        check_kv_set(most, held=kv.count_of(owner), exists=exists)
-        op = kv.set_op(owner, key, value, expires_at=expires_at)
-        await asyncio.shield(
-            self._store.submit(
-                [op], on_durable=lambda: kv.set(owner, key, value, expires_at=expires_at)
-            )
-        )
 
 
 def open_local(

@@ -166,7 +166,7 @@ async def _viewer(request: web.Request, ctx: BusContext) -> str | None:
             and hmac.compare_digest(token.encode(), auth.metrics_token.encode())
         ):
             return None
-        found = None if auth.require_signatures else await ctx.backend.authenticate(token)
+        found = None if auth.require_signatures else await ctx.backend.keys.authenticate(token)
         if found is not None and not found.admin:
             return found.key_id
     elif request.headers.get("X-API-KEY"):

@@ -65,7 +65,7 @@ async def publish(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None:
         validation.header_text(key, "Idempotency-Key", max_chars=256)
-    outcome = await ctx.backend.publish(caller, req, idempotency_key=key, body=body)
+    outcome = await ctx.backend.intents.publish(caller, req, idempotency_key=key, body=body)
     return json_response(
         201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}
     )
@@ -92,7 +92,7 @@ async def claim(request: web.Request) -> web.Response:
         session=q.session,
     )
     limit = q.batch or 1
-    intents = await ctx.backend.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
+    intents = await ctx.backend.intents.claim(flt, admin=caller.admin, wait=q.wait, limit=limit)
     ctx.workers_seen.claimed(
         q.worker_id, key_id=caller.key_id, capabilities=q.capabilities, count=len(intents)
     )
@@ -112,7 +112,9 @@ async def interrupt_claims(request: web.Request) -> web.Response:
     caller = await ctx.authenticate(request, body)
     session = validation.claim_session(request.headers, required=True)
     assert session is not None
-    return json_response(200, {"interrupted": await ctx.backend.interrupt_claims(caller, session)})
+    return json_response(
+        200, {"interrupted": await ctx.backend.intents.interrupt_claims(caller, session)}
+    )
 
 
 def _claim_document(intent: Intent) -> dict[str, Any]:
@@ -138,7 +140,7 @@ async def extend_claim(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=True)
     token, seconds = validation.lease_request(doc)
     intent_id = validation.intent_id(request)
-    granted = await ctx.backend.extend(caller, intent_id, token, seconds)
+    granted = await ctx.backend.intents.extend(caller, intent_id, token, seconds)
     return json_response(200, {"id": intent_id, "ok": True, "extended_by": granted})
 
 
@@ -146,9 +148,7 @@ async def fulfill(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     req = validation.fulfill_request(doc, limits=ctx.settings.limits)
     intent_id = validation.intent_id(request)
-    ended = await ctx.backend.fulfill(
-        caller, intent_id, req.claim_token, result=req.result, result_type=req.result_type
-    )
+    ended = await ctx.backend.intents.fulfill(caller, intent_id, req.claim_token, result=req.result)
     ctx.goal_activity.ended(ended)
     return json_response(200, {"id": intent_id, "ok": True})
 
@@ -157,7 +157,7 @@ async def fail(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, error = validation.fail_request(doc)
     intent_id = validation.intent_id(request)
-    ended = await ctx.backend.fail(caller, intent_id, token, error)
+    ended = await ctx.backend.intents.fail(caller, intent_id, token, error)
     ctx.goal_activity.ended(ended)
     return json_response(200, {"id": intent_id, "ok": True, "status": ended.status.value})
 
@@ -166,7 +166,7 @@ async def release(request: web.Request) -> web.Response:
     ctx, caller, doc, _ = await _caller_and_doc(request, required=False)
     token, _error = validation.fail_request(doc)
     intent_id = validation.intent_id(request)
-    await ctx.backend.release(caller, intent_id, token)
+    await ctx.backend.intents.release(caller, intent_id, token)
     return json_response(200, {"id": intent_id, "ok": True, "status": "open"})
 
 
@@ -213,7 +213,7 @@ async def _lookup(request: web.Request) -> tuple[BusContext, Intent | TerminalRo
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
     intent_id = validation.intent_id(request)
-    view = await ctx.backend.lookup(intent_id)
+    view = await ctx.backend.intents.lookup(intent_id)
     if view is None:
         raise ApiError(404, "not_found", "Intent not found.")
     if not _visible(caller, view.publisher, view.claimer):
@@ -249,7 +249,7 @@ async def kv_set(request: web.Request) -> web.Response:
     value, ttl = validation.kv_set_request(doc, limits=ctx.settings.limits)
     most = 0 if caller.admin else ctx.settings.limits.max_kv_entries_per_key
     expires_at = ctx.clock() + ttl
-    await ctx.backend.kv_set(caller.key_id, key, value, expires_at=expires_at, most=most)
+    await ctx.backend.kv.set(caller.key_id, key, value, expires_at=expires_at, most=most)
     return json_response(200, {"ok": True})
 
 
@@ -257,7 +257,7 @@ async def kv_get(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     caller = await ctx.authenticate(request, b"")
     key = validation.kv_key(request.raw_path)
-    value = await ctx.backend.kv_get(caller.key_id, key, now=ctx.clock())
+    value = await ctx.backend.kv.get(caller.key_id, key, now=ctx.clock())
     if value is None:
         raise ApiError(404, "not_found", "Key not found.")
     return json_response(200, {"value": value})
@@ -291,10 +291,10 @@ async def stats(request: web.Request) -> web.Response:
         namespace = validation.namespace_of(namespace)
     goal = validation.goal_of(query.get("goal") or None, required=False)
     viewer = None if caller.admin else caller.key_id
-    found = await ctx.backend.stats(namespace, goal, viewer=viewer)
+    found = await ctx.backend.backlogs.stats(namespace, goal, viewer=viewer)
     if goal is not None and not found:
         # An unknown goal has an empty backlog, not a missing one: autoscalers poll it.
-        found = await ctx.backend.stats_of([(namespace or "default", goal)], viewer=viewer)
+        found = await ctx.backend.backlogs.stats_of([(namespace or "default", goal)], viewer=viewer)
     return json_response(200, {"ts": ctx.clock(), "goals": [stats_document(s) for s in found]})
 
 
@@ -308,8 +308,8 @@ async def stats_batch(request: web.Request) -> web.Response:
     pairs, wait = validation.stats_request(doc, max_wait=ctx.settings.limits.max_claim_wait_seconds)
     viewer = None if caller.admin else caller.key_id
     if wait:
-        await ctx.backend.watch_backlog(pairs, viewer=viewer, wait=wait)
-    found = await ctx.backend.stats_of(pairs, viewer=viewer)
+        await ctx.backend.backlogs.watch(pairs, viewer=viewer, wait=wait)
+    found = await ctx.backend.backlogs.stats_of(pairs, viewer=viewer)
     return json_response(200, {"ts": ctx.clock(), "goals": [stats_document(s) for s in found]})
 
 

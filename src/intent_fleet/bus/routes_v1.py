@@ -26,7 +26,7 @@ async def claim(request: web.Request) -> web.Response:
     query = validation.query_params(request)
     goal = validation.goal_of(query.get("goal") or None, required=False)
     flt = ClaimFilter(caller=caller.key_id, namespace="default", goal=goal)
-    claimed = await ctx.backend.claim(flt, admin=caller.admin, wait=0)
+    claimed = await ctx.backend.intents.claim(flt, admin=caller.admin, wait=0)
     ctx.workers_seen.claimed(None, key_id=caller.key_id, capabilities=(), count=len(claimed))
     if not claimed:
         return empty_response(204)
@@ -48,9 +48,7 @@ async def fulfill(request: web.Request) -> web.Response:
     caller = await ctx.authenticate(request, body)
     intent_id = validation.intent_id(request)
     # v1.1 ignores the body: no claim token, no result.
-    ctx.goal_activity.ended(
-        await ctx.backend.fulfill(caller, intent_id, None, result=None, result_type=None)
-    )
+    ctx.goal_activity.ended(await ctx.backend.intents.fulfill(caller, intent_id, None, result=None))
     return json_response(200, {"id": intent_id, "ok": True})
 
 
@@ -61,7 +59,9 @@ async def fail(request: web.Request) -> web.Response:
     doc = validation.json_body(body, max_depth=ctx.settings.limits.max_json_depth, required=False)
     error = validation.error_text(doc.get("error", "unknown"))
     intent_id = validation.intent_id(request)
-    ctx.goal_activity.ended(await ctx.backend.fail(caller, intent_id, None, error, final=True))
+    ctx.goal_activity.ended(
+        await ctx.backend.intents.fail(caller, intent_id, None, error, final=True)
+    )
     return json_response(200, {"id": intent_id, "ok": True, "status": "failed"})
 
 

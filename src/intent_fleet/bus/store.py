@@ -502,7 +502,8 @@ def update_state_op(i: Intent) -> Op:
     return (_UPDATE_STATE, (i.status.value, *_state_but_status(i)))
 
 
-def fulfill_op(i: Intent, *, result: bytes | None, result_type: str | None, now: float) -> Op:
+def fulfill_op(i: Intent, *, now: float) -> Op:
+    """Persist a fulfilment, with the result the engine put on the intent."""
     return (
         "UPDATE intents SET status=?, attempts=?, updated_at=?, claim_token=NULL,"
         " lease_until=NULL, claimer=?, worker_id=?, result=?, result_type=?, completed_at=?"
@@ -513,8 +514,8 @@ def fulfill_op(i: Intent, *, result: bytes | None, result_type: str | None, now:
             now,
             i.claimer,
             i.worker_id,
-            result,
-            result_type,
+            i.result,
+            i.result_type,
             now,
             i.id,
         ),

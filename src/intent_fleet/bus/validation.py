@@ -14,7 +14,7 @@ from aiohttp import web
 
 from intent_fleet.protocol import is_number, json_kind
 
-from .backend import PublishRequest
+from .backend import PublishRequest, Result
 from .errors import ApiError
 from .records import Visibility
 from .settings import LimitSettings, QueueSettings
@@ -358,8 +358,7 @@ def lease_request(doc: Mapping[str, Any]) -> tuple[str | None, int]:
 @dataclass(frozen=True, slots=True)
 class FulfillRequest:
     claim_token: str | None
-    result: bytes | None
-    result_type: str | None
+    result: Result | None
 
 
 def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> FulfillRequest:
@@ -368,7 +367,7 @@ def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> Fulfill
     if result_type not in ("json", "text"):
         raise _invalid("invalid_result_type", "'result_type' must be 'json' or 'text'.")
     if "result" not in doc:
-        return FulfillRequest(claim_token=token, result=None, result_type=None)
+        return FulfillRequest(claim_token=token, result=None)
     value = doc["result"]
     if result_type == "text":
         if not isinstance(value, str):
@@ -382,7 +381,7 @@ def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> Fulfill
             "result_too_large",
             f"The result is {len(raw)} bytes; this bus keeps at most {limits.max_result_bytes}.",
         )
-    return FulfillRequest(claim_token=token, result=raw, result_type=result_type)
+    return FulfillRequest(claim_token=token, result=Result(raw, result_type))
 
 
 #: Most goals one ``POST /stats`` may ask about.

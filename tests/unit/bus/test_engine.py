@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from intent_fleet.bus.backend import Ended
+from intent_fleet.bus.backend import Ended, Result
 from intent_fleet.bus.engine import Engine
 from intent_fleet.bus.errors import ApiError
 from intent_fleet.bus.lifecycle import ClaimFilter
@@ -83,7 +83,7 @@ async def test_publish_claim_fulfill(bus: RunningBus) -> None:
     assert await claim(engine) is None
 
     ended = await engine.fulfill(
-        BOB, intent_id, got.claim_token, result=b'{"ok":1}', result_type="json"
+        BOB, intent_id, got.claim_token, result=Result(b'{"ok":1}', "json")
     )
     assert ended == Ended(got.namespace, got.goal, Status.FULFILLED)
     assert engine.live(intent_id) is None  # terminal: memory forgets, the database answers
@@ -103,11 +103,11 @@ async def test_lease_operations_need_the_right_token_or_holder(bus: RunningBus) 
     intent_id = await publish(engine)
     got = await claimed(engine)
     for caller, token in ((BOB, "stale"), (ALICE, None), (BOB, "")):
-        err = await refused(engine.fulfill(caller, intent_id, token, result=None, result_type=None))
+        err = await refused(engine.fulfill(caller, intent_id, token, result=None))
         assert (err.status, err.code) == (404, "not_found")
     assert (await refused(engine.fail(BOB, "no-such-id", None, "x"))).status == 404
     # v1.1 style: no token, accepted from the key that holds the lease.
-    await engine.fulfill(BOB, intent_id, None, result=None, result_type=None)
+    await engine.fulfill(BOB, intent_id, None, result=None)
     assert got.status is Status.FULFILLED
 
 
@@ -189,7 +189,7 @@ async def test_expired_lease_reopens_the_intent(bus: RunningBus) -> None:
     assert counts(engine) == (1, 0, 0, 0)
     assert got.status is Status.OPEN
     assert (got.claim_token, got.lease_until, got.claimer) == (None, None, None)
-    err = await refused(engine.fulfill(BOB, intent_id, old_token, result=None, result_type=None))
+    err = await refused(engine.fulfill(BOB, intent_id, old_token, result=None))
     assert err.status == 404
 
     again = await claimed(engine, ALICE)
@@ -312,9 +312,7 @@ async def test_cancel(bus: RunningBus) -> None:
         row = engine.read_terminal(intent_id)
         assert row is not None
         assert row.status == "cancelled"
-    err = await refused(
-        engine.fulfill(BOB, claimed_id, got.claim_token, result=None, result_type=None)
-    )
+    err = await refused(engine.fulfill(BOB, claimed_id, got.claim_token, result=None))
     assert err.status == 404
     assert (await refused(engine.cancel(open_id))).status == 409
     assert (await refused(engine.cancel("nope"))).status == 404
@@ -349,7 +347,7 @@ async def test_retry_refuses_fulfilled(bus: RunningBus) -> None:
     engine = bus.engine
     intent_id = await publish(engine)
     got = await claimed(engine)
-    await engine.fulfill(BOB, intent_id, got.claim_token, result=None, result_type=None)
+    await engine.fulfill(BOB, intent_id, got.claim_token, result=None)
     err = await refused(engine.retry(intent_id))
     assert (err.status, err.code) == (409, "conflict")
 
@@ -470,7 +468,7 @@ async def test_reload_rebuilds_the_same_live_state(bus_factory: BusFactory) -> N
     assert engine.live(stays_open).payload == b'{"keep":1}'  # type: ignore[union-attr]
     assert [(await claimed(engine)).id for _ in range(3)] == [lapses, stays_open, newer]
     # The lease granted before the restart is still honoured.
-    await engine.fulfill(BOB, still_leased, token, result=None, result_type=None)
+    await engine.fulfill(BOB, still_leased, token, result=None)
     assert counts(engine) == (0, 1, 3, 1)
     # Timers were rebuilt too: the delayed intent comes due, the new leases run out.
     clock.advance(100)
@@ -510,7 +508,7 @@ async def test_cleanup_removes_terminal_intents_past_retention(bus: RunningBus) 
     engine, clock = bus.engine, bus.clock
     done = await publish(engine)
     got = await claimed(engine)
-    await engine.fulfill(BOB, done, got.claim_token, result=None, result_type=None)
+    await engine.fulfill(BOB, done, got.claim_token, result=None)
     dies = await publish(engine, max_attempts=1)
     got = await claimed(engine)
     await engine.fail(BOB, dies, got.claim_token, "x")

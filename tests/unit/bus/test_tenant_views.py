@@ -90,7 +90,7 @@ async def test_a_goal_with_nothing_left_leaves_memory(bus: RunningBus) -> None:
     for n in range(50):
         intent_id = await publish(engine, ALICE, goal=f"once-{n}")
         got = await claimed(engine, BOB, goal=f"once-{n}")
-        await engine.fulfill(BOB, intent_id, got.claim_token, result=None, result_type=None)
+        await engine.fulfill(BOB, intent_id, got.claim_token, result=None)
     assert len(engine._index) == 50  # kept a moment, in case work comes back at once
     engine.forget_empty_goals()
     assert len(engine._index) == 0

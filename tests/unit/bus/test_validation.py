@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from intent_fleet.bus.backend import Result
 from intent_fleet.bus.errors import ApiError
 from intent_fleet.bus.records import Visibility
 from intent_fleet.bus.settings import LimitSettings, QueueSettings
@@ -269,19 +270,19 @@ def test_claim_query_rejects(
 # -- fulfill / fail / extend --------------------------------------------------
 def test_fulfill_without_result() -> None:
     req = fulfill_request({}, limits=LIMITS)
-    assert (req.claim_token, req.result, req.result_type) == (None, None, None)
+    assert (req.claim_token, req.result) == (None, None)
 
 
 def test_fulfill_json_result() -> None:
     req = fulfill_request({"claim_token": "t", "result": {"ok": [1]}}, limits=LIMITS)
     assert req.claim_token == "t"
-    assert req.result_type == "json"
-    assert orjson.loads(req.result or b"") == {"ok": [1]}
+    assert req.result is not None and req.result.type == "json"
+    assert orjson.loads(req.result.body) == {"ok": [1]}
 
 
 def test_fulfill_text_result_is_kept_verbatim() -> None:
     req = fulfill_request({"result": "héllo", "result_type": "text"}, limits=LIMITS)
-    assert (req.result, req.result_type) == ("héllo".encode(), "text")
+    assert req.result == Result("héllo".encode(), "text")
 
 
 def test_fulfill_text_result_must_be_a_string() -> None:

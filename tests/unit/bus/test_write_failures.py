@@ -49,8 +49,8 @@ async def test_one_refused_row_fails_only_its_request(bus: RunningBus) -> None:
     refuse_writes_of(bus, bad)
     # Both fulfils share one group commit; only the refused one fails.
     results = await asyncio.gather(
-        engine.fulfill(BOB, bad, got_bad.claim_token, result=None, result_type=None),
-        engine.fulfill(BOB, good, got_good.claim_token, result=None, result_type=None),
+        engine.fulfill(BOB, bad, got_bad.claim_token, result=None),
+        engine.fulfill(BOB, good, got_good.claim_token, result=None),
         return_exceptions=True,
     )
     assert isinstance(results[0], DurabilityError)
@@ -70,7 +70,7 @@ async def test_one_refused_row_fails_only_its_request(bus: RunningBus) -> None:
     assert counts(engine) == (0, 0, 1, 0)
     # Once the database takes it, the same fulfil (the sidecar's retry) succeeds.
     accept_writes_again(bus)
-    await engine.fulfill(BOB, bad, got_bad.claim_token, result=None, result_type=None)
+    await engine.fulfill(BOB, bad, got_bad.claim_token, result=None)
     assert engine.read_terminal(bad).status == "fulfilled"  # type: ignore[union-attr]
     assert counts(engine) == (0, 0, 0, 0)
 

@@ -20,7 +20,7 @@ from .wakeups import Waiter, Wakeups
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["SharedBacklog"]
+__all__ = ["SharedBacklogs"]
 
 #: Visible to viewer $V: public intents and its own private ones ($V null: all).
 _SEES: Final = "($V::text IS NULL OR visibility = 'public' OR publisher = $V)"
@@ -38,7 +38,7 @@ def _empty(namespace: str, goal: str) -> GoalStats:
     )
 
 
-class SharedBacklog:
+class SharedBacklogs:
     """Counts of intents by goal and status, as one viewer sees them."""
 
     def __init__(

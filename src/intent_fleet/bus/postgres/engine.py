@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
-from ..backend import Ended, PublishOutcome, PublishRequest
+from ..backend import Ended, PublishOutcome, PublishRequest, Result
 from ..lifecycle import (
     CANCELLABLE,
     CANCELLED_BY_ADMIN,
@@ -37,6 +37,7 @@ from ..lifecycle import (
     RETRY_DELAY_CAP_SECONDS,
     RETRY_DOUBLINGS,
     RETRYABLE,
+    ClaimFilter,
     cannot_cancel,
     cannot_retry,
     extension,
@@ -54,6 +55,7 @@ from .sql import COLUMNS, TERMINAL, leased, reopened
 from .wakeups import CHANNEL, notification
 
 if TYPE_CHECKING:
+    from .claims import SharedClaims
     from .database import Conn, Database
     from .quotas import SharedQuotas
 
@@ -75,8 +77,7 @@ class _Fulfil:
     caller: str
     intent_id: str
     token: str | None
-    result: bytes | None
-    result_type: str | None
+    result: Result | None
 
 
 class SharedEngine:
@@ -89,9 +90,11 @@ class SharedEngine:
         settings: BusSettings,
         clock: Callable[[], float],
         quotas: SharedQuotas,
+        claims: SharedClaims,
         rng: random.Random | None = None,
     ) -> None:
         self._db = db
+        self._claims = claims
         self._settings = settings
         self._clock = clock
         self._quotas = quotas
@@ -179,6 +182,15 @@ class SharedEngine:
             raise idempotency_conflict()
         return PublishOutcome(id=row["id"], namespace=row["namespace"], replayed=True)
 
+    # -- claims: SharedClaims's ----------------------------------------------
+    async def claim(
+        self, flt: ClaimFilter, *, admin: bool, wait: float, limit: int = 1
+    ) -> list[Intent]:
+        return await self._claims.claim(flt, admin=admin, wait=wait, limit=limit)
+
+    async def interrupt_claims(self, caller: Caller, session: str) -> int:
+        return self._claims.interrupt(caller, session)
+
     # -- leases -----------------------------------------------------------
     async def _leased_update(
         self, caller: Caller, intent_id: str, token: str | None, sets: str, *params: Any
@@ -212,17 +224,9 @@ class SharedEngine:
         return seconds
 
     async def fulfill(
-        self,
-        caller: Caller,
-        intent_id: str,
-        token: str | None,
-        *,
-        result: bytes | None,
-        result_type: str | None,
+        self, caller: Caller, intent_id: str, token: str | None, *, result: Result | None
     ) -> Ended:
-        done = await self._fulfils.submit(
-            _Fulfil(caller.key_id, intent_id, token, result, result_type)
-        )
+        done = await self._fulfils.submit(_Fulfil(caller.key_id, intent_id, token, result))
         if done is None:
             raise not_leased()
         return done
@@ -249,8 +253,8 @@ class SharedEngine:
                 [a.intent_id for a in asks],
                 [a.token for a in asks],
                 [a.caller for a in asks],
-                [a.result for a in asks],
-                [a.result_type for a in asks],
+                [a.result.body if a.result else None for a in asks],
+                [a.result.type if a.result else None for a in asks],
                 now,
             )
         held = {order[r["n"] - 1]: Ended(r["namespace"], r["goal"], Status.FULFILLED) for r in rows}

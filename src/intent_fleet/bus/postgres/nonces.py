@@ -58,7 +58,7 @@ class SharedNonces:
         self._window = window_seconds
         self._grouped: Grouped[Row, bool] = Grouped(self._record, closed=stopping)
 
-    async def remember(self, key_id: str, nonce: str, *, timestamp: int) -> bool:
+    async def remember(self, key_id: str, nonce: str, *, timestamp: int, now: float) -> bool:
         """Record a signed request's nonce; False when any replica saw it already."""
         return await self._grouped.submit((key_id, nonce, timestamp + self._window))
 
