@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from intent_fleet.protocol.limits import MAX_DEAD_PAGE, MAX_OWNER_CHARS
+
 from . import validation
 from .auth import new_key
 from .context import CONTEXT_KEY, BusContext, json_response, read_body
@@ -14,8 +16,6 @@ from .errors import ApiError
 from .records import TerminalRow
 
 __all__ = ["add_admin_routes"]
-
-MAX_DEAD_PAGE = 1000
 
 
 async def _admin(request: web.Request) -> tuple[BusContext, dict[str, Any]]:
@@ -28,9 +28,13 @@ async def _admin(request: web.Request) -> tuple[BusContext, dict[str, Any]]:
 
 async def generate_key(request: web.Request) -> web.Response:
     ctx, doc = await _admin(request)
-    owner = validation.stored_text(doc.get("owner", "anonymous"), "'owner'", max_chars=100)
+    owner = validation.stored_text(
+        doc.get("owner", "anonymous"), "'owner'", max_chars=MAX_OWNER_CHARS
+    )
     if not owner.strip():
-        raise ApiError(400, "invalid_request", "'owner' must be a string of 1-100 characters.")
+        raise ApiError(
+            400, "invalid_request", f"'owner' must be a string of 1-{MAX_OWNER_CHARS} characters."
+        )
     secret, key = new_key(owner=owner, now=ctx.clock())
     await ctx.backend.keys.add(key)
     return json_response(

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from intent_fleet.protocol import GoalStats
+from intent_fleet.protocol.limits import MAX_IDEMPOTENCY_KEY_CHARS
 
 from . import validation
 from .context import (
@@ -64,7 +65,7 @@ async def publish(request: web.Request) -> web.Response:
     req = validation.publish_request(doc, limits=ctx.settings.limits, queue=ctx.settings.queue)
     key = request.headers.get("Idempotency-Key") or None
     if key is not None:
-        validation.header_text(key, "Idempotency-Key", max_chars=256)
+        validation.header_text(key, "Idempotency-Key", max_chars=MAX_IDEMPOTENCY_KEY_CHARS)
     outcome = await ctx.backend.intents.publish(caller, req, idempotency_key=key, body=body)
     return json_response(
         201, {"id": outcome.id, "status": "published", "namespace": outcome.namespace}

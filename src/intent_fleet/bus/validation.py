@@ -13,6 +13,24 @@ import orjson
 from aiohttp import web
 
 from intent_fleet.protocol import is_number, json_kind
+from intent_fleet.protocol.limits import (
+    DEFAULT_KV_TTL,
+    DEFAULT_PRIORITY,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_BACKOFF_BASE,
+    MAX_CLAIM_BATCH,
+    MAX_DELAY_SECONDS,
+    MAX_ERROR_CHARS,
+    MAX_GOAL_CHARS,
+    MAX_KV_KEY_CHARS,
+    MAX_KV_TTL,
+    MAX_PRIORITY,
+    MAX_SESSION_CHARS,
+    MAX_STATS_GOALS,
+    MAX_TOKEN_CHARS,
+    MAX_WORKER_FIELD_CHARS,
+    NAMESPACE_RE,
+)
 
 from .backend import PublishRequest, Result
 from .errors import ApiError
@@ -30,16 +48,6 @@ __all__ = [
     "lease_request",
     "publish_request",
 ]
-
-NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-MAX_GOAL_CHARS = 256
-MAX_WORKER_FIELD_CHARS = 64
-MAX_KV_KEY_CHARS = 256
-#: Longest delay a publish may ask for: 30 days; further out is a scheduler's job.
-MAX_DELAY_SECONDS = 30 * 24 * 3600.0
-MAX_BACKOFF_BASE = 3600.0
-DEFAULT_KV_TTL = 600
-MAX_KV_TTL = 86400
 
 
 def _invalid(code: str, message: str) -> ApiError:
@@ -238,19 +246,15 @@ def publish_request(
         goal=goal,
         payload=payload,
         visibility=Visibility(visibility),
-        priority=_int(doc, "priority", 100, 0, 1000),
+        priority=_int(doc, "priority", DEFAULT_PRIORITY, 0, MAX_PRIORITY),
         delay=_number(doc, "delay", 0.0, 0.0, MAX_DELAY_SECONDS),
-        max_attempts=_int(doc, "max_attempts", queue.default_max_attempts, 1, 20),
+        max_attempts=_int(doc, "max_attempts", queue.default_max_attempts, 1, MAX_ATTEMPTS_LIMIT),
         backoff_base=_number(
             doc, "backoff_base", queue.default_backoff_base, 0.0, MAX_BACKOFF_BASE
         ),
         target_worker=_optional_str(doc, "target_worker", MAX_WORKER_FIELD_CHARS),
         required_capability=_optional_str(doc, "required_capability", MAX_WORKER_FIELD_CHARS),
     )
-
-
-#: Most intents one batch claim (``?max=N``) may take.
-MAX_CLAIM_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,9 +314,6 @@ def _publisher(value: str | None) -> str | None:
     return None if value is None else stored_text(value, "'publisher'", max_chars=64)
 
 
-MAX_SESSION_CHARS = 128
-
-
 def claim_session(headers: Mapping[str, str], *, required: bool) -> str | None:
     session = headers.get("X-Claim-Session") or None
     if session is None:
@@ -327,8 +328,6 @@ def claim_session(headers: Mapping[str, str], *, required: bool) -> str | None:
     return session
 
 
-#: Claim tokens this bus issues are 32 hex characters; other servers' may be longer.
-MAX_TOKEN_CHARS = 128
 _TOKEN_RE = re.compile(rf"[!-~]{{1,{MAX_TOKEN_CHARS}}}")
 
 
@@ -384,10 +383,6 @@ def fulfill_request(doc: Mapping[str, Any], *, limits: LimitSettings) -> Fulfill
     return FulfillRequest(claim_token=token, result=Result(raw, result_type))
 
 
-#: Most goals one ``POST /stats`` may ask about.
-MAX_STATS_GOALS = 1000
-
-
 def stats_request(
     doc: Mapping[str, Any], *, max_wait: float
 ) -> tuple[list[tuple[str, str]], float]:
@@ -409,10 +404,6 @@ def stats_request(
         pairs[(namespace, goal)] = None
     wait = _number(doc, "wait", 0.0, 0.0, max_wait)
     return list(pairs), wait
-
-
-#: Longest ``/fail`` error text kept, as the reference server does.
-MAX_ERROR_CHARS = 500
 
 
 def error_text(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The Intent Protocol as a library: everything needed to talk to a bus, nothing else.
 
 What belongs here: finding the API key (``credentials``), request signing
-(``signing``), the strict wire models (``models``) and the JSON type checks
+(``signing``), the strict wire models (``models``), the limits of the wire that
+the bus enforces and the clients check (``limits``), the JSON type checks
 every other reader of untrusted JSON shares (``checks``), the exception tree
 (``errors``), retry timing (``retry``), client settings (``settings``), the
 one HTTP seam (``transport``) and the async clients built on it (``client``,

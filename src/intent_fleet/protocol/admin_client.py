@@ -20,13 +20,12 @@ import aiohttp
 
 from .checks import is_int
 from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
+from .limits import MAX_DEAD_PAGE, MAX_OWNER_CHARS
 from .models import Ack, DeadLetter, KeyInfo, list_from_wire
 from .settings import ClientSettings
 from .transport import AdminToken, Transport
 
 __all__ = ["AdminClient"]
-
-MAX_DEAD_PAGE = 1000
 
 
 class AdminClient:
@@ -73,8 +72,10 @@ class AdminClient:
 
     async def generate_key(self, owner: str = "anonymous") -> KeyInfo:
         """Mint a tenant key; the answer is the only time its secret is shown."""
-        if not owner.strip() or len(owner) > 100:
-            raise IntentBusError("owner must be a non-empty string of at most 100 characters.")
+        if not owner.strip() or len(owner) > MAX_OWNER_CHARS:
+            raise IntentBusError(
+                f"owner must be a non-empty string of at most {MAX_OWNER_CHARS} characters."
+            )
         answer = await self._transport.request("POST", "/admin/generate_key", json={"owner": owner})
         info = KeyInfo.from_wire(answer.json())
         if info.api_key is None:

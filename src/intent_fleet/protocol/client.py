@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,6 +36,18 @@ import aiohttp
 
 from .checks import is_int, is_number
 from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
+from .limits import (
+    MAX_ATTEMPTS_LIMIT,
+    MAX_CLAIM_BATCH,
+    MAX_GOAL_CHARS,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_KV_TTL,
+    MAX_PRIORITY,
+    MAX_SESSION_CHARS,
+    MAX_STATS_GOALS,
+    MAX_WORKER_FIELD_CHARS,
+    NAMESPACE_RE,
+)
 from .models import (
     Ack,
     BusStats,
@@ -57,9 +68,6 @@ __all__ = ["BusClient", "ClaimOutcome"]
 
 VISIBILITIES: Final = frozenset({"private", "public"})
 RESULT_TYPES: Final = frozenset({"json", "text"})
-NAMESPACE_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-MAX_GOAL_CHARS: Final = 256
-MAX_WORKER_FIELD_CHARS: Final = 64
 
 
 class _Unset:
@@ -70,12 +78,6 @@ class _Unset:
 
 
 _UNSET: Final = _Unset()
-
-
-#: Largest ``batch`` a claim may ask for (the bus's own limit).
-MAX_CLAIM_BATCH = 100
-#: Most goals one stats_of call asks about (the bus's own limit).
-MAX_STATS_GOALS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +179,11 @@ class BusClient:
         if visibility not in VISIBILITIES:
             raise IntentBusError("visibility must be 'private' or 'public'.")
         if priority is not None:
-            _check_int("priority", priority, low=0, high=1000)
+            _check_int("priority", priority, low=0, high=MAX_PRIORITY)
         if delay is not None:
             _check_seconds("delay", delay)
         if max_attempts is not None:
-            _check_int("max_attempts", max_attempts, low=1, high=20)
+            _check_int("max_attempts", max_attempts, low=1, high=MAX_ATTEMPTS_LIMIT)
         if backoff_base is not None:
             _check_seconds("backoff_base", backoff_base)
         for name, value in (
@@ -193,7 +195,7 @@ class BusClient:
         if idempotency_key is None:
             idempotency_key = secrets.token_hex(16)
         else:
-            _check_text("idempotency_key", idempotency_key, limit=256)
+            _check_text("idempotency_key", idempotency_key, limit=MAX_IDEMPOTENCY_KEY_CHARS)
         document: dict[str, Any] = {"goal": goal, "payload": payload, "visibility": visibility}
         optional = {
             "namespace": namespace,
@@ -232,8 +234,8 @@ class BusClient:
         list, or a comma-separated string as the SDK accepts. ``batch=N``
         (extension ``batch_claim``) takes up to N intents in one round trip.
         """
-        if batch is not None and not (isinstance(batch, int) and 1 <= batch <= MAX_CLAIM_BATCH):
-            raise IntentBusError(f"batch must be an integer 1-{MAX_CLAIM_BATCH}, got {batch!r}")
+        if batch is not None:
+            _check_int("batch", batch, low=1, high=MAX_CLAIM_BATCH)
         if goal is not None:
             _check_goal(goal)
         if namespace is not None:
@@ -271,7 +273,7 @@ class BusClient:
         A draining worker calls it so a parked claim answers "nothing" at once;
         a claim already handed an intent still gets it. Safe to repeat.
         """
-        _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
+        _check_text("session", session, limit=MAX_SESSION_CHARS)
         answer = await self._transport.request(
             "POST", "/claim/interrupt", headers={"X-Claim-Session": session}, retry=True
         )
@@ -367,7 +369,7 @@ class BusClient:
 
     async def kv_set(self, key: str, value: Any, *, ttl: int = 600) -> None:
         """Store ``value`` (a string, or any JSON value, kept as its JSON text) for ``ttl`` s."""
-        _check_int("ttl", ttl, low=1, high=86400)
+        _check_int("ttl", ttl, low=1, high=MAX_KV_TTL)
         await self._transport.request(
             "POST",
             _item_path("/set/", key),
@@ -496,7 +498,7 @@ def _worker_headers(
         headers["X-Worker-Capabilities"] = ",".join(cleaned)
     if session is not None:
         # Extension claim_interrupt: lets interrupt_claims() end this long-poll early.
-        _check_text("session", session, limit=MAX_WORKER_FIELD_CHARS)
+        _check_text("session", session, limit=MAX_SESSION_CHARS)
         headers["X-Claim-Session"] = session
     return headers
 

@@ -37,6 +37,7 @@ from intent_fleet.protocol import (
     IntentBusRateLimitError,
     IntentBusServerError,
 )
+from intent_fleet.protocol.limits import MAX_STATS_GOALS
 
 from .base import BacklogReading, Clocks, SourceName, unavailable
 from .fetch import describe_failure
@@ -48,8 +49,6 @@ __all__ = ["BACKLOG_FEATURE", "BATCH_FEATURE", "BusBacklog", "BusStatsSource"]
 BACKLOG_FEATURE: Final = "backlog_stats"
 #: The ``/health`` feature that promises ``POST /stats`` for many goals at once.
 BATCH_FEATURE: Final = "batch_stats"
-#: Most goals in one ``POST /stats`` (the bus's limit).
-MOST_GOALS: Final = 1000
 
 Pair = tuple[str, str]
 
@@ -69,7 +68,9 @@ class BusBacklog:
     def __init__(self, *, client: BusClient, bus_url: str, window: float = 0.005) -> None:
         self._client = client
         self.url = bus_url
-        self._batch: Batcher[Pair, GoalStats] = Batcher(self._fetch, window=window, most=MOST_GOALS)
+        self._batch: Batcher[Pair, GoalStats] = Batcher(
+            self._fetch, window=window, most=MAX_STATS_GOALS
+        )
         #: The goals of this bus whose workers are at zero, watched for work.
         self.wakeups = WakeUps(client=client, bus_url=bus_url)
 

@@ -22,6 +22,7 @@ from typing import Final
 
 from intent_fleet.operator.batching import settled
 from intent_fleet.protocol import BusClient, IntentBusError, RetryPolicy
+from intent_fleet.protocol.limits import MAX_STATS_GOALS
 
 __all__ = ["WAIT_FEATURE", "Wake", "WakeUps"]
 
@@ -29,8 +30,6 @@ log = logging.getLogger("intent_fleet.operator")
 
 #: The ``/health`` feature that promises ``POST /stats`` with ``wait``.
 WAIT_FEATURE: Final = "backlog_wait"
-#: Most goals in one watch (the bus's limit on one ``POST /stats``).
-MOST_GOALS: Final = 1000
 #: After a failed watch: 1 s, doubling while it keeps failing, at most 30 s.
 WATCH_RETRY: Final = RetryPolicy(base_seconds=1.0, cap_seconds=30.0, jitter="equal")
 
@@ -100,7 +99,7 @@ class WakeUps:
         while self._wakes:
             await asyncio.sleep(self._settle)
             self._added.clear()
-            pairs = list(self._wakes)[:MOST_GOALS]
+            pairs = list(self._wakes)[:MAX_STATS_GOALS]
             try:
                 answered = await self._watch(pairs)
             except IntentBusError as failed:
