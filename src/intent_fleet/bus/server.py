@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from intent_fleet.protocol import redact_url
+
 from .admin import run_cleanup
 from .app import build_app
 from .auth import SignatureChecker
@@ -20,7 +22,7 @@ from .backend import Backend
 from .context import BusContext
 from .errors import StartupError
 from .local import open_local
-from .settings import BusSettings, ListenSettings, redacted
+from .settings import BusSettings, ListenSettings
 
 __all__ = ["run", "serve"]
 
@@ -94,7 +96,7 @@ async def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusC
 
 def _shown_db(settings: BusSettings) -> str:
     if settings.database.enabled:
-        return redacted(settings.database.url)
+        return redact_url(settings.database.url)
     return str(settings.storage.path)
 
 

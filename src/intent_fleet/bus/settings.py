@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from intent_fleet.protocol import validate
+from intent_fleet.protocol import redact_url, validate
 
 __all__ = [
     "MIN_ADMIN_SECRET_CHARS",
@@ -83,7 +83,7 @@ class DatabaseSettings:
     """
 
     #: ``postgresql://user:password@host:port/dbname``; empty for the SQLite file. Holds a
-    #: password: never logged (see :func:`redacted`).
+    #: password: never logged (see :func:`~intent_fleet.protocol.redact_url`).
     url: str = ""
     #: Connections each replica keeps open (the most requests it sends the database at once).
     pool_size: int = 20
@@ -117,14 +117,8 @@ class DatabaseSettings:
             )
 
 
-def redacted(url: str) -> str:
-    """A database URL fit for a log line: the password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
-
+#: The name bus/postgres/backend.py still imports; the one definition is protocol's.
+redacted = redact_url
 
 #: The protocol versions the bus can answer as, the default first.
 WIRE_VERSIONS = ("2.1", "1.1")

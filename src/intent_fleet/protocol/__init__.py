@@ -1,14 +1,14 @@
 """The Intent Protocol as a library: everything needed to talk to a bus, nothing else.
 
-What belongs here: finding the API key (``credentials``), request signing
-(``signing``), the strict wire models (``models``), the limits of the wire that
-the bus enforces and the clients check (``limits``), the JSON type checks
-every other reader of untrusted JSON shares (``checks``), the exception tree
-(``errors``), retry timing (``retry``), client settings (``settings``), the
-one HTTP seam (``transport``) and the async clients built on it (``client``,
-``admin_client``). This is the bottom layer: it imports no other
-intent-fleet package and never the HTTP server library, so the bus, the
-sidecar and the operator can all depend on it.
+What belongs here: finding the API key and reading secret files (``credentials``),
+request signing (``signing``), the strict wire models (``models``), the limits of
+the wire that the bus enforces and the clients check (``limits``), the JSON type
+checks every other reader of untrusted JSON shares (``checks``), the exception tree
+(``errors``), retry timing (``retry``), client settings (``settings``), URLs with
+their password hidden (``redaction``), the one HTTP seam (``transport``) and the
+async clients built on it (``client``, ``admin_client``). This is the bottom layer:
+it imports no other intent-fleet package and never the HTTP server library, so the
+bus, the sidecar and the operator can all depend on it.
 """
 
 from .admin_client import AdminClient
@@ -42,6 +42,7 @@ from .models import (
     ProtocolVersion,
     PublishReceipt,
 )
+from .redaction import redact_url
 from .retry import RetryPolicy, parse_retry_after
 from .settings import DEFAULT_BUS_URL, ClientSettings, validate
 from .signing import (
@@ -94,6 +95,7 @@ __all__ = [
     "json_kind",
     "parse_retry_after",
     "read_key_file",
+    "redact_url",
     "resolve_api_key",
     "sign_request",
     "signatures_match",

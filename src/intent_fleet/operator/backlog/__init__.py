@@ -22,7 +22,7 @@ Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError
 naming the source, the URL and the cause.
 """
 
-from .base import BacklogReading, BacklogSource, Clocks, SourceName, redact_url, unavailable
+from .base import BacklogReading, BacklogSource, Clocks, SourceName, unavailable
 from .busstats import BACKLOG_FEATURE, BATCH_FEATURE, BusBacklog, BusStatsSource
 from .exposition import Exposition, MatchSum, Sample, parse_exposition
 from .prometheus import MetricQuery, PrometheusSource, Scrape, ScrapeAuth, ScrapeSettings
@@ -63,6 +63,5 @@ __all__ = [
     "WakeUps",
     "parse_exposition",
     "poll_sidecars",
-    "redact_url",
     "unavailable",
 ]

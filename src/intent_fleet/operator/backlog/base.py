@@ -6,7 +6,7 @@ session, :class:`Clocks`). Building one is cheap, so the operator builds it agai
 inputs change (the sidecars source takes the current pod URLs).
 
 Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError`
-whose message names the source, the URL (without user info) and the cause, so
+whose message names the source, the URL (its password hidden) and the cause, so
 the ``BacklogAvailable`` condition tells a user what to fix. Messages never carry
 API keys or tokens: only the caller holds those, and nothing here formats them.
 """
@@ -18,18 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.operator.scaling import Observation
-from intent_fleet.protocol import is_int, is_number
+from intent_fleet.protocol import is_int, is_number, redact_url
 
 __all__ = [
     "BacklogReading",
     "BacklogSource",
     "Clocks",
     "SourceName",
-    "redact_url",
     "unavailable",
 ]
 
@@ -129,21 +127,6 @@ class BacklogSource(Protocol):
     async def read(self) -> BacklogReading:
         """Read the backlog now, or raise :class:`BacklogUnavailableError`."""
         ...
-
-
-def redact_url(url: str) -> str:
-    """``url`` without ``user:password@``, fit for a condition message or a log line."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal lost its brackets in hostname
-        host = f"[{host}]"
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def unavailable(source: str, url: str, cause: str) -> BacklogUnavailableError:

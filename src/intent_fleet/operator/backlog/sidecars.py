@@ -32,9 +32,9 @@ import aiohttp
 import orjson
 
 from intent_fleet.operator.errors import FetchFailedError, MalformedAnswerError
-from intent_fleet.protocol import is_int, is_number
+from intent_fleet.protocol import is_int, is_number, redact_url
 
-from .base import BacklogReading, Clocks, SourceName, redact_url, unavailable
+from .base import BacklogReading, Clocks, SourceName, unavailable
 from .fetch import get_bounded
 
 __all__ = [
