@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from intent_fleet.protocol import validate
+from intent_fleet.protocol import InvalidSettingError, trust_context, validate
 
 from .egress import EgressPolicy
 from .render import RenderSettings
@@ -84,9 +84,8 @@ class OperatorSettings:
     bus_ca_file: str | None = None
 
     def bus_ssl_context(self) -> ssl.SSLContext | bool:
-        if self.bus_ca_file is None:
-            return True
-        return ssl.create_default_context(cafile=self.bus_ca_file)
+        """What the https:// URLs of specs are verified with: the CA file's, or the system's."""
+        return trust_context(self.bus_ca_file, setting="OperatorSettings.bus_ca_file")
 
     def problems(self) -> Iterator[tuple[str, str]]:
         host, sep, port = self.listen.rpartition(":")
@@ -97,9 +96,9 @@ class OperatorSettings:
         elif not self.watch_client_timeout > self.watch_server_timeout:
             yield "watch_client_timeout", "must be longer than watch_server_timeout"
         try:
-            self.bus_ssl_context()
-        except (OSError, ssl.SSLError) as bad:
-            yield "bus_ca_file", f"is not a readable PEM CA file: {bad}"
+            self.bus_ssl_context()  # a bad CA file is reported now, not at the first read
+        except InvalidSettingError as bad:
+            yield "bus_ca_file", bad.problems[0].text
 
     def __post_init__(self) -> None:
         validate(self)

@@ -4,8 +4,9 @@ What belongs here: finding the API key and reading secret files (``credentials``
 request signing (``signing``), the strict wire models (``models``), the limits of
 the wire that the bus enforces and the clients check (``limits``), the JSON type
 checks every other reader of untrusted JSON shares (``checks``), the exception tree
-(``errors``), retry timing (``retry``), client settings (``settings``), URLs with
-their password hidden (``redaction``), the one HTTP seam (``transport``) and the
+(``errors``), retry timing (``retry``), client settings (``settings``), the trust an
+``https://`` server is verified with (``tls``), URLs with their password hidden
+(``redaction``), the one HTTP seam (``transport``) and the
 async clients built on it (``client``, ``admin_client``). This is the bottom layer:
 it imports no other intent-fleet package and never the HTTP server library, so the
 bus, the sidecar and the operator can all depend on it.
@@ -54,6 +55,7 @@ from .signing import (
     sign_request,
     signatures_match,
 )
+from .tls import trust_context
 
 __all__ = [
     "DEFAULT_BUS_URL",
@@ -99,5 +101,6 @@ __all__ = [
     "resolve_api_key",
     "sign_request",
     "signatures_match",
+    "trust_context",
     "validate",
 ]

@@ -20,6 +20,7 @@ from intent_fleet import __version__
 
 from .errors import InvalidSettingError, Problem
 from .retry import RetryPolicy
+from .tls import trust_context
 
 __all__ = ["DEFAULT_BUS_URL", "ClientSettings", "validate"]
 
@@ -76,14 +77,7 @@ class ClientSettings:
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         """What aiohttp verifies an ``https://`` bus with: the CA file's, or the system's."""
-        if self.ca_file is None:
-            return True
-        try:
-            return ssl.create_default_context(cafile=self.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise InvalidSettingError(
-                [Problem("ClientSettings.ca_file", f"is not a readable PEM CA file: {exc}")]
-            ) from None
+        return trust_context(self.ca_file, setting="ClientSettings.ca_file")
 
     def problems(self) -> Iterator[tuple[str, str]]:
         if not self.base_url.startswith(("http://", "https://")):
