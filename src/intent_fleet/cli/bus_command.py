@@ -24,7 +24,7 @@ from intent_fleet.bus import (
 )
 
 from .errors import UsageError
-from .flags import LOG_LEVEL, Flag, build, path, register
+from .flags import LOG_LEVEL, Flag, build, path, register, secret_file
 
 __all__ = ["FLAGS", "add_parser", "command"]
 
@@ -216,20 +216,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=command)
 
 
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} from {path}: {exc.strerror}") from exc
-    if not value:
-        raise UsageError(f"{what} file {path} is empty")
-    return value
-
-
 def command(args: argparse.Namespace) -> int:
     secret, generated = os.environ.get("INTENT_BUS_ADMIN_SECRET", "").strip(), False
     if args.admin_secret_file is not None:
-        secret = _read_secret(args.admin_secret_file, "admin secret")
+        secret = secret_file(args.admin_secret_file, "admin secret")
     if not secret:
         if not args.dev:
             raise UsageError(
@@ -245,12 +235,12 @@ def command(args: argparse.Namespace) -> int:
             f"--db {args.db.split('://', 1)[0]}://...: give a SQLite file or a postgresql:// URL"
         )
     if args.db_file is not None:
-        url = _read_secret(args.db_file, "database URL")
+        url = secret_file(args.db_file, "database URL")
         if not url.startswith(POSTGRES_SCHEMES):
             raise UsageError(f"--db-file {args.db_file} must hold a postgresql:// URL")
     metrics_token = ""
     if args.metrics_token_file is not None:
-        metrics_token = _read_secret(args.metrics_token_file, "metrics token")
+        metrics_token = secret_file(args.metrics_token_file, "metrics token")
     settings = build(
         FLAGS,
         lambda: BusSettings(

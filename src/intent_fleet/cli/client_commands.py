@@ -32,7 +32,16 @@ from intent_fleet.protocol import (
 
 from . import loop
 from .errors import BusCommandError, UsageError
-from .flags import BUS_URL, CA_FILE, QUIET_LOG_LEVEL, Flag, build, path, register
+from .flags import (
+    BUS_URL,
+    CA_FILE,
+    QUIET_LOG_LEVEL,
+    Flag,
+    build,
+    path,
+    register,
+    secret_file,
+)
 
 __all__ = ["EXIT_CODES", "add_parsers"]
 
@@ -208,10 +217,7 @@ def _client(args: argparse.Namespace) -> BusClient:
 
 def _admin(args: argparse.Namespace) -> AdminClient:
     if args.admin_secret_file is not None:
-        try:
-            secret = args.admin_secret_file.read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.admin_secret_file}: {exc.strerror}") from exc
+        secret = secret_file(args.admin_secret_file, "admin secret")
     else:
         secret = os.environ.get("INTENT_BUS_ADMIN_SECRET", "").strip()
     if not secret:
@@ -275,11 +281,7 @@ async def _keys_create(args: argparse.Namespace) -> Any:
 async def _keys_revoke(args: argparse.Namespace) -> Any:
     async with _admin(args) as admin:
         if args.key_file is not None:
-            try:
-                secret = args.key_file.read_text().strip()
-            except OSError as exc:
-                raise UsageError(f"cannot read {args.key_file}: {exc.strerror}") from exc
-            await admin.revoke_key(api_key=secret)
+            await admin.revoke_key(api_key=secret_file(args.key_file, "API key"))
         else:
             await admin.revoke_key(key_id=args.key_id)
     return {"ok": True}

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from intent_fleet.protocol import DEFAULT_BUS_URL, InvalidSettingError
+from intent_fleet.protocol import (
+    DEFAULT_BUS_URL,
+    InvalidSettingError,
+    SecretFileError,
+    read_secret_file,
+)
 
 from .errors import UsageError
 
@@ -36,6 +41,7 @@ __all__ = [
     "path",
     "register",
     "resolve",
+    "secret_file",
 ]
 
 T = TypeVar("T")
@@ -61,6 +67,15 @@ def path(text: str) -> Path:
     if not text:
         raise ValueError("expects a path")
     return Path(text)
+
+
+def secret_file(file: Path, what: str) -> str:
+    """The secret in the file a ``--*-file`` flag names (``what`` it holds); a usage error
+    naming the file when it is missing, unreadable or empty."""
+    try:
+        return read_secret_file(file, what=what)
+    except SecretFileError as bad:
+        raise UsageError(str(bad)) from None
 
 
 #: How a parse failure of the plain types is phrased (their own messages are Python's).

@@ -16,6 +16,8 @@ from typing import Any
 
 from intent_fleet.bus import AuthSettings, BusSettings, ListenSettings, StorageSettings, serve
 
+from .flags import secret_file
+
 __all__ = [
     "HANDLER_STOP_GRACE",
     "SECRET_VARIABLES",
@@ -38,7 +40,7 @@ def admin_secret(state: Path) -> str:
     """The embedded bus's admin secret, kept (0600) so restarts keep working."""
     path = state / "admin-secret"
     if path.exists():
-        return path.read_text().strip()
+        return secret_file(path, "admin secret")
     state.mkdir(parents=True, exist_ok=True)
     secret = "local_" + secrets.token_hex(20)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

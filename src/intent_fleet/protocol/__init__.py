@@ -15,7 +15,7 @@ bus, the sidecar and the operator can all depend on it.
 from .admin_client import AdminClient
 from .checks import is_int, is_number, json_kind
 from .client import BusClient, ClaimOutcome
-from .credentials import read_key_file, resolve_api_key
+from .credentials import read_key_file, read_secret_file, resolve_api_key
 from .errors import (
     IntentBusAuthError,
     IntentBusConflictError,
@@ -28,6 +28,7 @@ from .errors import (
     IntentBusServerError,
     InvalidSettingError,
     Problem,
+    SecretFileError,
 )
 from .models import (
     Ack,
@@ -87,6 +88,7 @@ __all__ = [
     "ProtocolVersion",
     "PublishReceipt",
     "RetryPolicy",
+    "SecretFileError",
     "SignedHeaders",
     "canonical_body",
     "canonical_path",
@@ -97,6 +99,7 @@ __all__ = [
     "json_kind",
     "parse_retry_after",
     "read_key_file",
+    "read_secret_file",
     "redact_url",
     "resolve_api_key",
     "sign_request",

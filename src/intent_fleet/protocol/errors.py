@@ -15,10 +15,13 @@
 Every error raised by a server answer carries ``status`` and ``code`` (the
 ``error.code`` of the protocol's JSON error body) when the server sent them.
 
-Apart from that tree, for every settings dataclass of the project (see ``settings``)::
+Apart from that tree, for every settings dataclass of the project (see ``settings``) and
+every file that holds a secret (see ``credentials``)::
 
     InvalidSettingError (a ValueError)   values a settings tree cannot work with; ``problems``
                                          lists each as a :class:`Problem`
+    SecretFileError (a ValueError)       a secret file that is missing, unsafe, empty or
+                                         unreadable; the message names what and the file
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "IntentBusServerError",
     "InvalidSettingError",
     "Problem",
+    "SecretFileError",
 ]
 
 
@@ -108,3 +112,8 @@ class InvalidSettingError(ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(map(str, problems)))
+
+
+class SecretFileError(ValueError):
+    """A file that should hold a secret cannot be used; the message names what and the file,
+    never its content."""
