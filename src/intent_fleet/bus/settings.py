@@ -7,11 +7,10 @@ whole tree when it is built.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from intent_fleet.protocol import redact_url, validate
+from intent_fleet.protocol import Problems, redact_url, validate
 
 __all__ = [
     "MIN_ADMIN_SECRET_CHARS",
@@ -41,7 +40,7 @@ class ListenSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not 0 <= self.port <= 65535:
             yield "port", f"must be 0-65535, got {self.port}"
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -60,7 +59,7 @@ class StorageSettings:
     #: How often (seconds) the retention sweep runs.
     cleanup_interval_seconds: float = 300.0
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         # Retention 0 keeps nothing past the next sweep (tests and throwaway buses use it).
         if not (math.isfinite(self.retention_seconds) and self.retention_seconds >= 0):
             yield (
@@ -99,7 +98,7 @@ class DatabaseSettings:
     def enabled(self) -> bool:
         return bool(self.url)
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if self.url and not self.url.startswith(("postgresql://", "postgres://")):
             yield "url", "must start with postgresql:// (or be empty for SQLite)"
         if not 1 <= self.pool_size <= 1000:
@@ -154,7 +153,7 @@ class AuthSettings:
     #: Serve ``/metrics`` without a token (for a scrape inside a trusted network).
     metrics_public: bool = False
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         # Lengths only: a secret's value is never quoted.
         if len(self.admin_secret) < MIN_ADMIN_SECRET_CHARS:
             yield (
@@ -203,7 +202,7 @@ class LimitSettings:
     #: Longest KV TTL (seconds): the store is ephemeral by contract. 7 days.
     max_kv_ttl_seconds: int = 7 * 24 * 3600
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         for name in (
             "max_payload_bytes",
             "max_result_bytes",
@@ -240,7 +239,7 @@ class QueueSettings:
     min_extend_seconds: int = 10
     max_extend_seconds: int = 3600
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not 1 <= self.claim_timeout_seconds <= self.max_extend_seconds:
             yield (
                 "claim_timeout_seconds",
@@ -268,7 +267,7 @@ class BusSettings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if self.wire_version not in WIRE_VERSIONS:
             yield "wire_version", f"must be one of {', '.join(WIRE_VERSIONS)}"
 

@@ -27,6 +27,11 @@ has one way to turn any refusal into a condition and an Event.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Self
+
+from intent_fleet.protocol import Problem
+
 __all__ = [
     "BacklogUnavailableError",
     "DestinationRefusedError",
@@ -54,6 +59,11 @@ class InvalidSpecError(OperatorError):
 
     #: The condition reason this error is reported under.
     reason = "InvalidSpec"
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> Self:
+        """One error naming every problem of a spec value (``validate(..., error=...)``)."""
+        return cls("; ".join(map(str, problems)))
 
 
 class InvalidNameError(InvalidSpecError):

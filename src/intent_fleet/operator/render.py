@@ -18,11 +18,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from intent_fleet import __version__
+from intent_fleet.protocol import Problems
 
 from .podpolicy import CA_VOLUME, CREDENTIALS_VOLUME, harden
 from .spec import API_GROUP, API_VERSION, KIND, WorkerSpec
@@ -62,7 +63,7 @@ class RenderSettings:
     sidecar_requests_memory: str = "64Mi"
     sidecar_limits_memory: str = "256Mi"
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not self.sidecar_image.strip():
             yield "sidecar_image", "must name an image"
         url = self.default_bus_url

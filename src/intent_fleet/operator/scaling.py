@@ -37,7 +37,7 @@ from enum import StrEnum
 from typing import Any
 
 from intent_fleet.operator.errors import InvalidSpecError
-from intent_fleet.protocol import is_int, is_number, json_kind
+from intent_fleet.protocol import Problems, is_int, is_number, json_kind, validate
 
 __all__ = ["Decision", "Limit", "Observation", "ScalingPolicy", "ScalingState", "decide"]
 
@@ -80,16 +80,14 @@ class ScalingPolicy:
     #: Most pods removed per decision; None = no limit.
     scale_down_max_step: int | None = None
 
-    def __post_init__(self) -> None:
-        # All problems at once: a user fixing a spec should not discover them one
-        # apply at a time.
-        problems = [
-            *_check_int("min_replicas", self.min_replicas, least=0),
-            *_check_int("max_replicas", self.max_replicas, least=1),
-            *_check_int("target_per_replica", self.target_per_replica, least=1),
-            *_check_int("activation_backlog", self.activation_backlog, least=0),
-            *_check_seconds("cooldown_seconds", self.cooldown_seconds),
-            *_check_seconds(
+    def problems(self) -> Problems:
+        found = [
+            *_int_problems("min_replicas", self.min_replicas, least=0),
+            *_int_problems("max_replicas", self.max_replicas, least=1),
+            *_int_problems("target_per_replica", self.target_per_replica, least=1),
+            *_int_problems("activation_backlog", self.activation_backlog, least=0),
+            *_seconds_problems("cooldown_seconds", self.cooldown_seconds),
+            *_seconds_problems(
                 "scale_down_stabilization_seconds", self.scale_down_stabilization_seconds
             ),
         ]
@@ -98,13 +96,16 @@ class ScalingPolicy:
             ("scale_down_max_step", self.scale_down_max_step),
         ):
             if step is not None:
-                problems += _check_int(name, step, least=1)
-        if not problems and self.max_replicas < self.min_replicas:
-            problems.append(
-                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})"
+                found += _int_problems(name, step, least=1)
+        yield from found
+        if not found and self.max_replicas < self.min_replicas:
+            yield (
+                "max_replicas",
+                f"({self.max_replicas}) must be >= min_replicas ({self.min_replicas})",
             )
-        if problems:
-            raise InvalidSpecError("; ".join(problems))
+
+    def __post_init__(self) -> None:
+        validate(self, error=InvalidSpecError.of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +117,14 @@ class Observation:
     #: Intents claimed but not finished: they still need the replicas running them.
     in_flight: int = 0
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if self.backlog is not None and self.backlog < 0:
-            raise ValueError(f"backlog must be >= 0, got {self.backlog}")
+            yield "backlog", f"must be >= 0, got {self.backlog}"
         if self.in_flight < 0:
-            raise ValueError(f"in_flight must be >= 0, got {self.in_flight}")
+            yield "in_flight", f"must be >= 0, got {self.in_flight}"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     @property
     def work(self) -> int | None:
@@ -367,19 +371,19 @@ def _reason(cause: str, *, current: int, replicas: int, limit: Limit | None) -> 
     return f"{cause}: {move}" + ("" if limit is None else f" ({limit.value})")
 
 
-def _check_int(name: str, value: object, *, least: int) -> list[str]:
+def _int_problems(name: str, value: object, *, least: int) -> list[tuple[str, str]]:
     if not is_int(value):
-        return [f"{name} must be an integer, not {json_kind(value)}"]
+        return [(name, f"must be an integer, not {json_kind(value)}")]
     if value < least:
-        return [f"{name} must be >= {least}, got {value}"]
+        return [(name, f"must be >= {least}, got {value}")]
     return []
 
 
-def _check_seconds(name: str, value: object) -> list[str]:
+def _seconds_problems(name: str, value: object) -> list[tuple[str, str]]:
     if not is_number(value):
-        return [f"{name} must be a finite number of seconds, not {json_kind(value)}"]
+        return [(name, f"must be a finite number of seconds, not {json_kind(value)}")]
     if value < 0:
-        return [f"{name} must be >= 0, got {value}"]
+        return [(name, f"must be >= 0, got {value}")]
     return []
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 import socket
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from intent_fleet.protocol import InvalidSettingError, trust_context, validate
+from intent_fleet.protocol import InvalidSettingError, Problems, trust_context, validate
 
 from .egress import EgressPolicy
 from .render import RenderSettings
@@ -51,7 +50,7 @@ class LeaderSettings:
     #: How often the leader renews, and followers retry (seconds).
     renew_seconds: float = 5.0
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if self.enabled and not self.identity:
             yield "identity", "is required with leader election"
         if not (math.isfinite(self.renew_seconds) and self.renew_seconds > 0):
@@ -87,7 +86,7 @@ class OperatorSettings:
         """What the https:// URLs of specs are verified with: the CA file's, or the system's."""
         return trust_context(self.bus_ca_file, setting="OperatorSettings.bus_ca_file")
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         host, sep, port = self.listen.rpartition(":")
         if not (sep and host and port.isdigit() and 0 <= int(port) <= 65535):
             yield "listen", f"must be HOST:PORT with a port of 0-65535, got {self.listen!r}"

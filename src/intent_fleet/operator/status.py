@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from intent_fleet.protocol import is_int, is_number
+from intent_fleet.protocol import Problems, is_int, is_number
 
 __all__ = [
     "BACKLOG_AVAILABLE",
@@ -49,7 +49,7 @@ class StatusSettings:
     #: memory as this much later than it says, so it never scales in early.
     refresh_seconds: float = 30.0
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not (math.isfinite(self.refresh_seconds) and self.refresh_seconds >= 0):
             yield "refresh_seconds", f"must be >= 0 seconds, got {self.refresh_seconds}"
 

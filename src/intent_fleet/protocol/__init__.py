@@ -13,6 +13,7 @@ bus, the sidecar and the operator can all depend on it.
 """
 
 from .admin_client import AdminClient
+from .checked import Problems, validate
 from .checks import is_int, is_number, json_kind
 from .client import BusClient, ClaimOutcome
 from .credentials import read_key_file, read_secret_file, resolve_api_key
@@ -46,7 +47,7 @@ from .models import (
 )
 from .redaction import redact_url
 from .retry import RetryPolicy, parse_retry_after
-from .settings import DEFAULT_BUS_URL, ClientSettings, validate
+from .settings import DEFAULT_BUS_URL, ClientSettings
 from .signing import (
     SignedHeaders,
     canonical_body,
@@ -85,6 +86,7 @@ __all__ = [
     "KeyInfo",
     "KvValue",
     "Problem",
+    "Problems",
     "ProtocolVersion",
     "PublishReceipt",
     "RetryPolicy",

@@ -26,6 +26,7 @@ every file that holds a secret (see ``credentials``)::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -109,7 +110,7 @@ class Problem:
 class InvalidSettingError(ValueError):
     """A settings tree holds values it cannot work with; ``problems`` lists every one."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(map(str, problems)))
 

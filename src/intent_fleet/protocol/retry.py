@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
 
-from .checks import is_int, is_number
+from .checked import Problems, validate
+from .checks import is_int, is_number, json_kind
 
 __all__ = ["MAX_RETRY_AFTER_SECONDS", "RetryPolicy", "parse_retry_after"]
 
@@ -50,17 +51,20 @@ class RetryPolicy:
     #: ``full``: uniform(0, ceiling); ``equal``: uniform(ceiling / 2, ceiling).
     jitter: Literal["full", "equal"] = "full"
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if not is_int(self.attempts):
-            raise ValueError("RetryPolicy.attempts must be an integer")
-        if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be >= 1 (it counts the first try)")
-        if not (is_number(self.base_seconds) and self.base_seconds >= 0):
-            raise ValueError("RetryPolicy.base_seconds must be a finite number >= 0")
-        if not (is_number(self.cap_seconds) and self.cap_seconds >= 0):
-            raise ValueError("RetryPolicy.cap_seconds must be a finite number >= 0")
+            yield "attempts", f"must be an integer, not {json_kind(self.attempts)}"
+        elif self.attempts < 1:
+            yield "attempts", f"must be >= 1 (it counts the first try), got {self.attempts}"
+        for name in ("base_seconds", "cap_seconds"):
+            value = getattr(self, name)
+            if not (is_number(value) and value >= 0):
+                yield name, f"must be a finite number >= 0, got {value!r}"
         if self.jitter not in ("full", "equal"):
-            raise ValueError("RetryPolicy.jitter must be 'full' or 'equal'")
+            yield "jitter", f"must be 'full' or 'equal', got {self.jitter!r}"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def delay(self, attempt: int, rng: random.Random, *, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number ``attempt`` (0-based): jittered below

@@ -1,51 +1,29 @@
-"""The bus client's settings, and how every settings dataclass of the project checks itself.
+"""The bus client's settings.
 
-Settings are frozen dataclasses, one per concern, built once and passed in. A settings class
-says what is wrong with it in ``problems()`` (field name and what is wrong, never a secret's
-value); the root of each tree (``ClientSettings``, ``BusSettings``, ``SidecarSettings``,
-``OperatorSettings``) calls :func:`validate` when it is built, so every problem of the whole tree
-is reported at once, and the CLI names each under the flag that set it.
+Settings are frozen dataclasses, one per concern, built once and passed in. Each says what is
+wrong with it in ``problems()``; the root of each tree (``ClientSettings``, ``BusSettings``,
+``SidecarSettings``, ``OperatorSettings``) calls :func:`~.checked.validate` when it is built, so
+every problem of the whole tree is reported at once, and the CLI names each under the flag that
+set it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from intent_fleet import __version__
 
-from .errors import InvalidSettingError, Problem
+from .checked import Problems, validate
+from .errors import InvalidSettingError
 from .retry import RetryPolicy
 from .tls import trust_context
 
-__all__ = ["DEFAULT_BUS_URL", "ClientSettings", "validate"]
+__all__ = ["DEFAULT_BUS_URL", "ClientSettings"]
 
 #: Where clients look for a bus when told nothing: the bus's own default listen address.
 DEFAULT_BUS_URL = "http://127.0.0.1:8080"
-
-
-def _problems(settings: Any) -> Iterator[Problem]:
-    own = getattr(settings, "problems", None)
-    if own is not None:
-        owner = type(settings).__name__
-        for name, text in own():
-            yield Problem(f"{owner}.{name}", text)
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            yield from _problems(value)
-
-
-def validate(settings: Any) -> None:
-    """Raise :class:`InvalidSettingError` with every problem of ``settings`` and the settings
-    dataclasses in its fields, however deep."""
-    found = list(_problems(settings))
-    if found:
-        raise InvalidSettingError(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +57,7 @@ class ClientSettings:
         """What aiohttp verifies an ``https://`` bus with: the CA file's, or the system's."""
         return trust_context(self.ca_file, setting="ClientSettings.ca_file")
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not self.base_url.startswith(("http://", "https://")):
             yield "base_url", f"must start with http:// or https://, got {self.base_url!r}"
         for name in ("connect_timeout", "request_timeout"):

@@ -8,10 +8,9 @@ wrong with it in ``problems()``; :class:`SidecarSettings` checks the whole tree 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from intent_fleet.protocol import RetryPolicy, validate
+from intent_fleet.protocol import Problems, RetryPolicy, validate
 
 __all__ = [
     "DRAIN_HEADER",
@@ -61,7 +60,7 @@ class AppSettings:
     #: Longest wait the sidecar honours from a busy handler's Retry-After (seconds).
     max_busy_wait_seconds: float = 30.0
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if bad := _port(self.port, zero_ok=False):
             yield "port", bad
         if not self.path.startswith("/"):
@@ -106,7 +105,7 @@ class ClaimSettings:
     #: Seconds in-flight work gets to finish after SIGTERM or /v1/drain.
     drain_timeout_seconds: float = 60.0
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if not self.goal:
             yield "goal", "is required"
         if self.concurrency < 1:
@@ -125,7 +124,7 @@ class LocalApiSettings:
     port: int = 8787
     host: str = "127.0.0.1"
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if bad := _port(self.port, zero_ok=True):
             yield "port", bad
 
@@ -152,7 +151,7 @@ class OpsSettings:
     def enabled(self) -> bool:
         return bool(self.host)
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if self.drain_token and len(self.drain_token) < MIN_DRAIN_TOKEN:
             # The value itself is never quoted: it may be nearly right.
             yield "drain_token", f"must be at least {MIN_DRAIN_TOKEN} characters"
@@ -167,7 +166,7 @@ class SidecarSettings:
     api: LocalApiSettings = field(default_factory=LocalApiSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
 
-    def problems(self) -> Iterator[tuple[str, str]]:
+    def problems(self) -> Problems:
         if self.ops.enabled and self.ops.port == self.api.port:
             yield "ops", f"must use another port than the local API ({self.api.port})"
 

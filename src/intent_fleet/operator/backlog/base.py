@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.operator.scaling import Observation
-from intent_fleet.protocol import is_int, is_number, redact_url
+from intent_fleet.protocol import Problems, is_int, is_number, redact_url, validate
 
 __all__ = [
     "BacklogReading",
@@ -61,22 +61,18 @@ class BacklogReading:
     #: Pods that gave no usable answer (sidecars source only).
     unreachable: int = 0
 
-    def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be an integer >= 0, got {value!r}"
-            for name, value in (
-                ("backlog", self.backlog),
-                ("in_flight", self.in_flight),
-                ("unreachable", self.unreachable),
-            )
-            if not is_int(value) or value < 0
-        ]
+    def problems(self) -> Problems:
+        for name in ("backlog", "in_flight", "unreachable"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 0:
+                yield name, f"must be an integer >= 0, got {value!r}"
         if self.capacity is not None and not is_int(self.capacity):
-            problems.append(f"capacity must be an integer or None, got {self.capacity!r}")
+            yield "capacity", f"must be an integer or None, got {self.capacity!r}"
         if not (is_number(self.latency_seconds) and self.latency_seconds >= 0):
-            problems.append(f"latency_seconds must be >= 0, got {self.latency_seconds!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
+            yield "latency_seconds", f"must be >= 0, got {self.latency_seconds!r}"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def observation(self) -> Observation:
         """What :func:`~intent_fleet.operator.scaling.decide` consumes."""

@@ -29,6 +29,7 @@ import aiohttp
 
 from intent_fleet.operator.batching import Batcher
 from intent_fleet.operator.errors import FetchFailedError, InvalidSpecError, MalformedAnswerError
+from intent_fleet.protocol import Problems, validate
 
 from .base import BacklogReading, Clocks, SourceName, unavailable
 from .exposition import LABEL_NAME, METRIC_NAME, Exposition, parse_exposition
@@ -53,17 +54,15 @@ class MetricQuery:
     metric: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        problems = []
+    def problems(self) -> Problems:
         if not METRIC_NAME.fullmatch(self.metric):
-            problems.append(f"{self.metric!r} is not a valid metric name")
-        problems += [
-            f"{name!r} is not a valid label name"
-            for name in self.labels
-            if not LABEL_NAME.fullmatch(name)
-        ]
-        if problems:
-            raise InvalidSpecError("; ".join(problems))
+            yield "metric", f"{self.metric!r} is not a valid metric name"
+        for name in self.labels:
+            if not LABEL_NAME.fullmatch(name):
+                yield "labels", f"{name!r} is not a valid label name"
+
+    def __post_init__(self) -> None:
+        validate(self, error=InvalidSpecError.of)
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
     def __str__(self) -> str:
@@ -79,11 +78,15 @@ class ScrapeAuth:
     username: str | None = None
     password: str | None = None
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
+        # Never the values: they are credentials.
         if self.bearer_token is not None and (self.username or self.password):
-            raise InvalidSpecError("the scrape auth has both a bearer token and basic auth")
+            yield "bearer_token", "cannot go with basic auth (a username or a password)"
         if self.password is not None and self.username is None:
-            raise InvalidSpecError("the scrape auth has a password but no username")
+            yield "password", "needs a username"
+
+    def __post_init__(self) -> None:
+        validate(self, error=InvalidSpecError.of)
 
     def __repr__(self) -> str:
         kind = "bearer" if self.bearer_token else "basic" if self.username else "none"
@@ -110,11 +113,14 @@ class ScrapeSettings:
     #: bus's own page is a few hundred bytes per goal.
     max_bytes: int = 8 * 1024 * 1024
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if not (math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0):
-            raise ValueError("ScrapeSettings.timeout_seconds must be a positive number")
+            yield "timeout_seconds", f"must be a positive number, got {self.timeout_seconds}"
         if self.max_bytes < 1:
-            raise ValueError("ScrapeSettings.max_bytes must be >= 1")
+            yield "max_bytes", f"must be >= 1, got {self.max_bytes}"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 class Scrape:

@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 
 from intent_fleet.operator.errors import FetchFailedError, MalformedAnswerError
-from intent_fleet.protocol import is_int, is_number, redact_url
+from intent_fleet.protocol import Problems, is_int, is_number, redact_url, validate
 
 from .base import BacklogReading, Clocks, SourceName, unavailable
 from .fetch import get_bounded
@@ -66,13 +66,16 @@ class FanOutSettings:
     #: Largest ``/v1/state`` answer read, bytes (a real one is about 200).
     max_bytes: int = 64 * 1024
 
+    def problems(self) -> Problems:
+        timeout = self.per_pod_timeout_seconds
+        if not (math.isfinite(timeout) and timeout > 0):
+            yield "per_pod_timeout_seconds", f"must be a positive number, got {timeout}"
+        for name in ("max_concurrency", "max_bytes"):
+            if getattr(self, name) < 1:
+                yield name, f"must be >= 1, got {getattr(self, name)}"
+
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.per_pod_timeout_seconds) and self.per_pod_timeout_seconds > 0):
-            raise ValueError("FanOutSettings.per_pod_timeout_seconds must be a positive number")
-        if self.max_concurrency < 1:
-            raise ValueError("FanOutSettings.max_concurrency must be >= 1")
-        if self.max_bytes < 1:
-            raise ValueError("FanOutSettings.max_bytes must be >= 1")
+        validate(self)
 
 
 @dataclass(frozen=True, slots=True)
