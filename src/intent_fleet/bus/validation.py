@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 from aiohttp import web
 
-from intent_fleet.protocol import is_number, json_kind
+from intent_fleet.protocol import integer_field, is_number, json_kind, number_field
 from intent_fleet.protocol.limits import (
     DEFAULT_KV_TTL,
     DEFAULT_PRIORITY,
@@ -86,29 +86,9 @@ def _depth(doc: Any) -> int:
     return deepest
 
 
-def _int(doc: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = doc.get(name)
-    if value is None:
-        return default
-    # An integral float (5.0) is an integer here: not every JSON writer tells them apart.
-    if not is_number(value) or value != int(value):
-        raise _invalid("invalid_request", f"'{name}' must be an integer, not {json_kind(value)}.")
-    if not lo <= value <= hi:
-        raise _invalid("invalid_request", f"'{name}' must be between {lo} and {hi}, got {value}.")
-    return int(value)
-
-
-def _number(doc: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    value = doc.get(name)
-    if value is None:
-        return default
-    if not is_number(value):
-        raise _invalid("invalid_request", f"'{name}' must be a number, not {json_kind(value)}.")
-    if not lo <= value <= hi:
-        raise _invalid(
-            "invalid_request", f"'{name}' must be between {lo:g} and {hi:g}, got {value}."
-        )
-    return float(value)
+def _bad_field(name: str, text: str) -> ApiError:
+    """What the field readers raise for the bus: 400 ``invalid_request``, the field quoted."""
+    return ApiError(400, "invalid_request", f"'{name}' {text}.")
 
 
 #: C0, DEL and C1: never part of a name, and a way to forge log lines.
@@ -246,11 +226,27 @@ def publish_request(
         goal=goal,
         payload=payload,
         visibility=Visibility(visibility),
-        priority=_int(doc, "priority", DEFAULT_PRIORITY, 0, MAX_PRIORITY),
-        delay=_number(doc, "delay", 0.0, 0.0, MAX_DELAY_SECONDS),
-        max_attempts=_int(doc, "max_attempts", queue.default_max_attempts, 1, MAX_ATTEMPTS_LIMIT),
-        backoff_base=_number(
-            doc, "backoff_base", queue.default_backoff_base, 0.0, MAX_BACKOFF_BASE
+        priority=integer_field(
+            doc, "priority", default=DEFAULT_PRIORITY, error=_bad_field, low=0, high=MAX_PRIORITY
+        ),
+        delay=number_field(
+            doc, "delay", default=0.0, error=_bad_field, low=0.0, high=MAX_DELAY_SECONDS
+        ),
+        max_attempts=integer_field(
+            doc,
+            "max_attempts",
+            default=queue.default_max_attempts,
+            error=_bad_field,
+            low=1,
+            high=MAX_ATTEMPTS_LIMIT,
+        ),
+        backoff_base=number_field(
+            doc,
+            "backoff_base",
+            default=queue.default_backoff_base,
+            error=_bad_field,
+            low=0.0,
+            high=MAX_BACKOFF_BASE,
         ),
         target_worker=_optional_str(doc, "target_worker", MAX_WORKER_FIELD_CHARS),
         required_capability=_optional_str(doc, "required_capability", MAX_WORKER_FIELD_CHARS),
@@ -402,7 +398,7 @@ def stats_request(
             raise ApiError(bad.status, bad.code, f"goals[{n}]: {bad.message}") from None
         assert goal is not None
         pairs[(namespace, goal)] = None
-    wait = _number(doc, "wait", 0.0, 0.0, max_wait)
+    wait = number_field(doc, "wait", default=0.0, error=_bad_field, low=0.0, high=max_wait)
     return list(pairs), wait
 
 

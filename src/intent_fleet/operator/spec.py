@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from intent_fleet.protocol import is_int, json_kind
+from intent_fleet.protocol import ErrorFor, integer_field, object_field, text_field
+from intent_fleet.protocol.limits import MAX_GOAL_CHARS
 
 from .errors import InvalidSpecError
 from .names import check_label, check_subdomain
@@ -113,60 +114,45 @@ class WorkerSpec:
     manual_replicas: int | None = None
 
 
-def _obj(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
-    value = doc.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise InvalidSpecError(f"{where}.{key} must be an object, not {json_kind(value)}")
-    return value
+def _at(where: str) -> ErrorFor:
+    """The field readers' error for the object at ``where``: the field's path in the message."""
 
+    def error(name: str, text: str) -> InvalidSpecError:
+        return InvalidSpecError(f"{where}.{name} {text}" if where else f"{name} {text}")
 
-def _int(doc: Mapping[str, Any], key: str, where: str, default: int) -> int:
-    value = doc.get(key, default)
-    if not is_int(value):
-        raise InvalidSpecError(f"{where}.{key} must be an integer, not {json_kind(value)}")
-    return value
-
-
-def _str(doc: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = doc.get(key, default)
-    if not isinstance(value, str):
-        raise InvalidSpecError(f"{where}.{key} must be a string, not {json_kind(value)}")
-    return value
+    return error
 
 
 def _bus(spec: Mapping[str, Any], default_url: str) -> BusSpec:
-    bus = _obj(spec, "bus", "spec")
-    url = _str(bus, "url", "spec.bus", default_url)
+    bus = object_field(spec, "bus", error=_at("spec"))
+    at = _at("spec.bus")
+    url = text_field(bus, "url", error=at, default=default_url)
     if not url:
         raise InvalidSpecError(
             "spec.bus.url is required: this operator has no default bus (--default-bus-url)"
         )
-    secret = _obj(bus, "credentialsSecretRef", "spec.bus")
-    ca = _obj(bus, "caConfigMapRef", "spec.bus")
+    secret = object_field(bus, "credentialsSecretRef", error=at)
+    ca = object_field(bus, "caConfigMapRef", error=at)
     capabilities = bus.get("capabilities") or []
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
         raise InvalidSpecError("spec.bus.capabilities must be a list of strings")
     return BusSpec(
         url=url,
-        namespace=_str(bus, "namespace", "spec.bus", "default"),
+        namespace=text_field(bus, "namespace", error=at, default="default"),
         secret_name=check_subdomain(
-            _str(secret, "name", "spec.bus.credentialsSecretRef"),
+            text_field(secret, "name", error=_at("spec.bus.credentialsSecretRef")),
             "spec.bus.credentialsSecretRef.name",
         ),
-        secret_key=_secret_key(secret, "spec.bus.credentialsSecretRef"),
+        secret_key=_secret_key(secret, "spec.bus.credentialsSecretRef", "api-key"),
         capabilities=tuple(capabilities),
-        protocol=_str(bus, "protocol", "spec.bus", "auto"),
+        protocol=text_field(bus, "protocol", error=at, default="auto"),
         ca_configmap=_optional_name(ca, "spec.bus.caConfigMapRef"),
-        ca_key=_secret_key_named(ca, "spec.bus.caConfigMapRef", "ca.crt"),
+        ca_key=_secret_key(ca, "spec.bus.caConfigMapRef", "ca.crt"),
     )
 
 
-def _secret_key(ref: Mapping[str, Any], where: str) -> str:
-    return _secret_key_named(ref, where, "api-key")
-
-
-def _secret_key_named(ref: Mapping[str, Any], where: str, default: str) -> str:
-    key = _str(ref, "key", where, default)
+def _secret_key(ref: Mapping[str, Any], where: str, default: str) -> str:
+    key = text_field(ref, "key", error=_at(where), default=default)
     if not _SECRET_KEY.fullmatch(key):
         raise InvalidSpecError(
             f"{where}.key must be 1-253 letters, digits, '-', '_' or '.' (a Secret data key)"
@@ -175,58 +161,65 @@ def _secret_key_named(ref: Mapping[str, Any], where: str, default: str) -> str:
 
 
 def _handler(spec: Mapping[str, Any]) -> HandlerSpec:
-    handler = _obj(spec, "handler", "spec")
-    where = "spec.handler"
+    handler = object_field(spec, "handler", error=_at("spec"))
+    at = _at("spec.handler")
     return HandlerSpec(
-        port=_int(handler, "port", where, 8080),
-        path=_str(handler, "path", where, "/"),
-        health_path=_str(handler, "healthPath", where, ""),
-        timeout_seconds=_int(handler, "timeoutSeconds", where, 300),
-        concurrency=_int(handler, "concurrency", where, 1),
+        port=integer_field(handler, "port", default=8080, error=at),
+        path=text_field(handler, "path", error=at, default="/"),
+        health_path=text_field(handler, "healthPath", error=at, default=""),
+        timeout_seconds=integer_field(handler, "timeoutSeconds", default=300, error=at),
+        concurrency=integer_field(handler, "concurrency", default=1, error=at),
     )
 
 
 def _policy(spec: Mapping[str, Any]) -> tuple[ScalingPolicy, float]:
-    scaling = _obj(spec, "scaling", "spec")
-    where = "spec.scaling"
-    down = _obj(scaling, "scaleDown", where)
-    up = _obj(scaling, "scaleUp", where)
-    up_step = up.get("maxStep")
-    down_step = down.get("maxStep")
+    scaling = object_field(spec, "scaling", error=_at("spec"))
+    at = _at("spec.scaling")
+    down = object_field(scaling, "scaleDown", error=at)
+    up = object_field(scaling, "scaleUp", error=at)
+    at_down, at_up = _at("spec.scaling.scaleDown"), _at("spec.scaling.scaleUp")
     policy = ScalingPolicy(
-        min_replicas=_int(scaling, "minReplicas", where, 0),
-        max_replicas=_int(scaling, "maxReplicas", where, 10),
-        target_per_replica=_int(scaling, "targetPerReplica", where, 10),
-        activation_backlog=_int(scaling, "activationBacklog", where, 0),
-        cooldown_seconds=float(_int(scaling, "cooldownSeconds", where, 300)),
+        min_replicas=integer_field(scaling, "minReplicas", default=0, error=at),
+        max_replicas=integer_field(scaling, "maxReplicas", default=10, error=at),
+        target_per_replica=integer_field(scaling, "targetPerReplica", default=10, error=at),
+        activation_backlog=integer_field(scaling, "activationBacklog", default=0, error=at),
+        cooldown_seconds=float(integer_field(scaling, "cooldownSeconds", default=300, error=at)),
         scale_down_stabilization_seconds=float(
-            _int(down, "stabilizationWindowSeconds", f"{where}.scaleDown", 60)
+            integer_field(down, "stabilizationWindowSeconds", default=60, error=at_down)
         ),
-        scale_up_max_step=None if up_step is None else _int(up, "maxStep", f"{where}.scaleUp", 1),
+        scale_up_max_step=(
+            None
+            if up.get("maxStep") is None
+            else integer_field(up, "maxStep", default=1, error=at_up)
+        ),
         scale_down_max_step=(
-            None if down_step is None else _int(down, "maxStep", f"{where}.scaleDown", 1)
+            None
+            if down.get("maxStep") is None
+            else integer_field(down, "maxStep", default=1, error=at_down)
         ),
     )
-    interval = float(_int(scaling, "pollingIntervalSeconds", where, 5))
+    interval = float(integer_field(scaling, "pollingIntervalSeconds", default=5, error=at))
     return policy, interval
 
 
 def _source(spec: Mapping[str, Any]) -> BacklogSourceSpec:
-    source = _obj(spec, "backlogSource", "spec")
-    kind = _str(source, "type", "spec.backlogSource", "busStats")
+    source = object_field(spec, "backlogSource", error=_at("spec"))
+    at_source = _at("spec.backlogSource")
+    kind = text_field(source, "type", error=at_source, default="busStats")
     if kind != "prometheus":
         return BacklogSourceSpec(type=kind)
-    prom = _obj(source, "prometheus", "spec.backlogSource")
+    prom = object_field(source, "prometheus", error=at_source)
     where = "spec.backlogSource.prometheus"
+    at = _at(where)
     labels = prom.get("labels") or {}
     if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
         raise InvalidSpecError(f"{where}.labels must map label names to strings")
-    auth = _obj(prom, "authSecretRef", where)
+    auth = object_field(prom, "authSecretRef", error=at)
     return BacklogSourceSpec(
         type=kind,
         prometheus=PrometheusSpec(
-            url=_str(prom, "url", where),
-            metric=_str(prom, "metric", where),
+            url=text_field(prom, "url", error=at),
+            metric=text_field(prom, "metric", error=at),
             labels=dict(labels),
             auth_secret_name=_optional_name(auth, f"{where}.authSecretRef"),
         ),
@@ -234,13 +227,13 @@ def _source(spec: Mapping[str, Any]) -> BacklogSourceSpec:
 
 
 def _optional_name(ref: Mapping[str, Any], where: str) -> str:
-    name = _str(ref, "name", where, "")
+    name = text_field(ref, "name", error=_at(where), default="")
     return check_subdomain(name, f"{where}.name") if ref else ""
 
 
 def _template(spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    template = _obj(spec, "template", "spec")
-    pod = _obj(template, "spec", "spec.template")
+    template = object_field(spec, "template", error=_at("spec"))
+    pod = object_field(template, "spec", error=_at("spec.template"))
     containers = pod.get("containers")
     if not isinstance(containers, list) or not containers:
         raise InvalidSpecError("spec.template.spec.containers must list the handler container")
@@ -254,9 +247,11 @@ def parse_worker(body: Mapping[str, Any], *, default_bus_url: str = "") -> Worke
     """Build a :class:`WorkerSpec` from an IntentWorker object as the API server returns it.
 
     ``default_bus_url`` stands in for an absent ``spec.bus.url`` (the chart's own bus)."""
-    meta = _obj(body, "metadata", "")
-    spec = _obj(body, "spec", "")
-    sidecar = _obj(spec, "sidecar", "spec")
+    meta = object_field(body, "metadata", error=_at(""))
+    spec = object_field(body, "spec", error=_at(""))
+    at_meta, at_spec = _at("metadata"), _at("spec")
+    sidecar = object_field(spec, "sidecar", error=at_spec)
+    at_sidecar = _at("spec.sidecar")
     resources = sidecar.get("resources")
     policy, interval = _policy(spec)
     replicas = spec.get("replicas")
@@ -264,22 +259,24 @@ def parse_worker(body: Mapping[str, Any], *, default_bus_url: str = "") -> Worke
     template = _template(spec)
     check_template(template, credentials_secret=bus.secret_name)
     return WorkerSpec(
-        name=check_subdomain(_str(meta, "name", "metadata"), "metadata.name"),
-        namespace=check_label(_str(meta, "namespace", "metadata"), "metadata.namespace"),
-        uid=_str(meta, "uid", "metadata", ""),
-        generation=_int(meta, "generation", "metadata", 0),
-        goal=_str(spec, "goal", "spec"),
+        name=check_subdomain(text_field(meta, "name", error=at_meta), "metadata.name"),
+        namespace=check_label(text_field(meta, "namespace", error=at_meta), "metadata.namespace"),
+        uid=text_field(meta, "uid", error=at_meta, default=""),
+        generation=integer_field(meta, "generation", default=0, error=at_meta),
+        goal=text_field(spec, "goal", error=at_spec, max_chars=MAX_GOAL_CHARS),
         bus=bus,
         handler=_handler(spec),
         template=template,
         sidecar=SidecarSpec(
-            image=_str(sidecar, "image", "spec.sidecar", ""),
+            image=text_field(sidecar, "image", error=at_sidecar, default=""),
             resources=resources if isinstance(resources, Mapping) else None,
-            log_level=_str(sidecar, "logLevel", "spec.sidecar", "info"),
+            log_level=text_field(sidecar, "logLevel", error=at_sidecar, default="info"),
         ),
         policy=policy,
         polling_interval_seconds=interval,
         source=_source(spec),
         paused=bool(spec.get("paused", False)),
-        manual_replicas=None if replicas is None else _int(spec, "replicas", "spec", 0),
+        manual_replicas=(
+            None if replicas is None else integer_field(spec, "replicas", default=0, error=at_spec)
+        ),
     )

@@ -107,7 +107,7 @@ def _memory_behind(
         if not (is_number(old) and is_number(new)) or abs(new - old) >= refresh_seconds:
             return True
     # Only recommendations above the desired count hold replicas up; the rest are noise.
-    floor = desired if isinstance(desired, int) else 0
+    floor = desired if is_int(desired) else 0
     old_held = _held(written, floor)
     new_held = _held(scaling, floor)
     if old_held.keys() != new_held.keys():

@@ -3,7 +3,8 @@
 What belongs here: finding the API key and reading secret files (``credentials``),
 request signing (``signing``), the strict wire models (``models``), the limits of
 the wire that the bus enforces and the clients check (``limits``), the JSON type
-checks every other reader of untrusted JSON shares (``checks``), the exception tree
+checks and field readers every reader of untrusted JSON shares (``checks``,
+``fields``), the exception tree
 (``errors``), retry timing (``retry``), client settings (``settings``), the trust an
 ``https://`` server is verified with (``tls``), URLs with their password hidden
 (``redaction``), the one HTTP seam (``transport``) and the
@@ -31,6 +32,7 @@ from .errors import (
     Problem,
     SecretFileError,
 )
+from .fields import ErrorFor, integer_field, number_field, object_field, text_field
 from .models import (
     Ack,
     BusStats,
@@ -69,6 +71,7 @@ __all__ = [
     "ClaimedIntent",
     "ClientSettings",
     "DeadLetter",
+    "ErrorFor",
     "GoalStats",
     "Health",
     "IntentBusAuthError",
@@ -96,9 +99,12 @@ __all__ = [
     "canonical_path",
     "canonical_query",
     "compute_signature",
+    "integer_field",
     "is_int",
     "is_number",
     "json_kind",
+    "number_field",
+    "object_field",
     "parse_retry_after",
     "read_key_file",
     "read_secret_file",
@@ -106,6 +112,7 @@ __all__ = [
     "resolve_api_key",
     "sign_request",
     "signatures_match",
+    "text_field",
     "trust_context",
     "validate",
 ]
