@@ -23,7 +23,6 @@ from intent_fleet.operator.backlog import (
     BacklogSource,
     BusBacklog,
     BusStatsSource,
-    Clocks,
     FanOutSettings,
     MetricQuery,
     PrometheusSource,
@@ -34,7 +33,7 @@ from intent_fleet.operator.backlog import (
     WakeUps,
 )
 from intent_fleet.operator.errors import BacklogUnavailableError
-from intent_fleet.protocol import BusClient, ClientSettings, RetryPolicy
+from intent_fleet.protocol import BusClient, ClientSettings, Clock, RetryPolicy
 from tests.integration.conftest import StartBus
 from tests.support import scrape
 from tests.support.busproc import BusProcess
@@ -46,10 +45,10 @@ GOAL = "resize"
 WALL = 1_800_000_000.0
 
 
-def fake_clocks() -> Clocks:
+def fake_clock() -> Clock:
     """A fixed wall clock, and a monotonic one that advances 0.25 s per reading."""
     ticks = itertools.count()
-    return Clocks(wall=lambda: WALL, monotonic=lambda: next(ticks) * 0.25)
+    return Clock(wall=lambda: WALL, monotonic=lambda: next(ticks) * 0.25)
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def stats_source(client: BusClient, url: str, *, goal: str = GOAL) -> BusStatsSo
         bus=BusBacklog(client=client, bus_url=url),
         namespace="default",
         goal=goal,
-        clocks=fake_clocks(),
+        clock=fake_clock(),
     )
 
 
@@ -95,7 +94,7 @@ def metrics_source(
         ),
         backlog=MetricQuery(metric, {**labels, "state": "ready"}),
         in_flight=MetricQuery(metric, {**labels, "state": "claimed"}),
-        clocks=fake_clocks(),
+        clock=fake_clock(),
     )
 
 
@@ -495,9 +494,7 @@ async def check_real_sidecars(
     fast = FanOutSettings(per_pod_timeout_seconds=1.0, max_concurrency=2)
 
     def source(pod_urls: list[str]) -> SidecarsSource:
-        return SidecarsSource(
-            session=session, pod_urls=pod_urls, settings=fast, clocks=fake_clocks()
-        )
+        return SidecarsSource(session=session, pod_urls=pod_urls, settings=fast, clock=fake_clock())
 
     idle = await source(urls).read()
     assert (idle.backlog, idle.in_flight, idle.capacity, idle.unreachable) == (0, 0, 5, 0)

@@ -1,22 +1,25 @@
 """The Intent Protocol as a library: everything needed to talk to a bus, nothing else.
 
-What belongs here: finding the API key and reading secret files (``credentials``),
-request signing (``signing``), the strict wire models (``models``), the limits of
-the wire that the bus enforces and the clients check (``limits``), the JSON type
-checks and field readers every reader of untrusted JSON shares (``checks``,
-``fields``), the exception tree
-(``errors``), retry timing (``retry``), client settings (``settings``), the trust an
-``https://`` server is verified with (``tls``), URLs with their password hidden
-(``redaction``), the one HTTP seam (``transport``) and the
-async clients built on it (``client``, ``admin_client``). This is the bottom layer:
-it imports no other intent-fleet package and never the HTTP server library, so the
-bus, the sidecar and the operator can all depend on it.
+What belongs here: the limits of the wire that the bus enforces and the clients check
+(``limits``); the strict wire models (``models``); request signing (``signing``); finding the
+API key and reading any secret file (``credentials``); the trust an ``https://`` server is
+verified with (``tls``); the one HTTP seam (``transport``) and the async clients built on it
+(``client``, ``admin_client``); retry timing (``retry``); the exception tree (``errors``).
+
+And what every package beside it shares, so that each rule has one home: the JSON type checks
+and field readers for untrusted JSON (``checks``, ``fields``), the one way a dataclass reports
+what is wrong with it (``checked``), client settings (``settings``), the injected clock
+(``clock``) and URLs with their password hidden (``redaction``).
+
+This is the bottom layer: it imports no other intent-fleet package and never the HTTP server
+library, so the bus, the sidecar and the operator can all depend on it.
 """
 
 from .admin_client import AdminClient
 from .checked import Problems, validate
 from .checks import is_int, is_number, json_kind
 from .client import BusClient, ClaimOutcome
+from .clock import Clock, Now, Sleep
 from .credentials import read_key_file, read_secret_file, resolve_api_key
 from .errors import (
     IntentBusAuthError,
@@ -70,6 +73,7 @@ __all__ = [
     "ClaimOutcome",
     "ClaimedIntent",
     "ClientSettings",
+    "Clock",
     "DeadLetter",
     "ErrorFor",
     "GoalStats",
@@ -88,6 +92,7 @@ __all__ = [
     "InvalidSettingError",
     "KeyInfo",
     "KvValue",
+    "Now",
     "Problem",
     "Problems",
     "ProtocolVersion",
@@ -95,6 +100,7 @@ __all__ = [
     "RetryPolicy",
     "SecretFileError",
     "SignedHeaders",
+    "Sleep",
     "canonical_body",
     "canonical_path",
     "canonical_query",

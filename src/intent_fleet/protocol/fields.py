@@ -24,6 +24,7 @@ __all__ = ["ErrorFor", "integer_field", "number_field", "object_field", "text_fi
 #: Builds the caller's exception from a field's key and what is wrong with it.
 ErrorFor = Callable[[str, str], Exception]
 
+
 def integer_field(
     doc: Mapping[str, Any],
     name: str,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -29,6 +29,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from .clock import Sleep
 from .errors import (
     IntentBusAuthError,
     IntentBusConflictError,
@@ -57,8 +58,6 @@ LEASE_PATH_PREFIXES: Final = ("/fulfill/", "/fail/", "/extend_claim/", "/release
 TRANSIENT_SERVER_STATUSES: Final = frozenset({500, 502, 503, 504})
 #: Error bodies that are not the protocol's JSON are quoted up to this length.
 MAX_ERROR_TEXT: Final = 200
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class Authenticator(Protocol):

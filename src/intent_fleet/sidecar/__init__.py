@@ -4,12 +4,12 @@ What belongs here: the claim loop and intent life (``worker``), lease
 heartbeats (``leasing``), the one module that talks to the handler
 (``app_channel``), the handler-facing local API and the ops listener
 (``local_api``, the only module here that runs an HTTP server), metrics,
-settings, the one clock every wait goes through (``clock``), and the process runner. The bus is
-reached only through :mod:`intent_fleet.protocol`; errors are drawn in ``errors``.
+settings, and the process runner. Every wait and reading of the time goes through the
+protocol's injected :class:`~intent_fleet.protocol.Clock`. The bus is reached only through
+:mod:`intent_fleet.protocol`; errors are drawn in ``errors``.
 """
 
 from .app_channel import AppChannel, Busy, Delivery, Failed, Fulfilled
-from .clock import Clock
 from .errors import LocalApiError, SidecarError
 from .metrics import SidecarMetrics
 from .runner import detect_features, run_sidecar
@@ -31,7 +31,6 @@ __all__ = [
     "AppSettings",
     "Busy",
     "ClaimSettings",
-    "Clock",
     "Delivery",
     "Failed",
     "Features",

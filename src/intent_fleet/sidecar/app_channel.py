@@ -20,9 +20,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from intent_fleet.protocol import parse_retry_after
+from intent_fleet.protocol import Clock, parse_retry_after
 
-from .clock import Clock
 from .settings import AppSettings
 
 __all__ = ["AppChannel", "Busy", "Delivery", "Failed", "Fulfilled", "Outcome"]

@@ -7,9 +7,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from intent_fleet.protocol import IntentBusError, IntentBusLeaseLostError, RetryPolicy
-
-from .clock import Clock
+from intent_fleet.protocol import Clock, IntentBusError, IntentBusLeaseLostError, RetryPolicy
 
 __all__ = ["Lease", "keep_alive"]
 

@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
-from intent_fleet.protocol import BusClient, IntentBusError, ProtocolVersion, RetryPolicy
+from intent_fleet.protocol import BusClient, Clock, IntentBusError, ProtocolVersion, RetryPolicy
 
 from .app_channel import AppChannel
-from .clock import Clock
 from .local_api import LocalApi, start_local_api, start_ops_api
 from .metrics import SidecarMetrics
 from .settings import SidecarSettings
@@ -25,10 +24,16 @@ log = logging.getLogger(__name__)
 
 
 async def detect_features(
-    bus: BusClient, *, stop: asyncio.Event, retry: RetryPolicy, rng: random.Random | None = None
+    bus: BusClient,
+    *,
+    stop: asyncio.Event,
+    retry: RetryPolicy,
+    rng: random.Random | None = None,
+    clock: Clock | None = None,
 ) -> Features | None:
     """Ask the bus what it offers, retrying while it is unreachable; None if stopped first."""
     rng = rng or random.Random()
+    clock = clock or Clock()
     failures = 0
     while not stop.is_set():
         try:
@@ -36,9 +41,7 @@ async def detect_features(
             protocol = health.protocol or await bus.protocol_version()
         except IntentBusError as exc:
             log.warning("bus not reachable yet; retrying", extra={"error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(retry.delay(failures, rng, retry_after=exc.retry_after)):
-                    await stop.wait()
+            await clock.wait_for(stop, retry.delay(failures, rng, retry_after=exc.retry_after))
             failures += 1
             continue
         v2 = protocol is ProtocolVersion.V2_1
@@ -53,12 +56,12 @@ async def detect_features(
     return None
 
 
-async def _watch_handler(worker: Worker, app: AppChannel, *, interval: float) -> None:
+async def _watch_handler(worker: Worker, app: AppChannel, *, interval: float, clock: Clock) -> None:
     while True:
         ready = await app.probe()
         worker.set_handler_ready(ready)
         # Look often until the handler first answers, then at the steady interval.
-        await asyncio.sleep(interval if ready else min(interval, 0.2))
+        await clock.sleep(interval if ready else min(interval, 0.2))
 
 
 async def run_sidecar(
@@ -74,7 +77,9 @@ async def run_sidecar(
     """Run until drained. ``drain`` stops claiming; ``abort`` hands in-flight work back now."""
     metrics = metrics or SidecarMetrics()
     clock = clock or Clock()
-    features = await detect_features(bus, stop=drain, retry=settings.claim.poll_backoff)
+    features = await detect_features(
+        bus, stop=drain, retry=settings.claim.poll_backoff, clock=clock
+    )
     if features is None:
         return
     _log_features(features, settings)
@@ -88,7 +93,7 @@ async def run_sidecar(
         async with _listeners(api, settings) as url:
             if on_ready is not None:
                 on_ready(url)
-            await _work(worker, app, settings, drain=drain, abort=abort)
+            await _work(worker, app, settings, drain=drain, abort=abort, clock=clock)
 
 
 def _log_features(features: Features, settings: SidecarSettings) -> None:
@@ -139,13 +144,13 @@ async def _work(
     *,
     drain: asyncio.Event,
     abort: asyncio.Event,
+    clock: Clock,
 ) -> None:
     """Claim until drained, with the handler watched and the signals wired to the worker."""
+    interval = settings.app.health_interval_seconds
     async with asyncio.TaskGroup() as tg:
         helpers = [
-            tg.create_task(
-                _watch_handler(worker, app, interval=settings.app.health_interval_seconds)
-            ),
+            tg.create_task(_watch_handler(worker, app, interval=interval, clock=clock)),
             tg.create_task(_on(drain, worker.drain)),
         ]
         aborter = tg.create_task(_abort_on(abort, worker))

@@ -26,6 +26,7 @@ import orjson
 from intent_fleet.protocol import (
     ClaimedIntent,
     ClaimOutcome,
+    Clock,
     IntentBusError,
     IntentBusLeaseLostError,
     IntentBusNetworkError,
@@ -34,7 +35,6 @@ from intent_fleet.protocol import (
 )
 
 from .app_channel import Busy, Delivery, Failed, Fulfilled, Outcome
-from .clock import Clock
 from .leasing import Lease, keep_alive
 from .metrics import SidecarMetrics
 from .settings import SidecarSettings

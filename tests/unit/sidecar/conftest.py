@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from intent_fleet.protocol import ClaimedIntent, ClaimOutcome
+from intent_fleet.protocol import ClaimedIntent, ClaimOutcome, Clock
 from intent_fleet.sidecar import (
     AppSettings,
     ClaimSettings,
-    Clock,
     Delivery,
     Features,
     Fulfilled,

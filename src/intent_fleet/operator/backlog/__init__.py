@@ -22,7 +22,7 @@ Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError
 naming the source, the URL and the cause.
 """
 
-from .base import BacklogReading, BacklogSource, Clocks, SourceName, unavailable
+from .base import BacklogReading, BacklogSource, SourceName, unavailable
 from .busstats import BACKLOG_FEATURE, BATCH_FEATURE, BusBacklog, BusStatsSource
 from .exposition import Exposition, MatchSum, Sample, parse_exposition
 from .prometheus import MetricQuery, PrometheusSource, Scrape, ScrapeAuth, ScrapeSettings
@@ -45,7 +45,6 @@ __all__ = [
     "BacklogSource",
     "BusBacklog",
     "BusStatsSource",
-    "Clocks",
     "Exposition",
     "FanOutSettings",
     "MatchSum",

@@ -2,8 +2,9 @@
 
 A source is a small value built from an IntentWorker's spec and the long-lived
 things injected into it (a :class:`~intent_fleet.protocol.BusClient`, an aiohttp
-session, :class:`Clocks`). Building one is cheap, so the operator builds it again when its
-inputs change (the sidecars source takes the current pod URLs).
+session, a :class:`~intent_fleet.protocol.Clock`). Building one is cheap, so the
+operator builds it again when its inputs change (the sidecars source takes the
+current pod URLs).
 
 Every failure is a :class:`~intent_fleet.operator.errors.BacklogUnavailableError`
 whose message names the source, the URL (its password hidden) and the cause, so
@@ -13,20 +14,17 @@ API keys or tokens: only the caller holds those, and nothing here formats them.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from intent_fleet.operator.errors import BacklogUnavailableError
 from intent_fleet.operator.scaling import Observation
-from intent_fleet.protocol import Problems, is_int, is_number, redact_url, validate
+from intent_fleet.protocol import Clock, Problems, is_int, is_number, redact_url, validate
 
 __all__ = [
     "BacklogReading",
     "BacklogSource",
-    "Clocks",
     "SourceName",
     "unavailable",
 ]
@@ -48,12 +46,12 @@ class BacklogReading:
     backlog: int
     #: Intents claimed and being worked on: they still need the replicas running them.
     in_flight: int
-    #: Wall-clock seconds (``Clocks.wall``) when the answer arrived; goes into
+    #: Wall-clock seconds (``Clock.wall``) when the answer arrived; goes into
     #: the status and feeds the scaler's ``now``.
     observed_at: float
     #: Which source answered (a :class:`SourceName` value).
     source: str
-    #: Seconds the read took (``Clocks.monotonic``; exported as a metric).
+    #: Seconds the read took (``Clock.monotonic``; exported as a metric).
     latency_seconds: float
     #: Handler slots of the pods that answered and still claim (sidecars source
     #: only); ``None`` when the source does not know it.
@@ -74,23 +72,10 @@ class BacklogReading:
     def __post_init__(self) -> None:
         validate(self)
 
-    def observation(self) -> Observation:
-        """What :func:`~intent_fleet.operator.scaling.decide` consumes."""
-        return Observation(backlog=self.backlog, in_flight=self.in_flight)
-
-
-@dataclass(frozen=True, slots=True)
-class Clocks:
-    """The two clocks a source reads, injected so tests control both."""
-
-    #: Wall-clock seconds for ``observed_at``: the scaler's ``now`` is wall-clock
-    #: because its state outlives the process.
-    wall: Callable[[], float] = time.time
-    #: Monotonic seconds for ``latency_seconds``, immune to wall-clock steps.
-    monotonic: Callable[[], float] = time.monotonic
-
-    def reading(
-        self,
+    @classmethod
+    def timed(
+        cls,
+        clock: Clock,
         *,
         source: str,
         started: float,
@@ -99,16 +84,20 @@ class Clocks:
         capacity: int | None = None,
         unreachable: int = 0,
     ) -> BacklogReading:
-        """The reading of a read that began at ``started`` (a ``monotonic()`` value)."""
-        return BacklogReading(
+        """The reading of a read that began at ``started`` (a ``clock.monotonic()`` value)."""
+        return cls(
             backlog=backlog,
             in_flight=in_flight,
-            observed_at=self.wall(),
+            observed_at=clock.wall(),
             source=source,
-            latency_seconds=max(0.0, self.monotonic() - started),
+            latency_seconds=max(0.0, clock.monotonic() - started),
             capacity=capacity,
             unreachable=unreachable,
         )
+
+    def observation(self) -> Observation:
+        """What :func:`~intent_fleet.operator.scaling.decide` consumes."""
+        return Observation(backlog=self.backlog, in_flight=self.in_flight)
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from typing import Final
 from intent_fleet.operator.batching import Batcher, settled
 from intent_fleet.protocol import (
     BusClient,
+    Clock,
     GoalStats,
     IntentBusAuthError,
     IntentBusError,
@@ -39,7 +40,7 @@ from intent_fleet.protocol import (
 )
 from intent_fleet.protocol.limits import MAX_STATS_GOALS
 
-from .base import BacklogReading, Clocks, SourceName, unavailable
+from .base import BacklogReading, SourceName, unavailable
 from .fetch import describe_failure
 from .wakeups import WakeUps
 
@@ -122,19 +123,19 @@ class BusStatsSource:
     name: Final = SourceName.BUS_STATS
 
     def __init__(
-        self, *, bus: BusBacklog, namespace: str, goal: str, clocks: Clocks | None = None
+        self, *, bus: BusBacklog, namespace: str, goal: str, clock: Clock | None = None
     ) -> None:
         self._bus = bus
         self._namespace = namespace
         self._goal = goal
-        self._clocks = clocks or Clocks()
+        self._clock = clock or Clock()
 
     def __repr__(self) -> str:
         where = f"bus_url={self._bus.url!r}, namespace={self._namespace!r}, goal={self._goal!r}"
         return f"BusStatsSource({where})"
 
     async def read(self) -> BacklogReading:
-        started = self._clocks.monotonic()
+        started = self._clock.monotonic()
         try:
             mine = await self._bus.stats(self._namespace, self._goal)
         except IntentBusError as exc:
@@ -144,8 +145,12 @@ class BusStatsSource:
             mine = GoalStats(self._namespace, self._goal, 0, 0, 0, 0, 0.0)
         if mine.ready < 0 or mine.claimed < 0:
             raise unavailable(self.name, self._bus.url, "malformed answer: a negative count")
-        return self._clocks.reading(
-            source=self.name, started=started, backlog=mine.ready, in_flight=mine.claimed
+        return BacklogReading.timed(
+            self._clock,
+            source=self.name,
+            started=started,
+            backlog=mine.ready,
+            in_flight=mine.claimed,
         )
 
 

@@ -29,9 +29,9 @@ import aiohttp
 
 from intent_fleet.operator.batching import Batcher
 from intent_fleet.operator.errors import FetchFailedError, InvalidSpecError, MalformedAnswerError
-from intent_fleet.protocol import Problems, validate
+from intent_fleet.protocol import Clock, Problems, validate
 
-from .base import BacklogReading, Clocks, SourceName, unavailable
+from .base import BacklogReading, SourceName, unavailable
 from .exposition import LABEL_NAME, METRIC_NAME, Exposition, parse_exposition
 from .fetch import get_bounded
 
@@ -194,23 +194,24 @@ class PrometheusSource:
         scrape: Scrape,
         backlog: MetricQuery,
         in_flight: MetricQuery | None = None,
-        clocks: Clocks | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._scrape = scrape
         self._url = scrape.url
         self._backlog = backlog
         self._in_flight = in_flight
-        self._clocks = clocks or Clocks()
+        self._clock = clock or Clock()
 
     def __repr__(self) -> str:
         return f"PrometheusSource(url={self._url!r}, backlog={self._backlog})"
 
     async def read(self) -> BacklogReading:
-        started = self._clocks.monotonic()
+        started = self._clock.monotonic()
         exposition = await self._scrape.exposition()
         backlog = self._count(exposition, self._backlog)
         in_flight = self._count(exposition, self._in_flight) if self._in_flight else 0
-        return self._clocks.reading(
+        return BacklogReading.timed(
+            self._clock,
             source=self.name,
             started=started,
             backlog=backlog,

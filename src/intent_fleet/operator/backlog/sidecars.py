@@ -32,9 +32,9 @@ import aiohttp
 import orjson
 
 from intent_fleet.operator.errors import FetchFailedError, MalformedAnswerError
-from intent_fleet.protocol import Problems, is_int, is_number, redact_url, validate
+from intent_fleet.protocol import Clock, Problems, is_int, is_number, redact_url, validate
 
-from .base import BacklogReading, Clocks, SourceName, unavailable
+from .base import BacklogReading, SourceName, unavailable
 from .fetch import get_bounded
 
 __all__ = [
@@ -185,7 +185,7 @@ class SidecarsSource:
         pod_urls: Sequence[str],
         fallback_concurrency: int | None = None,
         settings: FanOutSettings | None = None,
-        clocks: Clocks | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if fallback_concurrency is not None and fallback_concurrency < 1:
             raise ValueError("fallback_concurrency must be >= 1")
@@ -193,13 +193,13 @@ class SidecarsSource:
         self._urls = tuple(pod_urls)
         self._fallback = fallback_concurrency
         self._settings = settings or FanOutSettings()
-        self._clocks = clocks or Clocks()
+        self._clock = clock or Clock()
 
     def __repr__(self) -> str:
         return f"SidecarsSource(pods={len(self._urls)})"
 
     async def read(self) -> BacklogReading:
-        started = self._clocks.monotonic()
+        started = self._clock.monotonic()
         where = f"{len(self._urls)} worker pod(s)"
         if not self._urls:
             raise unavailable(self.name, where, "no worker pod to ask")
@@ -211,7 +211,8 @@ class SidecarsSource:
             more = len(failures) - _NAMED_FAILURES
             cause = f"no sidecar answered ({named}{f'; and {more} more' if more > 0 else ''})"
             raise unavailable(self.name, where, cause)
-        return self._clocks.reading(
+        return BacklogReading.timed(
+            self._clock,
             source=self.name,
             started=started,
             backlog=0,

@@ -1,8 +1,10 @@
-"""Time as the sidecar sees it: one injected object for the worker, leasing and the app channel.
+"""Time as every part of intent-fleet reads it and waits on it: one injected :class:`Clock`.
 
-Every wait and every reading of the time goes through a :class:`Clock`, so a test can hand the
-worker a virtual one and run minutes of leases, drains and back-offs in milliseconds. Timings
-that only feed metrics (``perf_counter``) stay real.
+The sidecar's worker, leasing and app channel, the runner around them, the operator's backlog
+sources and the bus clients take a clock instead of calling :mod:`time` and
+:func:`asyncio.sleep`, so a test hands them a virtual one and runs minutes of leases, drains
+and back-offs in milliseconds. The bus, which only reads the time, takes a :data:`Now`.
+Timings that only feed metrics (``perf_counter``) stay real.
 """
 
 from __future__ import annotations
@@ -13,17 +15,22 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Clock"]
+__all__ = ["Clock", "Now", "Sleep"]
+
+#: A reading of the time in seconds (``time.time`` or ``time.monotonic``, or a test's own).
+Now = Callable[[], float]
+#: Waiting that many seconds (``asyncio.sleep``, or a test's own).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Clock:
-    #: Unix seconds: lease ends and deadlines shared with the bus and the handler.
-    wall: Callable[[], float] = time.time
-    #: Seconds for intervals measured on this host: pauses, busy ratio, idle time.
-    monotonic: Callable[[], float] = time.monotonic
+    #: Unix seconds: lease ends, deadlines and timestamps shared with other hosts.
+    wall: Now = time.time
+    #: Seconds for intervals measured on this host: pauses, latencies, idle time.
+    monotonic: Now = time.monotonic
     #: Wait that long.
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    sleep: Sleep = asyncio.sleep
 
     async def _sleep(self, seconds: float) -> None:
         await self.sleep(seconds)
