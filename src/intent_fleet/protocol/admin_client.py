@@ -8,27 +8,23 @@ a repeated ``generate_key`` would mint a second key, a repeated ``retry`` or
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Self
 from urllib.parse import quote
 
 import aiohttp
 
 from .checks import is_int
-from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
+from .clock import Clock
+from .errors import IntentBusError, IntentBusProtocolError
 from .limits import MAX_DEAD_PAGE, MAX_OWNER_CHARS
 from .models import Ack, DeadLetter, KeyInfo, list_from_wire
 from .settings import ClientSettings
-from .transport import AdminToken, Transport
+from .transport import AdminToken, Connection
 
 __all__ = ["AdminClient"]
 
 
-class AdminClient:
+class AdminClient(Connection):
     """Admin endpoints of a bus (``/admin/*`` and ``/metrics``)."""
 
     def __init__(
@@ -37,38 +33,11 @@ class AdminClient:
         settings: ClientSettings,
         admin_secret: str,
         session: aiohttp.ClientSession | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not admin_secret or admin_secret != admin_secret.strip():
-            raise IntentBusAuthError("The admin secret is empty or has surrounding whitespace.")
-        self._settings = settings
-        self._transport = Transport(
-            settings=settings,
-            auth=AdminToken(admin_secret),
-            session=session,
-            clock=clock,
-            rng=rng if rng is not None else random.Random(),
-            sleep=sleep,
-        )
-
-    def __repr__(self) -> str:
-        return f"AdminClient(base_url={self._settings.base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
+        auth = AdminToken(admin_secret)
+        super().__init__(settings=settings, auth=auth, session=session, clock=clock, rng=rng)
 
     async def generate_key(self, owner: str = "anonymous") -> KeyInfo:
         """Mint a tenant key; the answer is the only time its secret is shown."""

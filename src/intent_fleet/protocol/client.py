@@ -22,20 +22,18 @@ Arguments are checked before anything is sent, so a caller's mistake is an
 
 from __future__ import annotations
 
-import asyncio
 import random
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 
 from .checks import is_int, is_number
-from .errors import IntentBusAuthError, IntentBusError, IntentBusProtocolError
+from .clock import Clock
+from .errors import IntentBusError, IntentBusProtocolError
 from .limits import (
     MAX_ATTEMPTS_LIMIT,
     MAX_CLAIM_BATCH,
@@ -62,7 +60,7 @@ from .models import (
 )
 from .retry import parse_retry_after
 from .settings import ClientSettings
-from .transport import VERSION_HEADER, ApiKeySigner, Transport
+from .transport import VERSION_HEADER, ApiKeySigner, Connection
 
 __all__ = ["BusClient", "ClaimOutcome"]
 
@@ -98,13 +96,8 @@ class ClaimOutcome:
         return (self.intent,) if self.intent is not None else ()
 
 
-class BusClient:
-    """One tenant's connection to a bus: publish, claim and settle intents, KV, stats.
-
-    The aiohttp session is created on first use inside the running loop (or
-    injected: tests pass one, a process may share one) and closed by
-    :meth:`aclose` only if the client created it. Use ``async with``.
-    """
+class BusClient(Connection):
+    """One tenant's connection to a bus: publish, claim and settle intents, KV, stats."""
 
     def __init__(
         self,
@@ -112,39 +105,12 @@ class BusClient:
         settings: ClientSettings,
         api_key: str,
         session: aiohttp.ClientSession | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not api_key or api_key != api_key.strip():
-            raise IntentBusAuthError("The API key is empty or has surrounding whitespace.")
-        self._settings = settings
-        self._transport = Transport(
-            settings=settings,
-            auth=ApiKeySigner(api_key),
-            session=session,
-            clock=clock,
-            rng=rng if rng is not None else random.Random(),
-            sleep=sleep,
-        )
+        auth = ApiKeySigner(api_key)
+        super().__init__(settings=settings, auth=auth, session=session, clock=clock, rng=rng)
         self._health: Health | None = None
-
-    def __repr__(self) -> str:
-        return f"BusClient(base_url={self._settings.base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
     @property
     def protocol(self) -> ProtocolVersion | None:
@@ -256,7 +222,7 @@ class BusClient:
         )
         if answer.status == 204:
             retry_after = parse_retry_after(
-                answer.headers.get("Retry-After"), now=self._transport.clock()
+                answer.headers.get("Retry-After"), now=self._transport.clock.wall()
             )
             return ClaimOutcome(intent=None, retry_after=retry_after)
         if batch is None:

@@ -1,7 +1,8 @@
 """The one module that sends HTTP requests to a bus.
 
-Shared by :class:`BusClient` and :class:`AdminClient` so both sign, time out,
-retry and translate errors the same way:
+Shared by :class:`BusClient` and :class:`AdminClient`, which are built the same way
+(:class:`Connection`, their one constructor) and so sign, time out, retry and translate
+errors the same way:
 
 - the request path is built once with :func:`canonical_path` and sent byte for
   byte as signed (``yarl.URL(..., encoded=True)`` keeps aiohttp from
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from .clock import Sleep
+from .clock import Clock
 from .errors import (
     IntentBusAuthError,
     IntentBusConflictError,
@@ -46,7 +48,7 @@ from .retry import parse_retry_after
 from .settings import ClientSettings
 from .signing import QueryParams, canonical_body, canonical_path, sign_request
 
-__all__ = ["AdminToken", "Answer", "ApiKeySigner", "Authenticator", "Transport"]
+__all__ = ["AdminToken", "Answer", "ApiKeySigner", "Authenticator", "Connection", "Transport"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +68,19 @@ class Authenticator(Protocol):
     def headers(self, *, method: str, path: str, body: bytes, now: float) -> dict[str, str]: ...
 
 
+def _credential(value: str, what: str) -> str:
+    if not value or value != value.strip():
+        raise IntentBusAuthError(f"The {what} is empty or has surrounding whitespace.")
+    return value
+
+
 class ApiKeySigner:
     """Protocol routes: ``X-API-KEY`` plus the HMAC signature headers."""
 
     __slots__ = ("_api_key",)
 
     def __init__(self, api_key: str) -> None:
-        self._api_key = api_key
+        self._api_key = _credential(api_key, "API key")
 
     def __repr__(self) -> str:
         return "ApiKeySigner(<redacted>)"
@@ -89,7 +97,7 @@ class AdminToken:
     __slots__ = ("_secret",)
 
     def __init__(self, secret: str) -> None:
-        self._secret = secret
+        self._secret = _credential(secret, "admin secret")
 
     def __repr__(self) -> str:
         return "AdminToken(<redacted>)"
@@ -135,9 +143,8 @@ class Transport:
         settings: ClientSettings,
         auth: Authenticator,
         session: aiohttp.ClientSession | None,
-        clock: Callable[[], float],
+        clock: Clock,
         rng: random.Random,
-        sleep: Sleep,
     ) -> None:
         self._settings = settings
         self._base_url = settings.base_url.rstrip("/")
@@ -145,15 +152,10 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._clock = clock
+        self.clock = clock
         self._rng = rng
-        self._sleep = sleep
         #: Protocol version from the latest answer that carried ``X-Intent-Version``.
         self.protocol: ProtocolVersion | None = None
-
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self._clock
 
     async def aclose(self) -> None:
         """Close the session if this transport created it; an injected one stays open."""
@@ -226,7 +228,7 @@ class Transport:
                     attempt + 1,
                     tries,
                 )
-                await self._sleep(delay)
+                await self.clock.sleep(delay)
         raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
 
     async def _send_once(
@@ -244,7 +246,9 @@ class Transport:
         if body:
             sent["Content-Type"] = "application/json"
         # A fresh timestamp, nonce and signature per try: the bus rejects reused nonces.
-        sent.update(self._auth.headers(method=method, path=wire_path, body=body, now=self._clock()))
+        sent.update(
+            self._auth.headers(method=method, path=wire_path, body=body, now=self.clock.wall())
+        )
         url = URL(self._base_url + wire_path, encoded=True)
         try:
             async with session.request(
@@ -271,7 +275,51 @@ class Transport:
             self.protocol = version
         if answer.status < 300 or answer.status in accept:
             return answer
-        raise error_for(answer, method=method, path=path, now=self._clock())
+        raise error_for(answer, method=method, path=path, now=self.clock.wall())
+
+
+class Connection:
+    """The one constructor of :class:`BusClient` and :class:`AdminClient`, and their closing.
+
+    The aiohttp session is created on first use inside the running loop (or injected: tests
+    pass one, a process may share one) and closed by :meth:`aclose` only if the client created
+    it. Use ``async with``. ``clock`` and ``rng`` are injected so tests need not wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ClientSettings,
+        auth: Authenticator,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._transport = Transport(
+            settings=settings,
+            auth=auth,
+            session=session,
+            clock=clock or Clock(),
+            rng=rng or random.Random(),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._settings.base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
 
 def error_for(answer: Answer, *, method: str, path: str, now: float) -> IntentBusError:

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from intent_fleet.protocol import BusClient, ClientSettings, RetryPolicy
+from intent_fleet.protocol import BusClient, ClientSettings, Clock, RetryPolicy
 from intent_fleet.protocol.signing import compute_signature, signatures_match
 
 API_KEY = "tk_test_0123456789abcdef0123456789abcdef0123"
@@ -155,9 +155,8 @@ async def client(fake_bus: FakeBus, sleeps: Sleeps) -> AsyncIterator[BusClient]:
     bus_client = BusClient(
         settings=make_settings(fake_bus.url),
         api_key=API_KEY,
-        clock=lambda: T0,
+        clock=Clock(wall=lambda: T0, sleep=sleeps),
         rng=random.Random(42),
-        sleep=sleeps,
     )
     yield bus_client
     await bus_client.aclose()

@@ -8,6 +8,7 @@ import pytest
 
 from intent_fleet.protocol import (
     AdminClient,
+    Clock,
     DeadLetter,
     IntentBusAuthError,
     IntentBusError,
@@ -23,7 +24,7 @@ UNAVAILABLE = Reply(503, {"error": {"code": "unavailable", "message": "restartin
 @pytest.fixture
 async def admin(fake_bus: FakeBus, sleeps: Sleeps) -> AsyncIterator[AdminClient]:
     async with AdminClient(
-        settings=make_settings(fake_bus.url), admin_secret=ADMIN_SECRET, sleep=sleeps
+        settings=make_settings(fake_bus.url), admin_secret=ADMIN_SECRET, clock=Clock(sleep=sleeps)
     ) as client:
         yield client
 

@@ -12,6 +12,7 @@ import pytest
 from intent_fleet.protocol import (
     BusClient,
     ClaimOutcome,
+    Clock,
     Health,
     IntentBusAuthError,
     IntentBusConflictError,
@@ -199,7 +200,7 @@ async def test_a_closed_port_is_a_network_error_after_retries(
     async with BusClient(
         settings=make_settings(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=2)),
         api_key=API_KEY,
-        sleep=sleeps,
+        clock=Clock(sleep=sleeps),
     ) as bus:
         with pytest.raises(IntentBusNetworkError) as caught:
             await bus.status("i_1")
@@ -251,7 +252,7 @@ async def test_rate_limit_carries_retry_after(fake_bus: FakeBus, sleeps: Sleeps)
     async with BusClient(
         settings=make_settings(fake_bus.url, retry=RetryPolicy(attempts=1)),
         api_key=API_KEY,
-        sleep=sleeps,
+        clock=Clock(sleep=sleeps),
     ) as bus:
         with pytest.raises(IntentBusRateLimitError) as caught:
             await bus.publish("g", {})
