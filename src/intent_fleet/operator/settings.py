@@ -11,7 +11,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from intent_fleet.protocol import InvalidSettingError, Problems, trust_context, validate
+from intent_fleet.protocol import Problems, ca_file_problems, trust_context, validate
 
 from .egress import EgressPolicy
 from .render import RenderSettings
@@ -94,10 +94,7 @@ class OperatorSettings:
             yield "watch_server_timeout", f"must be > 0 seconds, got {self.watch_server_timeout}"
         elif not self.watch_client_timeout > self.watch_server_timeout:
             yield "watch_client_timeout", "must be longer than watch_server_timeout"
-        try:
-            self.bus_ssl_context()  # a bad CA file is reported now, not at the first read
-        except InvalidSettingError as bad:
-            yield "bus_ca_file", bad.problems[0].text
+        yield from ca_file_problems("bus_ca_file", self.bus_ca_file)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -62,7 +62,7 @@ from .signing import (
     sign_request,
     signatures_match,
 )
-from .tls import trust_context
+from .tls import ca_file_problems, trust_context
 
 __all__ = [
     "DEFAULT_BUS_URL",
@@ -101,6 +101,7 @@ __all__ = [
     "SecretFileError",
     "SignedHeaders",
     "Sleep",
+    "ca_file_problems",
     "canonical_body",
     "canonical_path",
     "canonical_query",

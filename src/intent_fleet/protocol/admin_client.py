@@ -8,18 +8,15 @@ a repeated ``generate_key`` would mint a second key, a repeated ``retry`` or
 
 from __future__ import annotations
 
-import random
+from typing import Unpack
 from urllib.parse import quote
 
-import aiohttp
-
 from .checks import is_int
-from .clock import Clock
 from .errors import IntentBusError, IntentBusProtocolError
 from .limits import MAX_DEAD_PAGE, MAX_OWNER_CHARS
 from .models import Ack, DeadLetter, KeyInfo, list_from_wire
 from .settings import ClientSettings
-from .transport import AdminToken, Connection
+from .transport import AdminToken, Connection, ConnectionOptions
 
 __all__ = ["AdminClient"]
 
@@ -28,16 +25,9 @@ class AdminClient(Connection):
     """Admin endpoints of a bus (``/admin/*`` and ``/metrics``)."""
 
     def __init__(
-        self,
-        *,
-        settings: ClientSettings,
-        admin_secret: str,
-        session: aiohttp.ClientSession | None = None,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
+        self, *, settings: ClientSettings, admin_secret: str, **options: Unpack[ConnectionOptions]
     ) -> None:
-        auth = AdminToken(admin_secret)
-        super().__init__(settings=settings, auth=auth, session=session, clock=clock, rng=rng)
+        super().__init__(settings=settings, auth=AdminToken(admin_secret), **options)
 
     async def generate_key(self, owner: str = "anonymous") -> KeyInfo:
         """Mint a tenant key; the answer is the only time its secret is shown."""

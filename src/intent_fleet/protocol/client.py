@@ -22,17 +22,13 @@ Arguments are checked before anything is sent, so a caller's mistake is an
 
 from __future__ import annotations
 
-import random
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Unpack
 from urllib.parse import quote
 
-import aiohttp
-
 from .checks import is_int, is_number
-from .clock import Clock
 from .errors import IntentBusError, IntentBusProtocolError
 from .limits import (
     MAX_ATTEMPTS_LIMIT,
@@ -60,7 +56,7 @@ from .models import (
 )
 from .retry import parse_retry_after
 from .settings import ClientSettings
-from .transport import VERSION_HEADER, ApiKeySigner, Connection
+from .transport import VERSION_HEADER, ApiKeySigner, Connection, ConnectionOptions
 
 __all__ = ["BusClient", "ClaimOutcome"]
 
@@ -100,16 +96,9 @@ class BusClient(Connection):
     """One tenant's connection to a bus: publish, claim and settle intents, KV, stats."""
 
     def __init__(
-        self,
-        *,
-        settings: ClientSettings,
-        api_key: str,
-        session: aiohttp.ClientSession | None = None,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
+        self, *, settings: ClientSettings, api_key: str, **options: Unpack[ConnectionOptions]
     ) -> None:
-        auth = ApiKeySigner(api_key)
-        super().__init__(settings=settings, auth=auth, session=session, clock=clock, rng=rng)
+        super().__init__(settings=settings, auth=ApiKeySigner(api_key), **options)
         self._health: Health | None = None
 
     @property

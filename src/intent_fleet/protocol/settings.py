@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from intent_fleet import __version__
 
 from .checked import Problems, validate
-from .errors import InvalidSettingError
 from .retry import RetryPolicy
-from .tls import trust_context
+from .tls import ca_file_problems, trust_context
 
 __all__ = ["DEFAULT_BUS_URL", "ClientSettings"]
 
@@ -68,10 +67,7 @@ class ClientSettings:
             yield "pool_size", f"must be >= 1, got {self.pool_size}"
         if not (math.isfinite(self.max_wait_seconds) and self.max_wait_seconds >= 0):
             yield "max_wait_seconds", f"must be a number >= 0, got {self.max_wait_seconds}"
-        try:
-            self.ssl_context()  # a bad CA file is reported now, not at the first request
-        except InvalidSettingError as bad:
-            yield "ca_file", bad.problems[0].text
+        yield from ca_file_problems("ca_file", self.ca_file)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ssl
 
+from .checked import Problems
 from .errors import InvalidSettingError, Problem
 
-__all__ = ["trust_context"]
+__all__ = ["ca_file_problems", "trust_context"]
 
 
 def trust_context(ca_file: str | None, *, setting: str) -> ssl.SSLContext | bool:
@@ -29,3 +30,12 @@ def trust_context(ca_file: str | None, *, setting: str) -> ssl.SSLContext | bool
         raise InvalidSettingError(
             [Problem(setting, f"is not a readable PEM CA file ({ca_file}): {exc}")]
         ) from None
+
+
+def ca_file_problems(name: str, ca_file: str | None) -> Problems:
+    """The ``problems()`` of a settings field ``name`` that holds a CA file: a file that cannot
+    serve is reported when the settings are built, not at the first request."""
+    try:
+        trust_context(ca_file, setting=name)
+    except InvalidSettingError as bad:
+        yield name, bad.problems[0].text

@@ -25,7 +25,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, ClassVar, Final, Protocol, Self, TypedDict, Unpack
 
 import aiohttp
 import orjson
@@ -48,7 +48,15 @@ from .retry import parse_retry_after
 from .settings import ClientSettings
 from .signing import QueryParams, canonical_body, canonical_path, sign_request
 
-__all__ = ["AdminToken", "Answer", "ApiKeySigner", "Authenticator", "Connection", "Transport"]
+__all__ = [
+    "AdminToken",
+    "Answer",
+    "ApiKeySigner",
+    "Authenticator",
+    "Connection",
+    "ConnectionOptions",
+    "Transport",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,39 +76,39 @@ class Authenticator(Protocol):
     def headers(self, *, method: str, path: str, body: bytes, now: float) -> dict[str, str]: ...
 
 
-def _credential(value: str, what: str) -> str:
-    if not value or value != value.strip():
-        raise IntentBusAuthError(f"The {what} is empty or has surrounding whitespace.")
-    return value
+class _Credential:
+    """A secret a client authenticates with: refused when empty or padded, never shown."""
 
+    __slots__ = ("_secret",)
+    #: What the secret is, for the refusal ("API key").
+    what: ClassVar[str]
 
-class ApiKeySigner:
-    """Protocol routes: ``X-API-KEY`` plus the HMAC signature headers."""
-
-    __slots__ = ("_api_key",)
-
-    def __init__(self, api_key: str) -> None:
-        self._api_key = _credential(api_key, "API key")
+    def __init__(self, secret: str) -> None:
+        if not secret or secret != secret.strip():
+            raise IntentBusAuthError(f"The {self.what} is empty or has surrounding whitespace.")
+        self._secret = secret
 
     def __repr__(self) -> str:
-        return "ApiKeySigner(<redacted>)"
+        return f"{type(self).__name__}(<redacted>)"
+
+
+class ApiKeySigner(_Credential):
+    """Protocol routes: ``X-API-KEY`` plus the HMAC signature headers."""
+
+    __slots__ = ()
+    what = "API key"
 
     def headers(self, *, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
         return sign_request(
-            api_key=self._api_key, method=method, path=path, body=body, now=now
+            api_key=self._secret, method=method, path=path, body=body, now=now
         ).as_dict()
 
 
-class AdminToken:
+class AdminToken(_Credential):
     """Admin routes: the admin secret in ``X-Admin-Token`` (the bus checks nothing else)."""
 
-    __slots__ = ("_secret",)
-
-    def __init__(self, secret: str) -> None:
-        self._secret = _credential(secret, "admin secret")
-
-    def __repr__(self) -> str:
-        return "AdminToken(<redacted>)"
+    __slots__ = ()
+    what = "admin secret"
 
     def headers(self, *, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
         return {"X-Admin-Token": self._secret}
@@ -278,30 +286,32 @@ class Transport:
         raise error_for(answer, method=method, path=path, now=self.clock.wall())
 
 
-class Connection:
-    """The one constructor of :class:`BusClient` and :class:`AdminClient`, and their closing.
+class ConnectionOptions(TypedDict, total=False):
+    """What a client may be handed besides its settings and credential."""
 
-    The aiohttp session is created on first use inside the running loop (or injected: tests
-    pass one, a process may share one) and closed by :meth:`aclose` only if the client created
-    it. Use ``async with``. ``clock`` and ``rng`` are injected so tests need not wait.
-    """
+    #: An aiohttp session to use (tests pass one, a process may share one); by default the
+    #: client creates its own on first use, inside the running loop, and closes it.
+    session: aiohttp.ClientSession | None
+    #: The time retries wait on and signatures carry (tests pass a virtual one).
+    clock: Clock | None
+    #: The randomness of retry jitter (tests pass a seeded one).
+    rng: random.Random | None
+
+
+class Connection:
+    """The one constructor of :class:`BusClient` and :class:`AdminClient`, and their closing:
+    an injected session stays open; use ``async with``."""
 
     def __init__(
-        self,
-        *,
-        settings: ClientSettings,
-        auth: Authenticator,
-        session: aiohttp.ClientSession | None = None,
-        clock: Clock | None = None,
-        rng: random.Random | None = None,
+        self, *, settings: ClientSettings, auth: Authenticator, **options: Unpack[ConnectionOptions]
     ) -> None:
         self._settings = settings
         self._transport = Transport(
             settings=settings,
             auth=auth,
-            session=session,
-            clock=clock or Clock(),
-            rng=rng or random.Random(),
+            session=options.get("session"),
+            clock=options.get("clock") or Clock(),
+            rng=options.get("rng") or random.Random(),
         )
 
     def __repr__(self) -> str:
