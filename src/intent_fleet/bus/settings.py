@@ -116,7 +116,7 @@ class DatabaseSettings:
             )
 
 
-#: The name bus/postgres/backend.py still imports; the one definition is protocol's.
+#: The name bus/postgres/ still imports; the one definition is protocol's redact_url.
 redacted = redact_url
 
 #: The protocol versions the bus can answer as, the default first.
