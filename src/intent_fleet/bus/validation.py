@@ -226,27 +226,13 @@ def publish_request(
         goal=goal,
         payload=payload,
         visibility=Visibility(visibility),
-        priority=integer_field(
-            doc, "priority", default=DEFAULT_PRIORITY, error=_bad_field, low=0, high=MAX_PRIORITY
-        ),
-        delay=number_field(
-            doc, "delay", default=0.0, error=_bad_field, low=0.0, high=MAX_DELAY_SECONDS
-        ),
+        priority=integer_field(doc, "priority", DEFAULT_PRIORITY, _bad_field, 0, MAX_PRIORITY),
+        delay=number_field(doc, "delay", 0.0, _bad_field, 0.0, MAX_DELAY_SECONDS),
         max_attempts=integer_field(
-            doc,
-            "max_attempts",
-            default=queue.default_max_attempts,
-            error=_bad_field,
-            low=1,
-            high=MAX_ATTEMPTS_LIMIT,
+            doc, "max_attempts", queue.default_max_attempts, _bad_field, 1, MAX_ATTEMPTS_LIMIT
         ),
         backoff_base=number_field(
-            doc,
-            "backoff_base",
-            default=queue.default_backoff_base,
-            error=_bad_field,
-            low=0.0,
-            high=MAX_BACKOFF_BASE,
+            doc, "backoff_base", queue.default_backoff_base, _bad_field, 0.0, MAX_BACKOFF_BASE
         ),
         target_worker=_optional_str(doc, "target_worker", MAX_WORKER_FIELD_CHARS),
         required_capability=_optional_str(doc, "required_capability", MAX_WORKER_FIELD_CHARS),
@@ -398,7 +384,7 @@ def stats_request(
             raise ApiError(bad.status, bad.code, f"goals[{n}]: {bad.message}") from None
         assert goal is not None
         pairs[(namespace, goal)] = None
-    wait = number_field(doc, "wait", default=0.0, error=_bad_field, low=0.0, high=max_wait)
+    wait = number_field(doc, "wait", 0.0, _bad_field, 0.0, max_wait)
     return list(pairs), wait
 
 

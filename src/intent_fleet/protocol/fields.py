@@ -8,12 +8,17 @@ as not every JSON writer tells them apart.
 The errors are each caller's own. ``error(name, text)`` builds the caller's exception from the
 field's key and what is wrong with it ("must be an integer, not a boolean"): the bus answers 400
 with its error code and the field quoted, the operator raises ``InvalidSpecError`` with the
-field's path. The bus reads every publish through here, so a reader does nothing on the way
-to a good value beyond the checks themselves.
+field's path.
+
+The bus reads every publish through the two number readers, so they do nothing on the way to
+a good value beyond the checks themselves: they take their arguments by position as well (the
+bus passes them so; a keyword argument costs about 25 ns a call, a tenth of what a reader
+costs), and an open bound is infinite rather than None, so one chained comparison checks both.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,43 +30,41 @@ __all__ = ["ErrorFor", "integer_field", "number_field", "object_field", "text_fi
 ErrorFor = Callable[[str, str], Exception]
 
 
-def integer_field(
+def integer_field(  # noqa: PLR0917 - positional for the bus's hot path (module docstring)
     doc: Mapping[str, Any],
     name: str,
-    *,
     default: int,
     error: ErrorFor,
-    low: int | None = None,
-    high: int | None = None,
+    low: float = -math.inf,
+    high: float = math.inf,
 ) -> int:
-    """``doc[name]`` as an integer from ``low`` to ``high`` (either bound optional)."""
+    """``doc[name]`` as an integer from ``low`` to ``high``."""
     value = doc.get(name)
     if value is None:
         return default
     if not is_number(value) or value != int(value):
         raise error(name, f"must be an integer, not {_kind(value)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise error(name, _out_of_range(value, low, high, f"{low}", f"{high}"))
+    if not low <= value <= high:
+        raise error(name, _out_of_range(value, low, high))
     return int(value)
 
 
-def number_field(
+def number_field(  # noqa: PLR0917 - positional for the bus's hot path (module docstring)
     doc: Mapping[str, Any],
     name: str,
-    *,
     default: float,
     error: ErrorFor,
-    low: float | None = None,
-    high: float | None = None,
+    low: float = -math.inf,
+    high: float = math.inf,
 ) -> float:
-    """``doc[name]`` as a finite number from ``low`` to ``high`` (either bound optional)."""
+    """``doc[name]`` as a finite number from ``low`` to ``high``."""
     value = doc.get(name)
     if value is None:
         return default
     if not is_number(value):
         raise error(name, f"must be a finite number, not {_kind(value)}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise error(name, _out_of_range(value, low, high, f"{low:g}", f"{high:g}"))
+    if not low <= value <= high:
+        raise error(name, _out_of_range(value, low, high))
     return float(value)
 
 
@@ -101,11 +104,9 @@ def _kind(value: object) -> str:
     return repr(value) if isinstance(value, float) else json_kind(value)
 
 
-def _out_of_range(
-    value: float, low: float | None, high: float | None, shown_low: str, shown_high: str
-) -> str:
-    if low is not None and high is not None:
-        return f"must be between {shown_low} and {shown_high}, got {value}"
-    if low is not None:
-        return f"must be >= {shown_low}, got {value}"
-    return f"must be <= {shown_high}, got {value}"
+def _out_of_range(value: float, low: float, high: float) -> str:
+    if math.isinf(low):
+        return f"must be <= {high:g}, got {value}"
+    if math.isinf(high):
+        return f"must be >= {low:g}, got {value}"
+    return f"must be between {low:g} and {high:g}, got {value}"
