@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from intent_fleet import __version__
+from intent_fleet.protocol import Now
 
 from .auth import SignatureChecker, is_utf8, replay_refused
 from .backend import Backend
@@ -70,7 +70,7 @@ class BusContext:
     settings: BusSettings
     backend: Backend
     signatures: SignatureChecker
-    clock: Callable[[], float] = time.time
+    clock: Now = time.time
     started_at: float = field(default_factory=time.time)
     #: (route, status) -> answers, for /metrics.
     responses: Counter[tuple[str, int]] = field(default_factory=Counter)

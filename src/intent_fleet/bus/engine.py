@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from intent_fleet.protocol import GoalStats
+from intent_fleet.protocol import GoalStats, Now
 
 from .backend import Ended, PublishOutcome, PublishRequest, Result
 from .backlog import TerminalCounts, goal_stats, stats_of, status_counts
@@ -77,8 +77,6 @@ __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-
 
 _transition_values = operator.attrgetter(*TRANSITION_FIELDS)
 
@@ -115,7 +113,7 @@ class Engine:
         *,
         store: Store,
         settings: BusSettings,
-        clock: Clock,
+        clock: Now,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from intent_fleet.protocol import GoalStats
+from intent_fleet.protocol import GoalStats, Now
 
 from .auth import KeyRing, NonceCache
 from .backend import Figures
@@ -107,7 +107,7 @@ class LocalBacklogs:
 class LocalKV:
     """KV entries in memory, each change durable before memory shows it."""
 
-    def __init__(self, *, kv: KVStore, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, *, kv: KVStore, store: Store, clock: Now) -> None:
         self._kv = kv
         self._store = store
         self._clock = clock
@@ -141,7 +141,7 @@ class LocalBackend:
         keys: KeyRing,
         kv: KVStore,
         settings: BusSettings,
-        clock: Callable[[], float],
+        clock: Now,
     ) -> None:
         limits = settings.limits
         self._store, self._engine, self._kv_store = store, engine, kv
@@ -207,9 +207,7 @@ class LocalBackend:
         return report
 
 
-def open_local(
-    settings: BusSettings, clock: Callable[[], float] = time.time
-) -> tuple[LocalBackend, int]:
+def open_local(settings: BusSettings, clock: Now = time.time) -> tuple[LocalBackend, int]:
     """The database opened and memory rebuilt from it: the backend, and how many intents
     are live. Raises :class:`~.errors.StartupError`."""
     store = Store(settings.storage.path)

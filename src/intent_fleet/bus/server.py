@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from intent_fleet.protocol import redact_url
+from intent_fleet.protocol import Now, redact_url
 
 from .admin import run_cleanup
 from .app import build_app
@@ -37,7 +37,7 @@ async def serve(
     settings: BusSettings,
     *,
     stop: asyncio.Event,
-    clock: Callable[[], float] = time.time,
+    clock: Now = time.time,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set; raises :class:`StartupError` if the bus cannot start."""
@@ -67,7 +67,7 @@ async def serve(
         await ctx.backend.close()
 
 
-async def _open(settings: BusSettings, clock: Callable[[], float]) -> tuple[BusContext, int]:
+async def _open(settings: BusSettings, clock: Now) -> tuple[BusContext, int]:
     """The database opened and memory rebuilt from it: the context, and how many intents
     are live."""
     backend: Backend

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from intent_fleet.protocol import Problems, redact_url, validate
+from intent_fleet.protocol import Problems, validate
 
 __all__ = [
     "MIN_ADMIN_SECRET_CHARS",
@@ -23,7 +23,6 @@ __all__ = [
     "ListenSettings",
     "QueueSettings",
     "StorageSettings",
-    "redacted",
 ]
 
 
@@ -115,9 +114,6 @@ class DatabaseSettings:
                 f"must be 0-60 seconds, got {self.sweep_interval_seconds}",
             )
 
-
-#: The name bus/postgres/ still imports; the one definition is protocol's redact_url.
-redacted = redact_url
 
 #: The protocol versions the bus can answer as, the default first.
 WIRE_VERSIONS = ("2.1", "1.1")

@@ -8,9 +8,11 @@ it answered), in memory and bounded: a restart starts afresh.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from intent_fleet.protocol import Now
 
 from ..backend import Ended
 from ..records import Status
@@ -42,7 +44,7 @@ class _Minutes:
 class GoalActivity:
     """Fulfils and fails per goal, a minute at a time."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Now) -> None:
         self._clock = clock
         self._goals: OrderedDict[tuple[str, str], _Minutes] = OrderedDict()
 
@@ -99,7 +101,7 @@ class _Worker:
 class WorkersSeen:
     """Workers by the id they claim with (or their key's, without one)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Now) -> None:
         self._clock = clock
         self._workers: OrderedDict[str, _Worker] = OrderedDict()
 

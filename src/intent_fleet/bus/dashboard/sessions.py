@@ -14,8 +14,9 @@ import hashlib
 import hmac
 import math
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from intent_fleet.protocol import Now
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LoginBrake", "Session", "SessionKeys"]
 
@@ -71,7 +72,7 @@ class LoginBrake:
     ``cooldown_seconds`` (the count drains at that rate), so guessing the secret from one
     address is hopeless and a typo costs nothing."""
 
-    clock: Callable[[], float]
+    clock: Now
     allowed_failures: int = 5
     cooldown_seconds: float = 10.0
     #: Most addresses remembered; the oldest are forgotten first.

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+
+from intent_fleet.protocol import Now, redact_url
 
 from ..auth import KeyRing
 from ..backend import Figures
 from ..errors import DurabilityError, StartupError
-from ..settings import BusSettings, redacted
+from ..settings import BusSettings
 from .backlog import SharedBacklogs
 from .claims import SharedClaims
 from .database import Database, open_database
@@ -51,8 +52,6 @@ from .wakeups import Wakeups
 
 __all__ = ["SharedBackend", "open_shared"]
 
-Clock = Callable[[], float]
-
 
 class SharedBackend:
     """The :class:`~..backend.Backend` of bus replicas sharing one PostgreSQL database."""
@@ -62,7 +61,7 @@ class SharedBackend:
         *,
         db: Database,
         settings: BusSettings,
-        clock: Clock,
+        clock: Now,
         keys: KeyRing,
         rng: random.Random | None = None,
     ) -> None:
@@ -151,7 +150,7 @@ class SharedBackend:
 
 
 async def open_shared(
-    settings: BusSettings, clock: Clock, *, rng: random.Random | None = None
+    settings: BusSettings, clock: Now, *, rng: random.Random | None = None
 ) -> tuple[SharedBackend, int]:
     """Connect, migrate, and load the keys: the backend, and how many intents are live
     (``rng``: the jitter's, for tests that replay it). Raises :class:`StartupError` when
@@ -163,7 +162,7 @@ async def open_shared(
             live = await conn.fetchval(f"SELECT count(*) FROM intents WHERE status IN {LIVE}")
     except DurabilityError as exc:
         await db.close()
-        shown = redacted(settings.database.url)
+        shown = redact_url(settings.database.url)
         raise StartupError(f"cannot prepare the database {shown}: {exc}") from None
     ring = KeyRing(admin_secret=settings.auth.admin_secret, keys=keys)
     return SharedBackend(db=db, settings=settings, clock=clock, keys=ring, rng=rng), int(live)

@@ -8,10 +8,10 @@ which holds what that key could claim (public intents and its own private ones,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from intent_fleet.protocol import GoalStats
+from intent_fleet.protocol import GoalStats, Now
 
 from ..quotas import check_parked
 from ..settings import LimitSettings
@@ -46,7 +46,7 @@ class SharedBacklogs:
         *,
         db: Database,
         limits: LimitSettings,
-        clock: Callable[[], float],
+        clock: Now,
         wakeups: Wakeups,
     ) -> None:
         self._db = db

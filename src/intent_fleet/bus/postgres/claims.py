@@ -14,9 +14,11 @@ again when work lands on its goal on any replica.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from intent_fleet.protocol import Now
 
 from ..lifecycle import ClaimFilter
 from ..quotas import check_parked
@@ -58,7 +60,7 @@ class SharedClaims:
         db: Database,
         queue: QueueSettings,
         limits: LimitSettings,
-        clock: Callable[[], float],
+        clock: Now,
         wakeups: Wakeups,
     ) -> None:
         self._db = db

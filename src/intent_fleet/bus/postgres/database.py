@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from intent_fleet.protocol import redact_url
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
 from ..errors import ApiError, DurabilityError, StartupError
-from ..settings import DatabaseSettings, redacted
+from ..settings import DatabaseSettings
 from .schema import migrate
 
 __all__ = ["Conn", "Database", "open_database", "stopping"]
@@ -103,7 +105,7 @@ async def _keep_session(_conn: object) -> None:
 async def open_database(settings: DatabaseSettings) -> Database:
     """Connect both pools and bring the schema up to date. Raises :class:`StartupError`
     when the database cannot be reached or is too new."""
-    shown = redacted(settings.url)
+    shown = redact_url(settings.url)
     statement_ms = str(int(settings.statement_timeout_seconds * 1000))
 
     def pool(**session: str) -> Any:

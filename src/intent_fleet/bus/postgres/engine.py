@@ -22,11 +22,13 @@ import hashlib
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
+
+from intent_fleet.protocol import Now
 
 from ..backend import Ended, PublishOutcome, PublishRequest, Result
 from ..lifecycle import (
@@ -88,7 +90,7 @@ class SharedEngine:
         *,
         db: Database,
         settings: BusSettings,
-        clock: Callable[[], float],
+        clock: Now,
         quotas: SharedQuotas,
         claims: SharedClaims,
         rng: random.Random | None = None,

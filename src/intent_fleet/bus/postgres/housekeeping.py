@@ -19,12 +19,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
-from intent_fleet.protocol import RetryPolicy
+from intent_fleet.protocol import Now, RetryPolicy
 
 from ..errors import DurabilityError
 from ..settings import DatabaseSettings
@@ -53,7 +52,7 @@ class Housekeeping:
         self,
         *,
         settings: DatabaseSettings,
-        clock: Callable[[], float],
+        clock: Now,
         engine: SharedEngine,
         keys: SharedKeys,
         nonces: SharedNonces,

@@ -8,8 +8,9 @@ two replicas cannot both take the owner's last slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from intent_fleet.protocol import Now
 
 from ..quotas import check_kv_set
 
@@ -22,7 +23,7 @@ __all__ = ["SharedKV"]
 class SharedKV:
     """Values of every key's KV namespace, in the ``kv`` table."""
 
-    def __init__(self, *, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, *, db: Database, clock: Now) -> None:
         self._db = db
         self._clock = clock
 

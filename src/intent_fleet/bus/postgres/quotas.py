@@ -11,8 +11,9 @@ embedded backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
+
+from intent_fleet.protocol import Now
 
 from ..errors import ApiError
 from ..quotas import KeyUsage, check_publish
@@ -33,7 +34,7 @@ USAGE_REFRESH_SECONDS: Final = 1.0
 class SharedQuotas:
     """This replica's recent counts of what each key holds."""
 
-    def __init__(self, *, limits: LimitSettings, clock: Callable[[], float]) -> None:
+    def __init__(self, *, limits: LimitSettings, clock: Now) -> None:
         self._limits = limits
         self._clock = clock
         self._on = bool(
