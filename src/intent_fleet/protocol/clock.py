@@ -25,6 +25,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Clock:
+    """The time of one process, and waiting on it; a test passes one of its own."""
+
     #: Unix seconds: lease ends, deadlines and timestamps shared with other hosts.
     wall: Now = time.time
     #: Seconds for intervals measured on this host: pauses, latencies, idle time.
