@@ -46,7 +46,7 @@ test: lint cluster-build cluster-images bench-deps db-deps browser-deps
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-integration: setup db-deps browser-deps
+integration: setup db-deps browser-deps bench-deps cluster-build
 	$(BIN)/pytest -q tests/integration
 
 bench: setup bench-deps db-deps browser-deps cluster-build cluster-images

@@ -132,11 +132,18 @@ def test_the_tiers_without_root_are_what_the_readme_says() -> None:
     assert "pytest -q tests/unit" in unit
     assert "apt-get" not in unit
     assert "tests/integration" not in unit
-    # make integration installs only its two system packages, and only when missing.
+    # make integration installs only its three system packages, and only when missing, and
+    # builds the control plane its operator tests start.
     prerequisites = re.search(r"^integration: (.+)$", MAKEFILE.read_text(), flags=re.M)
     assert prerequisites is not None
-    assert prerequisites.group(1).split() == ["setup", "db-deps", "browser-deps"]
+    assert prerequisites.group(1).split() == [
+        "setup",
+        "db-deps",
+        "browser-deps",
+        "bench-deps",
+        "cluster-build",
+    ]
     assert "pytest -q tests/integration" in _make("integration")
     head = _setup_text()
-    for words in ("make unit", "make integration", "make db-deps browser-deps", "root"):
+    for words in ("make unit", "make integration", "make db-deps browser-deps bench-deps", "root"):
         assert words in head, words
